@@ -1,0 +1,5 @@
+package testenv
+
+import "golang.org/x/sys/unix"
+
+const errEADDRNOTAVAIL = unix.EADDRNOTAVAIL
