@@ -1,0 +1,499 @@
+package ctsync
+
+import (
+	"sort"
+	"time"
+)
+
+// Mode is the replication protocol.
+type Mode string
+
+// Replication protocols, as in conntrackd.
+const (
+	// ModeFTFW is conntrackd's reliable protocol: sequence numbers, ACK
+	// windows, NACK-driven retransmission, HELLO handshake.
+	ModeFTFW Mode = "ftfw"
+	// ModeNotrack sends each state once, with no recovery.
+	ModeNotrack Mode = "notrack"
+)
+
+// Protocol defaults (conntrackd's).
+const (
+	DefaultACKWindow     = 300
+	DefaultResendQueue   = 131072
+	DefaultAliveInterval = time.Second
+)
+
+// SessionConfig configures the pure replication session.
+type SessionConfig struct {
+	Mode Mode // "" means FTFW
+	// ACKWindow is the number of in-order messages acknowledged at once.
+	ACKWindow int
+	// ResendQueue bounds the FTFW resend queue (messages); the oldest entry
+	// is dropped when it is full.
+	ResendQueue int
+	// AliveInterval is the TX idle time after which ALIVE (or a pending ACK)
+	// is sent.
+	AliveInterval time.Duration
+	// MaxDatagram is the largest UDP payload (MTU - 28); messages are
+	// packed strictly below it.
+	MaxDatagram int
+	Wire        WireOptions
+}
+
+func (c *SessionConfig) defaults() {
+	if c.Mode == "" {
+		c.Mode = ModeFTFW
+	}
+	if c.ACKWindow <= 0 {
+		c.ACKWindow = DefaultACKWindow
+	}
+	if c.ResendQueue <= 0 {
+		c.ResendQueue = DefaultResendQueue
+	}
+	if c.AliveInterval <= 0 {
+		c.AliveInterval = DefaultAliveInterval
+	}
+	if c.MaxDatagram <= 0 {
+		c.MaxDatagram = 1500 - 28
+	}
+}
+
+type helloState uint8
+
+const (
+	helloInit helloState = iota
+	helloSay
+	helloDone
+)
+
+// SessionStats are the protocol counters of a session.
+type SessionStats struct {
+	MsgsSent, MsgsRecv      uint64
+	DataSent                uint64
+	Retransmits             uint64 // items queued again because of a NACK
+	NACKsSent, NACKsRecv    uint64
+	ACKsSent, ACKsRecv      uint64
+	AlivesSent              uint64
+	ResyncsSent, ResyncsRcv uint64
+	Lost                    uint64 // sequence numbers missing in the peer's stream
+	Before                  uint64 // old or duplicate messages dropped
+	ResendOverflow          uint64 // resend-queue entries dropped because it was full
+	HellosRecv              uint64
+}
+
+type ctlItem struct {
+	flags    uint8
+	from, to uint32
+}
+
+type rsItem struct {
+	seq  uint32
+	dead bool
+	ctl  bool
+	c    ctlItem
+	key  ckey
+}
+
+// RecvResult tells the engine what to do with a received message.
+type RecvResult struct {
+	// Apply: a data message to apply to the external cache.
+	Apply bool
+	// SendAll: queue the whole internal cache (the peer asked for a resync,
+	// or retransmission needs entries the bounded resend queue dropped).
+	SendAll bool
+	// Reject is non-zero when the message is invalid in this mode.
+	Reject Reason
+}
+
+// Session is the pure replication protocol of one node towards its peer
+// (FTFW or NOTRACK): it numbers outgoing messages, keeps the resend queue,
+// tracks the peer's sequence and schedules ACK, NACK and ALIVE. It takes the
+// current time and returns datagrams and the next deadline; it owns no
+// goroutine, timer or socket.
+type Session struct {
+	cfg SessionConfig
+
+	seq      uint32 // next sequence number to use
+	seqInit  bool
+	hello    helloState
+	sayBack  bool
+	lastTx   time.Time
+	txCtl    []ctlItem
+	txKeys   []ckey
+	txHead   int
+	txHint   map[ckey]MsgType
+	rs       []rsItem
+	rsHead   int
+	rsLive   int
+	overflow bool   // the resend queue dropped an entry
+	ovSeq    uint32 // the newest sequence number dropped from it
+
+	rxInit     bool
+	lastRecv   uint32
+	ackPending bool
+	ackFrom    uint32
+	window     int
+
+	stats SessionStats
+}
+
+// NewSession returns a session whose sequence is seeded from now (Unix
+// seconds, as conntrackd does).
+func NewSession(cfg SessionConfig, now time.Time) *Session {
+	cfg.defaults()
+	return &Session{
+		cfg:    cfg,
+		seq:    uint32(now.Unix()),
+		txHint: make(map[ckey]MsgType),
+		window: cfg.ACKWindow,
+	}
+}
+
+// Stats returns the counters.
+func (s *Session) Stats() SessionStats { return s.stats }
+
+// Mode returns the protocol.
+func (s *Session) Mode() Mode { return s.cfg.Mode }
+
+// Enqueue queues the state of k for transmission. t is CT_NEW for a new
+// flow, CT_UPD or CT_DEL otherwise; the message actually sent is built from
+// the internal cache at transmit time (absent = CT_DEL), so several changes
+// before one transmission collapse into one message.
+func (s *Session) Enqueue(k Key, t MsgType) {
+	ck := compactKey(&k)
+	if old, ok := s.txHint[ck]; ok {
+		if old != MsgCTNew {
+			s.txHint[ck] = t
+		}
+		return
+	}
+	s.txHint[ck] = t
+	s.txKeys = append(s.txKeys, ck)
+}
+
+// RequestResync queues a RESYNC request: the peer answers with its whole
+// internal cache.
+func (s *Session) RequestResync() {
+	s.txCtl = append(s.txCtl, ctlItem{flags: FlagResync})
+}
+
+// Pending reports whether anything waits for transmission or for an ACK.
+func (s *Session) Pending() (tx, unacked int) {
+	return len(s.txCtl) + len(s.txKeys) - s.txHead, s.rsLive
+}
+
+// DropQueues forgets everything queued or waiting for an ACK (flush).
+func (s *Session) DropQueues() {
+	s.txCtl = nil
+	s.txKeys, s.txHead = nil, 0
+	clear(s.txHint)
+	s.resetResend()
+}
+
+func (s *Session) resetResend() {
+	s.rs, s.rsHead, s.rsLive = nil, 0, 0
+}
+
+// Deadline returns when Poll must next be called if nothing else happens.
+func (s *Session) Deadline() time.Time {
+	return s.lastTx.Add(s.cfg.AliveInterval)
+}
+
+// Lookup returns the current state of a flow of the internal cache.
+type Lookup func(ck *ckey) (Flow, bool)
+
+// Poll builds up to maxMsgs queued messages (<= 0: all) into datagrams. It
+// sends ALIVE (or the pending ACK) when TX has been idle for the alive
+// interval. It returns the datagrams and the next deadline.
+func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, time.Time) {
+	p := packer{max: s.cfg.MaxDatagram}
+	n := 0
+	budget := func() bool { return maxMsgs <= 0 || n < maxMsgs }
+	for len(s.txCtl) > 0 && budget() {
+		c := s.txCtl[0]
+		s.txCtl = s.txCtl[1:]
+		s.sendCtl(&p, c)
+		n++
+	}
+	if len(s.txCtl) == 0 {
+		s.txCtl = nil
+	}
+	for s.txHead < len(s.txKeys) && budget() {
+		ck := s.txKeys[s.txHead]
+		s.txHead++
+		hint := s.txHint[ck]
+		delete(s.txHint, ck)
+		if s.sendObject(&p, &ck, hint, lookup) {
+			n++
+		}
+	}
+	if s.txHead == len(s.txKeys) {
+		s.txKeys, s.txHead = s.txKeys[:0], 0
+		if cap(s.txKeys) > 4096 {
+			s.txKeys = nil
+		}
+	}
+	if n == 0 && !now.Before(s.lastTx.Add(s.cfg.AliveInterval)) {
+		if s.cfg.Mode == ModeFTFW && s.ackPending {
+			s.ackPending = false
+			s.sendCtl(&p, ctlItem{flags: FlagACK, from: s.ackFrom, to: s.lastRecv})
+		} else {
+			s.sendCtl(&p, ctlItem{flags: FlagAlive})
+		}
+		n++
+	}
+	p.flush()
+	if n > 0 {
+		s.lastTx = now
+	}
+	next := s.lastTx.Add(s.cfg.AliveInterval)
+	if tx, _ := s.Pending(); tx > 0 {
+		next = now
+	}
+	return p.out, next
+}
+
+func (s *Session) nextSeq() uint32 {
+	seq := s.seq
+	s.seq++
+	return seq
+}
+
+// flags returns the hello flags for the next outgoing message.
+func (s *Session) helloFlags() uint8 {
+	if s.cfg.Mode != ModeFTFW {
+		return 0
+	}
+	var f uint8
+	if s.hello == helloInit {
+		s.hello = helloSay
+	}
+	if s.hello == helloSay {
+		f |= FlagHello
+	}
+	if s.sayBack {
+		f |= FlagHelloBack
+		s.sayBack = false
+	}
+	return f
+}
+
+func (s *Session) sendCtl(p *packer, c ctlItem) {
+	seq := s.nextSeq()
+	var buf [headerAckLen]byte
+	msg := AppendCtl(buf[:0], c.flags|s.helloFlags(), seq, c.from, c.to)
+	p.add(msg)
+	s.stats.MsgsSent++
+	switch {
+	case c.flags&FlagACK != 0:
+		s.stats.ACKsSent++
+	case c.flags&FlagNACK != 0:
+		s.stats.NACKsSent++
+	case c.flags&FlagResync != 0:
+		s.stats.ResyncsSent++
+	case c.flags&FlagAlive != 0:
+		s.stats.AlivesSent++
+	}
+	if s.cfg.Mode == ModeFTFW && c.flags&FlagAlive == 0 {
+		s.pushResend(rsItem{seq: seq, ctl: true, c: c})
+	}
+}
+
+func (s *Session) sendObject(p *packer, ck *ckey, hint MsgType, lookup Lookup) bool {
+	f, ok := lookup(ck)
+	t := MsgCTDel
+	if ok {
+		t = MsgCTUpd
+		if hint == MsgCTNew {
+			t = MsgCTNew
+		}
+	} else {
+		f = Flow{Key: ck.key()}
+	}
+	var buf [256]byte
+	// Encode with a placeholder seq first so a flow the codec refuses
+	// consumes no sequence number (the peer would NACK it forever).
+	msg, err := s.cfg.Wire.AppendCT(buf[:0], t, 0, 0, &f)
+	if err != nil {
+		return false
+	}
+	seq := s.nextSeq()
+	msg[1] = s.helloFlags()
+	msg[4], msg[5], msg[6], msg[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+	p.add(msg)
+	s.stats.MsgsSent++
+	s.stats.DataSent++
+	if s.cfg.Mode == ModeFTFW {
+		s.pushResend(rsItem{seq: seq, key: *ck})
+	}
+	return true
+}
+
+func (s *Session) pushResend(it rsItem) {
+	s.rs = append(s.rs, it)
+	s.rsLive++
+	for s.rsLive > s.cfg.ResendQueue {
+		h := &s.rs[s.rsHead]
+		if !h.dead {
+			h.dead = true
+			s.rsLive--
+			s.overflow = true
+			s.ovSeq = h.seq
+			s.stats.ResendOverflow++
+		}
+		s.rsHead++
+	}
+	s.compactResend()
+}
+
+func (s *Session) compactResend() {
+	for s.rsHead < len(s.rs) && s.rs[s.rsHead].dead {
+		s.rsHead++
+	}
+	if s.rsHead == len(s.rs) {
+		s.rs, s.rsHead = s.rs[:0], 0
+		return
+	}
+	if s.rsHead > 1024 && s.rsHead > len(s.rs)/2 {
+		n := copy(s.rs, s.rs[s.rsHead:])
+		clear(s.rs[n:])
+		s.rs, s.rsHead = s.rs[:n], 0
+	}
+}
+
+// before reports a < b in serial-number arithmetic.
+func before(a, b uint32) bool { return int32(a-b) < 0 }
+
+// resendRange returns the index range of live-or-dead resend items with
+// seq in [from, to].
+func (s *Session) resendRange(from, to uint32) (int, int) {
+	live := s.rs[s.rsHead:]
+	if len(live) == 0 {
+		return s.rsHead, s.rsHead
+	}
+	base := live[0].seq
+	lo := sort.Search(len(live), func(i int) bool { return int32(live[i].seq-base) >= int32(from-base) })
+	hi := sort.Search(len(live), func(i int) bool { return int32(live[i].seq-base) > int32(to-base) })
+	if hi < lo {
+		hi = lo
+	}
+	return s.rsHead + lo, s.rsHead + hi
+}
+
+func (s *Session) handleACK(from, to uint32) {
+	s.stats.ACKsRecv++
+	if before(to, from) {
+		return
+	}
+	lo, hi := s.resendRange(from, to)
+	for i := lo; i < hi; i++ {
+		if !s.rs[i].dead {
+			s.rs[i].dead = true
+			s.rsLive--
+		}
+	}
+	s.compactResend()
+}
+
+// handleNACK queues the items in [from, to] again. It reports whether the
+// range reaches into entries the full resend queue had dropped.
+func (s *Session) handleNACK(from, to uint32) bool {
+	s.stats.NACKsRecv++
+	if before(to, from) {
+		return false
+	}
+	lo, hi := s.resendRange(from, to)
+	for i := lo; i < hi; i++ {
+		it := &s.rs[i]
+		if it.dead {
+			continue
+		}
+		it.dead = true
+		s.rsLive--
+		s.stats.Retransmits++
+		if it.ctl {
+			s.txCtl = append(s.txCtl, it.c)
+		} else {
+			s.Enqueue(it.key.key(), MsgCTUpd)
+		}
+	}
+	s.compactResend()
+	if s.overflow && !before(s.ovSeq, from) {
+		s.overflow = false
+		return true
+	}
+	return false
+}
+
+// Receive runs the protocol for one received message (already split off
+// its datagram by NextMessage) and says what to do with it.
+func (s *Session) Receive(now time.Time, m *Message) RecvResult {
+	s.stats.MsgsRecv++
+	if s.cfg.Mode == ModeNotrack {
+		return s.receiveNotrack(m)
+	}
+	var res RecvResult
+	inSync := false
+	if m.Flags&FlagHello != 0 {
+		s.stats.HellosRecv++
+		s.sayBack = true
+		if s.ackPending && before(m.Seq, s.ackFrom) {
+			s.window = s.cfg.ACKWindow - 1
+			s.ackFrom = m.Seq
+		}
+		s.resetResend()
+		s.overflow = false
+		inSync = true
+	}
+	if m.Flags&FlagHelloBack != 0 && s.hello == helloSay {
+		s.hello = helloDone
+	}
+	expected := s.lastRecv + 1
+	switch {
+	case inSync || !s.rxInit || m.Seq == expected:
+		res = s.process(m)
+		if !s.ackPending {
+			s.ackFrom = m.Seq
+			s.ackPending = true
+		}
+		s.window--
+		if s.window <= 0 {
+			s.txCtl = append(s.txCtl, ctlItem{flags: FlagACK, from: s.ackFrom, to: m.Seq})
+			s.window = s.cfg.ACKWindow
+			s.ackPending = false
+		}
+	case before(expected, m.Seq):
+		res = s.process(m)
+		if s.ackPending {
+			s.txCtl = append(s.txCtl, ctlItem{flags: FlagACK, from: s.ackFrom, to: expected - 1})
+		}
+		s.txCtl = append(s.txCtl, ctlItem{flags: FlagNACK, from: expected, to: m.Seq - 1})
+		s.stats.Lost += uint64(m.Seq - expected)
+		s.window = s.cfg.ACKWindow - 1
+		s.ackFrom = m.Seq
+		s.ackPending = true
+	default:
+		s.stats.Before++
+		return RecvResult{}
+	}
+	s.rxInit = true
+	s.lastRecv = m.Seq
+	return res
+}
+
+func (s *Session) process(m *Message) RecvResult {
+	if m.IsData() {
+		return RecvResult{Apply: true}
+	}
+	switch {
+	case m.Flags&FlagACK != 0:
+		s.handleACK(m.From, m.To)
+	case m.Flags&FlagNACK != 0:
+		return RecvResult{SendAll: s.handleNACK(m.From, m.To)}
+	case m.Flags&FlagResync != 0:
+		s.stats.ResyncsRcv++
+		return RecvResult{SendAll: true}
+	}
+	return RecvResult{}
+}
