@@ -12,21 +12,21 @@ type DiscardReason uint8
 
 // Discard reasons, in the order RFC 3768 §7.1 lists the checks.
 const (
-	DiscardNone         DiscardReason = iota // not discarded
-	DiscardTTL                               // multicast advert with IP TTL != 255 (§7.1 1)
-	DiscardVersion                           // version != 2 (§7.1 2)
-	DiscardLength                            // shorter or longer than its address count says (§7.1 3)
-	DiscardChecksum                          // bad VRRP checksum (§7.1 4)
-	DiscardType                              // type != ADVERTISEMENT (§5.3.2)
-	DiscardUnknownVRID                       // VRID not configured on the receiving interface (§7.1 5)
-	DiscardLocalOwner                        // we own the addresses (priority 255) (§7.1 5)
-	DiscardAuthType                          // auth type differs from ours (§7.1 6, §5.3.6)
-	DiscardAuthFailure                       // simple password differs (§7.1 6)
-	DiscardInterval                          // Adver Int differs from ours (§7.1 8)
-	DiscardWrongInterface                    // arrived on another interface than the socket's
-	DiscardOwnAdvert                         // our own advert looped back (source is our address)
-	DiscardUnknownPeer                       // unicast advert from an address that is not a configured peer
-	DiscardDestination                       // multicast advert for a unicast instance or vice versa
+	DiscardNone           DiscardReason = iota // not discarded
+	DiscardTTL                                 // multicast advert with IP TTL != 255 (§7.1 1)
+	DiscardVersion                             // version != 2 (§7.1 2)
+	DiscardLength                              // shorter or longer than its address count says (§7.1 3)
+	DiscardChecksum                            // bad VRRP checksum (§7.1 4)
+	DiscardType                                // type != ADVERTISEMENT (§5.3.2)
+	DiscardUnknownVRID                         // VRID not configured on the receiving interface (§7.1 5)
+	DiscardLocalOwner                          // we own the addresses (priority 255) (§7.1 5)
+	DiscardAuthType                            // auth type differs from ours (§7.1 6, §5.3.6)
+	DiscardAuthFailure                         // simple password differs (§7.1 6)
+	DiscardInterval                            // Adver Int differs from ours (§7.1 8)
+	DiscardWrongInterface                      // arrived on another interface than the socket's
+	DiscardOwnAdvert                           // our own advert looped back (source is our address)
+	DiscardUnknownPeer                         // unicast advert from an address that is not a configured peer
+	DiscardDestination                         // multicast advert for a unicast instance or vice versa
 	numDiscardReasons
 )
 
