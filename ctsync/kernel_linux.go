@@ -1,0 +1,534 @@
+package ctsync
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// KernelOptions configure NewKernel. The zero value is usable.
+type KernelOptions struct {
+	// NetNS is a network namespace file descriptor (e.g. an open
+	// /run/netns/<name> or /proc/<pid>/ns/net); 0 means the current one.
+	// The sockets are created inside it by a throwaway locked thread and
+	// stay there; the caller may close the fd after NewKernel returns.
+	NetNS int
+	// BatchSize is the number of requests per write (default 1024).
+	BatchSize int
+	// SocketBuffer is the send and receive buffer of the writer and dump
+	// sockets, set with SO_SNDBUFFORCE/SO_RCVBUFFORCE (default 16 MiB).
+	SocketBuffer int
+	// EventBuffer is the initial receive buffer of the event socket
+	// (default 64 MiB); on ENOBUFS it doubles up to MaxEventBuffer
+	// (default 4 × EventBuffer).
+	EventBuffer, MaxEventBuffer int
+	// TCPWindowTracking sends the TCP window scale factors on commit and
+	// lets the kernel track windows. Off (conntrackd's default), committed
+	// TCP entries are marked IP_CT_TCP_FLAG_BE_LIBERAL in both directions
+	// since the replicated state has no window data.
+	TCPWindowTracking bool
+	// DefaultTimeout is given to committed flows whose Timeout is 0
+	// (default 60 s, conntrackd's fallback for an expired estimate).
+	DefaultTimeout uint32
+}
+
+// KernelStats are the adapter's counters.
+type KernelStats struct {
+	// Events is the number of events delivered to the sink.
+	Events uint64
+	// Overruns counts ENOBUFS on the event socket (each delivered as an
+	// EventOverrun).
+	Overruns uint64
+	// DecodeErrors counts kernel messages that could not be decoded and
+	// were skipped (events and dumps).
+	DecodeErrors uint64
+	// EventBuffer is the event socket's current receive buffer in bytes as
+	// the kernel reports it (0 before Events).
+	EventBuffer int
+}
+
+// LinuxKernel implements Kernel over ctnetlink with raw netlink sockets:
+// one writer socket (commit, delete, flush), one dump socket and one event
+// socket. Commit and Delete are serialised with each other; Dump and Events
+// may run concurrently with them.
+type LinuxKernel struct {
+	opts KernelOptions
+	enc  nlEncodeOptions
+
+	wmu  sync.Mutex // writer socket, wbuf, seq
+	w    *nlSocket
+	wbuf []byte
+	wrx  *nlMmsg
+	seq  uint32
+
+	dmu  sync.Mutex // dump socket, dbuf, dseq
+	d    *nlSocket
+	dbuf []byte
+	dseq uint32
+
+	ev        *nlSocket
+	listening atomic.Bool
+	evBufSize int // guarded by listening
+
+	events, overruns, decodeErrs atomic.Uint64
+	evBufNow                     atomic.Int64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Kernel = (*LinuxKernel)(nil)
+
+// Event socket geometry: 128 datagrams per recvmmsg, each one event
+// (a conntrack event is a few hundred bytes).
+const (
+	nlEventVlen     = 128
+	nlEventSlot     = 8192
+	nlBatchDeadline = 10 * time.Second
+)
+
+// NewKernel opens the ctnetlink sockets in the current namespace or in
+// opts.NetNS. It needs CAP_NET_ADMIN in that namespace.
+func NewKernel(opts KernelOptions) (*LinuxKernel, error) {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 1024
+	}
+	if opts.SocketBuffer <= 0 {
+		opts.SocketBuffer = 16 << 20
+	}
+	if opts.EventBuffer <= 0 {
+		opts.EventBuffer = 64 << 20
+	}
+	if opts.MaxEventBuffer < opts.EventBuffer {
+		opts.MaxEventBuffer = 4 * opts.EventBuffer
+	}
+	if opts.DefaultTimeout == 0 {
+		opts.DefaultTimeout = 60
+	}
+	k := &LinuxKernel{
+		opts: opts,
+		enc: nlEncodeOptions{
+			tcpWindowTracking: opts.TCPWindowTracking,
+			defaultTimeout:    opts.DefaultTimeout,
+		},
+		evBufSize: opts.EventBuffer,
+	}
+	err := nlInNetNS(opts.NetNS, func() error {
+		var err error
+		if k.w, err = nlOpen(opts.SocketBuffer, opts.SocketBuffer); err != nil {
+			return err
+		}
+		if k.d, err = nlOpen(0, opts.SocketBuffer); err != nil {
+			return err
+		}
+		// The event socket joins its groups only while Events runs, so
+		// nothing piles up in its buffer before.
+		k.ev, err = nlOpen(0, 0)
+		return err
+	})
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	k.wrx = newNLMmsg(64, 4096)
+	return k, nil
+}
+
+// PortID is the netlink port id of the writer socket: kernel events caused
+// by Commit, Delete and Flush carry it in their header (Event.Own).
+func (k *LinuxKernel) PortID() uint32 { return k.w.portID }
+
+// Stats returns the adapter's counters.
+func (k *LinuxKernel) Stats() KernelStats {
+	return KernelStats{
+		Events:       k.events.Load(),
+		Overruns:     k.overruns.Load(),
+		DecodeErrors: k.decodeErrs.Load(),
+		EventBuffer:  int(k.evBufNow.Load()),
+	}
+}
+
+// Close closes the sockets. A running Events returns.
+func (k *LinuxKernel) Close() error {
+	k.closeOnce.Do(func() {
+		var errs []error
+		for _, s := range []*nlSocket{k.w, k.d, k.ev} {
+			if s != nil {
+				errs = append(errs, s.close())
+			}
+		}
+		k.closeErr = errors.Join(errs...)
+	})
+	return k.closeErr
+}
+
+// batchEncoder appends the request for item i with the given sequence
+// number and extra flags.
+type batchEncoder func(b []byte, i int, seq uint32, flags uint16) ([]byte, error)
+
+// runBatches sends n requests in batches of opts.BatchSize per write in
+// errors-only mode: only the last request of each batch asks for an ACK,
+// which marks the end of the batch's replies (the kernel handles requests
+// in order inside the write). It returns the errno of every request, 0 for
+// success. Requests that cannot be encoded get EINVAL without being sent.
+// Callers hold wmu.
+func (k *LinuxKernel) runBatches(ctx context.Context, n int, enc batchEncoder) ([]unix.Errno, error) {
+	errnos := make([]unix.Errno, n)
+	for start := 0; start < n; start += k.opts.BatchSize {
+		if err := ctx.Err(); err != nil {
+			return errnos, err
+		}
+		end := min(start+k.opts.BatchSize, n)
+		base := k.seq + 1
+		k.seq += uint32(end - start)
+		b := k.wbuf[:0]
+		last := -1
+		for i := start; i < end; i++ {
+			off := len(b)
+			var err error
+			b, err = enc(b, i, base+uint32(i-start), 0)
+			if err != nil {
+				errnos[i] = unix.EINVAL
+				continue
+			}
+			last = off
+		}
+		k.wbuf = b
+		if last < 0 {
+			continue
+		}
+		// Ask for an ACK on the last message: its reply ends the batch.
+		flags := binary.NativeEndian.Uint16(b[last+6:])
+		binary.NativeEndian.PutUint16(b[last+6:], flags|nlmFAck)
+		lastSeq := binary.NativeEndian.Uint32(b[last+8:])
+		if err := k.w.send(b); err != nil {
+			return errnos, fmt.Errorf("ctnetlink: send batch: %w", err)
+		}
+		if err := k.collect(ctx, base, errnos[start:end], lastSeq); err != nil {
+			return errnos, err
+		}
+	}
+	return errnos, nil
+}
+
+// collect reads the replies of one batch until the ACK of lastSeq.
+func (k *LinuxKernel) collect(ctx context.Context, base uint32, errnos []unix.Errno, lastSeq uint32) error {
+	done := k.w.withDeadline(ctx, nlBatchDeadline)
+	defer done()
+	for {
+		cnt, err := k.w.recvmmsg(k.wrx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("ctnetlink: no reply to batch within %v", nlBatchDeadline)
+			}
+			return fmt.Errorf("ctnetlink: receive replies: %w", err)
+		}
+		for i := range cnt {
+			b, _ := k.wrx.msg(i)
+			for len(b) > 0 {
+				h, payload, rest, ok := nlNextMessage(b)
+				if !ok {
+					break
+				}
+				b = rest
+				if h.Type != nlmsgError || len(payload) < nlmsgErrLen {
+					continue
+				}
+				code := int32(binary.NativeEndian.Uint32(payload))
+				if idx := h.Seq - base; idx < uint32(len(errnos)) && code < 0 {
+					errnos[idx] = unix.Errno(-code)
+				}
+				if h.Seq == lastSeq {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// Commit writes flows into the kernel table in batches. Each flow is first
+// created (NLM_F_CREATE|NLM_F_EXCL, NAT and helper included). A flow that
+// already exists (EEXIST) is then updated to the replicated state, without
+// NAT attributes since the kernel cannot change a NAT binding (EOPNOTSUPP);
+// an existing entry that must carry a NAT binding, or whose update fails
+// otherwise (e.g. EBUSY), is deleted and created again, as conntrackd does,
+// so the replicated state and binding win. An update that finds the entry
+// gone (ENOENT) creates it. Created counts new entries, Updated existing
+// entries brought to the replicated state; Failed counts the rest by errno.
+func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (CommitResult, error) {
+	start := time.Now()
+	res := CommitResult{Failed: map[string]int{}}
+	k.wmu.Lock()
+	defer k.wmu.Unlock()
+	defer func() { res.Duration = time.Since(start) }()
+
+	fail := func(e unix.Errno) {
+		res.Failed[unix.ErrnoName(e)]++
+	}
+
+	// Pass 1: create everything.
+	errnos, err := k.runBatches(ctx, len(flows), func(b []byte, i int, seq uint32, fl uint16) ([]byte, error) {
+		return nlAppendRequest(b, nlReqCreate, &flows[i], seq, fl, &k.enc)
+	})
+	if err != nil {
+		return res, err
+	}
+	var update, replace []int
+	for i, e := range errnos {
+		switch {
+		case e == 0:
+			res.Created++
+		case e == unix.EEXIST && (flows[i].SNAT.Addr.IsValid() || flows[i].DNAT.Addr.IsValid() ||
+			flows[i].SNAT.Port != 0 || flows[i].DNAT.Port != 0):
+			replace = append(replace, i)
+		case e == unix.EEXIST:
+			update = append(update, i)
+		default:
+			fail(e)
+		}
+	}
+
+	// Pass 2: update existing entries (no NAT).
+	var recreate []int
+	if len(update) > 0 {
+		errnos, err = k.runBatches(ctx, len(update), func(b []byte, i int, seq uint32, fl uint16) ([]byte, error) {
+			return nlAppendRequest(b, nlReqUpdate, &flows[update[i]], seq, fl, &k.enc)
+		})
+		if err != nil {
+			return res, err
+		}
+		for j, e := range errnos {
+			switch e {
+			case 0:
+				res.Updated++
+			case unix.ENOENT:
+				recreate = append(recreate, update[j])
+			default:
+				replace = append(replace, update[j])
+			}
+		}
+	}
+
+	// Pass 3: delete the entries to replace.
+	if len(replace) > 0 {
+		errnos, err = k.runBatches(ctx, len(replace), func(b []byte, i int, seq uint32, fl uint16) ([]byte, error) {
+			return nlAppendRequest(b, nlReqDelete, &flows[replace[i]], seq, fl, &k.enc)
+		})
+		if err != nil {
+			return res, err
+		}
+		kept := replace[:0]
+		for j, e := range errnos {
+			if e == 0 || e == unix.ENOENT {
+				kept = append(kept, replace[j])
+			} else {
+				fail(e)
+			}
+		}
+		replace = kept
+	}
+
+	// Pass 4: create the replaced and vanished entries.
+	nReplace := len(replace)
+	again := append(replace, recreate...)
+	if len(again) > 0 {
+		errnos, err = k.runBatches(ctx, len(again), func(b []byte, i int, seq uint32, fl uint16) ([]byte, error) {
+			return nlAppendRequest(b, nlReqCreate, &flows[again[i]], seq, fl, &k.enc)
+		})
+		if err != nil {
+			return res, err
+		}
+		for j, e := range errnos {
+			switch {
+			case e != 0:
+				fail(e)
+			case j < nReplace:
+				res.Updated++
+			default:
+				res.Created++
+			}
+		}
+	}
+	return res, nil
+}
+
+// Delete removes entries by original tuple and zone in batches. Missing
+// entries (ENOENT) are neither counted as deleted nor as failed.
+func (k *LinuxKernel) Delete(ctx context.Context, keys []Key) (CommitResult, error) {
+	start := time.Now()
+	res := CommitResult{Failed: map[string]int{}}
+	k.wmu.Lock()
+	defer k.wmu.Unlock()
+	var f Flow
+	errnos, err := k.runBatches(ctx, len(keys), func(b []byte, i int, seq uint32, fl uint16) ([]byte, error) {
+		f.Key = keys[i]
+		return nlAppendRequest(b, nlReqDelete, &f, seq, fl, &k.enc)
+	})
+	if err == nil {
+		for _, e := range errnos {
+			switch e {
+			case 0:
+				res.Deleted++
+			case unix.ENOENT:
+			default:
+				res.Failed[unix.ErrnoName(e)]++
+			}
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, err
+}
+
+// Flush empties the whole conntrack table of the namespace (every zone and
+// family). The resulting DESTROY events are marked Own.
+func (k *LinuxKernel) Flush(ctx context.Context) error {
+	k.wmu.Lock()
+	defer k.wmu.Unlock()
+	errnos, err := k.runBatches(ctx, 1, func(b []byte, _ int, seq uint32, fl uint16) ([]byte, error) {
+		return nlAppendFlush(b, seq, fl), nil
+	})
+	if err != nil {
+		return err
+	}
+	if errnos[0] != 0 {
+		return fmt.Errorf("ctnetlink: flush: %w", errnos[0])
+	}
+	return nil
+}
+
+// Dump reads every entry of the table (all families and zones). Messages
+// that cannot be decoded are skipped and counted in Stats.DecodeErrors.
+func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
+	k.dmu.Lock()
+	defer k.dmu.Unlock()
+	if k.dbuf == nil {
+		k.dbuf = make([]byte, 1<<20)
+	}
+	k.dseq++
+	seq := k.dseq
+	req := nlAppendDumpRequest(make([]byte, 0, 32), seq)
+	if err := k.d.send(req); err != nil {
+		return nil, fmt.Errorf("ctnetlink: dump request: %w", err)
+	}
+	done := k.d.withDeadline(ctx, 0)
+	defer done()
+	var flows []Flow
+	for {
+		n, err := k.d.recv(k.dbuf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("ctnetlink: dump: %w", err)
+		}
+		b := k.dbuf[:n]
+		for len(b) > 0 {
+			h, payload, rest, ok := nlNextMessage(b)
+			if !ok {
+				k.decodeErrs.Add(1)
+				break
+			}
+			b = rest
+			if h.Seq != seq {
+				continue // a stale reply of an interrupted dump
+			}
+			switch h.Type {
+			case nlmsgDone:
+				return flows, nil
+			case nlmsgError:
+				if len(payload) >= nlmsgErrLen {
+					if code := int32(binary.NativeEndian.Uint32(payload)); code < 0 {
+						return nil, fmt.Errorf("ctnetlink: dump: %w", unix.Errno(-code))
+					}
+				}
+				continue
+			}
+			flows = append(flows, Flow{})
+			if err := nlDecodeFlow(payload, &flows[len(flows)-1]); err != nil {
+				flows = flows[:len(flows)-1]
+				k.decodeErrs.Add(1)
+			}
+		}
+	}
+}
+
+// Events subscribes to conntrack NEW, UPDATE and DESTROY events and hands
+// them to sink in batches (one batch per recvmmsg, up to 128 events; the
+// sink owns the slice) until ctx ends, then returns nil. Only one Events
+// may run at a time. On ENOBUFS (events lost) the receive buffer is doubled
+// up to MaxEventBuffer, the overrun is counted and an EventOverrun event is
+// delivered so the engine can resync. Events caused by this LinuxKernel's
+// own writes carry its writer socket's port id and are marked Own.
+func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
+	if !k.listening.CompareAndSwap(false, true) {
+		return errors.New("ctnetlink: Events already running")
+	}
+	defer k.listening.Store(false)
+
+	if err := k.ev.setRcvBuf(k.evBufSize); err != nil {
+		return fmt.Errorf("ctnetlink: event buffer: %w", err)
+	}
+	k.evBufNow.Store(int64(k.ev.rcvBuf()))
+	groups := []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPDATE, unix.NFNLGRP_CONNTRACK_DESTROY}
+	if err := k.ev.setGroups(true, groups...); err != nil {
+		return fmt.Errorf("ctnetlink: join event groups: %w", err)
+	}
+	defer func() { _ = k.ev.setGroups(false, groups...) }()
+
+	done := k.ev.withDeadline(ctx, 0)
+	defer done()
+	m := newNLMmsg(nlEventVlen, nlEventSlot)
+	own := k.w.portID
+	for {
+		n, err := k.ev.recvmmsg(m)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, unix.ENOBUFS):
+			k.overruns.Add(1)
+			if k.evBufSize < k.opts.MaxEventBuffer {
+				k.evBufSize = min(2*k.evBufSize, k.opts.MaxEventBuffer)
+				if err := k.ev.setRcvBuf(k.evBufSize); err != nil {
+					return fmt.Errorf("ctnetlink: grow event buffer: %w", err)
+				}
+				k.evBufNow.Store(int64(k.ev.rcvBuf()))
+			}
+			sink([]Event{{Type: EventOverrun}})
+			continue
+		case errors.Is(err, os.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("ctnetlink: receive events: %w", err)
+		}
+		evs := make([]Event, 0, n)
+		bad := 0
+		for i := range n {
+			b, trunc := m.msg(i)
+			if trunc {
+				bad++
+				continue
+			}
+			var nb int
+			evs, nb = nlAppendEvents(evs, b, own)
+			bad += nb
+		}
+		if bad > 0 {
+			k.decodeErrs.Add(uint64(bad))
+		}
+		if len(evs) > 0 {
+			k.events.Add(uint64(len(evs)))
+			sink(evs)
+		}
+	}
+}

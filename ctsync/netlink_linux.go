@@ -1,0 +1,251 @@
+package ctsync
+
+// Raw NETLINK_NETFILTER sockets for the ctnetlink hot paths. Each socket is
+// non-blocking and registered with Go's network poller through os.NewFile,
+// so reads wait without holding an OS thread and are interrupted by
+// deadlines (which is how context cancellation reaches them).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// nlSocket is one bound netlink socket.
+type nlSocket struct {
+	f      *os.File
+	rc     syscall.RawConn
+	portID uint32
+}
+
+// nlInNetNS runs fn with the calling goroutine's thread inside the network
+// namespace nsFD (0 = stay in the current one). Sockets created by fn stay
+// in that namespace for their whole life. The switch happens on a fresh
+// goroutine locked to its thread that never unlocks: when it returns the Go
+// runtime destroys the thread, so no thread ever goes back to the scheduler
+// in the wrong namespace and nothing has to be restored.
+func nlInNetNS(nsFD int, fn func() error) error {
+	if nsFD <= 0 {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("ctnetlink: enter network namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// nlOpen creates and binds a ctnetlink socket with the given buffer sizes
+// (0 keeps the default). It must run in the target namespace.
+func nlOpen(sndbuf, rcvbuf int) (*nlSocket, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return nil, fmt.Errorf("ctnetlink: socket: %w", err)
+	}
+	fail := func(what string, err error) (*nlSocket, error) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("ctnetlink: %s: %w", what, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return fail("bind", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return fail("getsockname", err)
+	}
+	nsa, ok := sa.(*unix.SockaddrNetlink)
+	if !ok {
+		return fail("getsockname", unix.EAFNOSUPPORT)
+	}
+	// Error replies carry only the request's header, not its payload.
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1); err != nil {
+		return fail("NETLINK_CAP_ACK", err)
+	}
+	if sndbuf > 0 {
+		if err := nlSetBuf(fd, unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, sndbuf); err != nil {
+			return fail("send buffer", err)
+		}
+	}
+	if rcvbuf > 0 {
+		if err := nlSetBuf(fd, unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, rcvbuf); err != nil {
+			return fail("receive buffer", err)
+		}
+	}
+	f := os.NewFile(uintptr(fd), "ctnetlink")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ctnetlink: %w", err)
+	}
+	return &nlSocket{f: f, rc: rc, portID: nsa.Pid}, nil
+}
+
+// nlSetBuf sets a socket buffer size, forcing it past the sysctl limits when
+// the process has CAP_NET_ADMIN.
+func nlSetBuf(fd, force, plain, size int) error {
+	err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, force, size)
+	if errors.Is(err, unix.EPERM) {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, plain, size)
+	}
+	return err
+}
+
+func (s *nlSocket) close() error { return s.f.Close() }
+
+// setRcvBuf changes the receive buffer of an open socket.
+func (s *nlSocket) setRcvBuf(size int) error {
+	var err error
+	cerr := s.rc.Control(func(fd uintptr) {
+		err = nlSetBuf(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, size)
+	})
+	return errors.Join(cerr, err)
+}
+
+// rcvBuf returns the receive buffer size as the kernel reports it.
+func (s *nlSocket) rcvBuf() int {
+	var v int
+	_ = s.rc.Control(func(fd uintptr) {
+		v, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+	})
+	return v
+}
+
+// setGroups joins or leaves the ctnetlink multicast groups.
+func (s *nlSocket) setGroups(join bool, groups ...int) error {
+	opt := unix.NETLINK_DROP_MEMBERSHIP
+	if join {
+		opt = unix.NETLINK_ADD_MEMBERSHIP
+	}
+	var err error
+	cerr := s.rc.Control(func(fd uintptr) {
+		for _, g := range groups {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_NETLINK, opt, g); e != nil {
+				err = e
+				return
+			}
+		}
+	})
+	return errors.Join(cerr, err)
+}
+
+// send writes one datagram (one or many netlink messages) to the kernel.
+// The kernel processes ctnetlink requests inside this call, so every reply
+// is queued on the socket when it returns.
+func (s *nlSocket) send(b []byte) error {
+	var err error
+	werr := s.rc.Write(func(fd uintptr) bool {
+		err = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return err != unix.EAGAIN
+	})
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// withDeadline arms the socket's read deadline from ctx (and an optional
+// extra bound) for the duration of a call; the returned func disarms it.
+func (s *nlSocket) withDeadline(ctx context.Context, limit time.Duration) func() {
+	if limit > 0 {
+		_ = s.f.SetReadDeadline(time.Now().Add(limit))
+	}
+	stop := context.AfterFunc(ctx, func() { _ = s.f.SetReadDeadline(time.Now()) })
+	return func() {
+		stop()
+		_ = s.f.SetReadDeadline(time.Time{})
+	}
+}
+
+// recv reads one datagram into b, waiting through the poller. It returns
+// unix.ENOBUFS when the kernel dropped messages for this socket.
+func (s *nlSocket) recv(b []byte) (int, error) {
+	var (
+		n   int
+		err error
+	)
+	rerr := s.rc.Read(func(fd uintptr) bool {
+		n, _, err = unix.Recvfrom(int(fd), b, unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, err
+}
+
+// nlMmsg is a reusable recvmmsg(2) vector: vlen slots of slot bytes each.
+// x/sys/unix has the Mmsghdr type but no wrapper, so the system call is made
+// directly.
+type nlMmsg struct {
+	hdrs []unix.Mmsghdr
+	iovs []unix.Iovec
+	buf  []byte
+	slot int
+}
+
+func newNLMmsg(vlen, slot int) *nlMmsg {
+	m := &nlMmsg{
+		hdrs: make([]unix.Mmsghdr, vlen),
+		iovs: make([]unix.Iovec, vlen),
+		buf:  make([]byte, vlen*slot),
+		slot: slot,
+	}
+	for i := range m.hdrs {
+		m.iovs[i].Base = &m.buf[i*slot]
+		m.iovs[i].SetLen(slot)
+		m.hdrs[i].Hdr.Iov = &m.iovs[i]
+		m.hdrs[i].Hdr.SetIovlen(1)
+	}
+	return m
+}
+
+// msg returns the i-th received datagram after a successful recvmmsg and
+// whether it was truncated.
+func (m *nlMmsg) msg(i int) ([]byte, bool) {
+	n := int(m.hdrs[i].Len)
+	trunc := m.hdrs[i].Hdr.Flags&unix.MSG_TRUNC != 0
+	if n > m.slot {
+		n, trunc = m.slot, true
+	}
+	return m.buf[i*m.slot : i*m.slot+n], trunc
+}
+
+// recvmmsg receives up to len(m.hdrs) datagrams, waiting through the poller
+// for the first one.
+func (s *nlSocket) recvmmsg(m *nlMmsg) (int, error) {
+	var (
+		n   int
+		err error
+	)
+	rerr := s.rc.Read(func(fd uintptr) bool {
+		for i := range m.hdrs {
+			m.hdrs[i].Hdr.Flags = 0
+			m.hdrs[i].Len = 0
+		}
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
+			uintptr(len(m.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		runtime.KeepAlive(m)
+		if e != 0 {
+			n, err = 0, e
+			return e != unix.EAGAIN
+		}
+		n, err = int(r), nil
+		return true
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, err
+}
