@@ -126,10 +126,12 @@ type Session struct {
 	rs       []rsItem
 	rsHead   int
 	rsLive   int
+	rsObj    int // live object items (not control) in the resend queue
 	overflow bool   // the resend queue dropped an entry
 	ovSeq    uint32 // the newest sequence number dropped from it
 
 	rxInit     bool
+	peerHello  bool // the previous message from the peer carried HELLO
 	lastRecv   uint32
 	ackPending bool
 	ackFrom    uint32
@@ -178,9 +180,10 @@ func (s *Session) RequestResync() {
 	s.txCtl = append(s.txCtl, ctlItem{flags: FlagResync})
 }
 
-// Pending reports whether anything waits for transmission or for an ACK.
+// Pending returns the number of messages waiting for transmission and of
+// states (not control messages) sent but not yet acknowledged.
 func (s *Session) Pending() (tx, unacked int) {
-	return len(s.txCtl) + len(s.txKeys) - s.txHead, s.rsLive
+	return len(s.txCtl) + len(s.txKeys) - s.txHead, s.rsObj
 }
 
 // DropQueues forgets everything queued or waiting for an ACK (flush).
@@ -192,7 +195,7 @@ func (s *Session) DropQueues() {
 }
 
 func (s *Session) resetResend() {
-	s.rs, s.rsHead, s.rsLive = nil, 0, 0
+	s.rs, s.rsHead, s.rsLive, s.rsObj = nil, 0, 0, 0
 }
 
 // Deadline returns when Poll must next be called if nothing else happens.
@@ -333,11 +336,13 @@ func (s *Session) sendObject(p *packer, ck *ckey, hint MsgType, lookup Lookup) b
 func (s *Session) pushResend(it rsItem) {
 	s.rs = append(s.rs, it)
 	s.rsLive++
+	if !it.ctl {
+		s.rsObj++
+	}
 	for s.rsLive > s.cfg.ResendQueue {
 		h := &s.rs[s.rsHead]
 		if !h.dead {
-			h.dead = true
-			s.rsLive--
+			s.kill(h)
 			s.overflow = true
 			s.ovSeq = h.seq
 			s.stats.ResendOverflow++
@@ -359,6 +364,14 @@ func (s *Session) compactResend() {
 		n := copy(s.rs, s.rs[s.rsHead:])
 		clear(s.rs[n:])
 		s.rs, s.rsHead = s.rs[:n], 0
+	}
+}
+
+func (s *Session) kill(it *rsItem) {
+	it.dead = true
+	s.rsLive--
+	if !it.ctl {
+		s.rsObj--
 	}
 }
 
@@ -389,8 +402,7 @@ func (s *Session) handleACK(from, to uint32) {
 	lo, hi := s.resendRange(from, to)
 	for i := lo; i < hi; i++ {
 		if !s.rs[i].dead {
-			s.rs[i].dead = true
-			s.rsLive--
+			s.kill(&s.rs[i])
 		}
 	}
 	s.compactResend()
@@ -409,8 +421,7 @@ func (s *Session) handleNACK(from, to uint32) bool {
 		if it.dead {
 			continue
 		}
-		it.dead = true
-		s.rsLive--
+		s.kill(it)
 		s.stats.Retransmits++
 		if it.ctl {
 			s.txCtl = append(s.txCtl, it.c)
@@ -442,10 +453,17 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 			s.window = s.cfg.ACKWindow - 1
 			s.ackFrom = m.Seq
 		}
-		s.resetResend()
-		s.overflow = false
+		// The peer (re)started and will never NACK what we sent before:
+		// forget it. conntrackd flushes on every HELLO message; flushing
+		// only when a HELLO period begins keeps what was sent during the
+		// handshake itself retransmittable.
+		if !s.peerHello {
+			s.resetResend()
+			s.overflow = false
+		}
 		inSync = true
 	}
+	s.peerHello = m.Flags&FlagHello != 0
 	if m.Flags&FlagHelloBack != 0 && s.hello == helloSay {
 		s.hello = helloDone
 	}

@@ -1,0 +1,445 @@
+package ctsync
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// simNode is one side of a simulated pair: a session, the internal cache
+// it replicates and the external cache it receives into.
+type simNode struct {
+	s        *Session
+	internal *Cache
+	external *Cache
+	wire     WireOptions
+	bad      int
+}
+
+func newSimNode(cfg SessionConfig, now time.Time) *simNode {
+	return &simNode{s: NewSession(cfg, now), internal: NewCache(), external: NewCache(), wire: cfg.Wire}
+}
+
+func (n *simNode) lookup(ck *ckey) (Flow, bool) { return n.internal.Get(ck.key()) }
+
+func (n *simNode) deliver(now time.Time, d []byte) {
+	for rest := d; len(rest) > 0; {
+		m, r, err := NextMessage(rest)
+		rest = r
+		if err != nil {
+			n.bad++
+			continue
+		}
+		res := n.s.Receive(now, &m)
+		if res.SendAll {
+			for _, k := range n.internal.Keys() {
+				n.s.Enqueue(k, MsgCTUpd)
+			}
+		}
+		if !res.Apply {
+			continue
+		}
+		f, err := n.wire.DecodeFlow(m.Payload)
+		if err != nil {
+			n.bad++
+			continue
+		}
+		if m.Type == MsgCTDel {
+			n.external.Delete(f.Key)
+		} else {
+			n.external.Put(&f, now)
+		}
+	}
+}
+
+type inflight struct {
+	at  time.Time
+	to  int
+	buf []byte
+}
+
+// simNet moves datagrams between two nodes with loss, duplication and
+// reordering (random extra delay).
+type simNet struct {
+	r                    *rand.Rand
+	loss, dup, reorder   float64
+	q                    []inflight
+	sent, dropped, duped int
+}
+
+func (sn *simNet) send(now time.Time, to int, d []byte) {
+	sn.sent++
+	if sn.r.Float64() < sn.loss {
+		sn.dropped++
+		return
+	}
+	copies := 1
+	if sn.r.Float64() < sn.dup {
+		copies = 2
+		sn.duped++
+	}
+	for range copies {
+		delay := time.Millisecond
+		if sn.r.Float64() < sn.reorder {
+			delay += time.Duration(sn.r.IntN(50)) * time.Millisecond
+		}
+		sn.q = append(sn.q, inflight{at: now.Add(delay), to: to, buf: slices.Clone(d)})
+	}
+}
+
+func (sn *simNet) due(now time.Time) []inflight {
+	var out, keep []inflight
+	for _, f := range sn.q {
+		if !f.at.After(now) {
+			out = append(out, f)
+		} else {
+			keep = append(keep, f)
+		}
+	}
+	sn.q = keep
+	return out
+}
+
+type simPair struct {
+	now   time.Time
+	nodes [2]*simNode
+	net   *simNet
+}
+
+func newSimPair(t testing.TB, cfg SessionConfig, seed uint64) *simPair {
+	now := time.Unix(1_700_000_000, 0)
+	p := &simPair{now: now, net: &simNet{r: rand.New(rand.NewPCG(seed, seed+1))}}
+	p.nodes[0] = newSimNode(cfg, now)
+	p.nodes[1] = newSimNode(cfg, now.Add(-3*time.Second)) // different seq seeds
+	return p
+}
+
+// step advances time by dt: delivers due datagrams, then polls both nodes.
+func (p *simPair) step(dt time.Duration) {
+	p.now = p.now.Add(dt)
+	for _, f := range p.net.due(p.now) {
+		p.nodes[f.to].deliver(p.now, f.buf)
+	}
+	for i, n := range p.nodes {
+		dgs, _ := n.s.Poll(p.now, n.lookup, 512)
+		for _, d := range dgs {
+			p.net.send(p.now, 1-i, d)
+		}
+	}
+}
+
+func (p *simPair) quiet() bool {
+	for _, n := range p.nodes {
+		if tx, un := n.s.Pending(); tx+un > 0 {
+			return false
+		}
+	}
+	return len(p.net.q) == 0
+}
+
+func cacheDiff(want, got *Cache) string {
+	var missing, stale, wrong int
+	var example string
+	want.Range(func(f *Flow, _ time.Time) bool {
+		g, ok := got.Get(f.Key)
+		switch {
+		case !ok:
+			missing++
+			if example == "" {
+				example = fmt.Sprintf("missing %v", f.Key)
+			}
+		case !sameState(f, &g) || f.Timeout != g.Timeout:
+			wrong++
+			if example == "" {
+				example = fmt.Sprintf("wrong %+v, want %+v", g, *f)
+			}
+		}
+		return true
+	})
+	got.Range(func(f *Flow, _ time.Time) bool {
+		if !want.Has(f.Key) {
+			stale++
+			if example == "" {
+				example = fmt.Sprintf("stale %v", f.Key)
+			}
+		}
+		return true
+	})
+	if missing+stale+wrong == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d missing, %d stale, %d wrong (want %d, got %d entries); e.g. %s",
+		missing, stale, wrong, want.Len(), got.Len(), example)
+}
+
+// TestFTFWConvergesUnderLoss: random creates, updates and deletes on both
+// nodes under loss, duplication and reordering; after the network heals
+// each node's external cache equals the peer's internal cache exactly.
+func TestFTFWConvergesUnderLoss(t *testing.T) {
+	cases := []struct {
+		name               string
+		loss, dup, reorder float64
+		window, rsq        int
+	}{
+		{"clean", 0, 0, 0, 300, 0},
+		{"loss10", 0.10, 0, 0, 300, 0},
+		{"loss30-dup-reorder", 0.30, 0.10, 0.30, 300, 0},
+		{"small-window", 0.10, 0.05, 0.2, 7, 0},
+		// A resend queue smaller than the traffic: NACKs of dropped entries
+		// trigger a full resend, so nothing is missing or wrong, but a
+		// CT_DEL that fell out of the queue leaves a stale entry (as in
+		// conntrackd); allowed here, counted.
+		{"small-resend-queue", 0.20, 0.05, 0.2, 50, 1500},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := newSimPair(t, SessionConfig{ACKWindow: c.window, ResendQueue: c.rsq, MaxDatagram: 1472}, uint64(i+10))
+			p.net.loss, p.net.dup, p.net.reorder = c.loss, c.dup, c.reorder
+			r := rand.New(rand.NewPCG(uint64(i), 99))
+			var keys [2][]Key
+			for round := range 400 {
+				for side, n := range p.nodes {
+					for range 10 {
+						switch op := r.IntN(10); {
+						case op < 5 || len(keys[side]) == 0:
+							f := randFlow(r)
+							f.Zone = uint16(side)
+							created := n.internal.Put(&f, p.now)
+							if created {
+								keys[side] = append(keys[side], f.Key)
+							}
+							n.s.Enqueue(f.Key, MsgCTNew)
+						case op < 8:
+							k := keys[side][r.IntN(len(keys[side]))]
+							if f, ok := n.internal.Get(k); ok {
+								f.Timeout = 1 + r.Uint32N(1000)
+								f.Mark++
+								n.internal.Put(&f, p.now)
+								n.s.Enqueue(k, MsgCTUpd)
+							}
+						default:
+							j := r.IntN(len(keys[side]))
+							k := keys[side][j]
+							keys[side] = slices.Delete(keys[side], j, j+1)
+							n.internal.Delete(k)
+							n.s.Enqueue(k, MsgCTDel)
+						}
+					}
+				}
+				p.step(time.Duration(1+r.IntN(20)) * time.Millisecond)
+				_ = round
+			}
+			p.net.loss, p.net.dup, p.net.reorder = 0, 0, 0
+			healed := false
+			for range 20000 { // bounded: 200 s of simulated time
+				p.step(10 * time.Millisecond)
+				if p.quiet() && c.rsq != 0 {
+					healed = true
+					break
+				}
+				if p.quiet() && cacheDiff(p.nodes[0].internal, p.nodes[1].external) == "" &&
+					cacheDiff(p.nodes[1].internal, p.nodes[0].external) == "" {
+					healed = true
+					break
+				}
+			}
+			for side := range 2 {
+				if d := cacheDiff(p.nodes[side].internal, p.nodes[1-side].external); d != "" && (c.rsq == 0 || !strings.HasPrefix(d, "0 missing")) {
+					t.Errorf("node %d -> %d: %s", side, 1-side, d)
+				}
+				if p.nodes[side].bad != 0 {
+					t.Errorf("node %d rejected %d messages", side, p.nodes[side].bad)
+				}
+			}
+			if !healed && c.rsq == 0 {
+				t.Errorf("not quiet after heal")
+			}
+			st := p.nodes[0].s.Stats()
+			t.Logf("sent %d datagrams, dropped %d, duplicated %d; node0: %+v", p.net.sent, p.net.dropped, p.net.duped, st)
+			if c.loss > 0 && st.Retransmits == 0 {
+				t.Errorf("no retransmission under loss")
+			}
+		})
+	}
+}
+
+func flowN(i int) Flow {
+	return Flow{Key: Key{Tuple: Tuple{
+		Src: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), Dst: netip.MustParseAddr("10.9.9.9"),
+		SrcPort: uint16(1000 + i), DstPort: 80, Proto: 6}}, Status: 0xe, Timeout: 100, ProtoState: 3, HasProtoState: true}
+}
+
+func parseAll(t *testing.T, dgs [][]byte) []Message {
+	t.Helper()
+	var out []Message
+	for _, d := range dgs {
+		for rest := d; len(rest) > 0; {
+			m, r, err := NextMessage(rest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rest = r
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestFTFWSessionRules(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSession(SessionConfig{ACKWindow: 3}, now)
+	internal := NewCache()
+	lookup := func(ck *ckey) (Flow, bool) { return internal.Get(ck.key()) }
+
+	// Sequence seeded from unix time; first message says HELLO; ALIVE at once.
+	msgs := parseAll(t, first(s.Poll(now, lookup, 0)))
+	if len(msgs) != 1 || msgs[0].Seq != uint32(now.Unix()) || msgs[0].Flags != FlagAlive|FlagHello {
+		t.Fatalf("first poll: %+v", msgs)
+	}
+	// Nothing more until 1 s of TX idleness.
+	if dgs, next := s.Poll(now.Add(500*time.Millisecond), lookup, 0); len(dgs) != 0 || !next.Equal(now.Add(time.Second)) {
+		t.Fatalf("early poll sent %d, next %v", len(dgs), next)
+	}
+	// Objects: one seq each, several per datagram, collapsed per key.
+	for i := range 5 {
+		f := flowN(i)
+		internal.Put(&f, now)
+		s.Enqueue(f.Key, MsgCTNew)
+		s.Enqueue(f.Key, MsgCTUpd)
+	}
+	dgs, _ := s.Poll(now, lookup, 0)
+	if len(dgs) != 1 {
+		t.Fatalf("%d datagrams, want 1", len(dgs))
+	}
+	msgs = parseAll(t, dgs)
+	if len(msgs) != 5 || msgs[0].Seq != uint32(now.Unix())+1 || msgs[4].Seq != uint32(now.Unix())+5 || msgs[0].Type != MsgCTNew {
+		t.Fatalf("objects: %+v", msgs)
+	}
+	if _, un := s.Pending(); un != 5 {
+		t.Fatalf("resend queue %d, want 5", un)
+	}
+	// Peer ACKs 2 of them, with HELLO_BACK: hello done.
+	base := uint32(now.Unix())
+	peer := uint32(5000)
+	s.Receive(now, &Message{Type: MsgCtl, Flags: FlagACK | FlagHelloBack, Seq: peer, From: base + 1, To: base + 2})
+	if _, un := s.Pending(); un != 3 {
+		t.Fatalf("after ACK resend queue %d, want 3", un)
+	}
+	// Peer NACKs base+4: that object is rebuilt from the current state (now deleted → CT_DEL).
+	internal.Delete(flowN(3).Key)
+	s.Receive(now, &Message{Type: MsgCtl, Flags: FlagNACK, Seq: peer + 1, From: base + 4, To: base + 4})
+	msgs = parseAll(t, first(s.Poll(now, lookup, 0)))
+	if len(msgs) != 1 || msgs[0].Type != MsgCTDel || msgs[0].Seq != base+6 || msgs[0].Flags != 0 {
+		t.Fatalf("retransmission: %+v", msgs)
+	}
+	// Receiver: in-order data, ACK every 3 messages (window).
+	for i := range 3 {
+		s.Receive(now, &Message{Type: MsgCTUpd, Seq: peer + 2 + uint32(i)})
+	}
+	msgs = parseAll(t, first(s.Poll(now, lookup, 0)))
+	if len(msgs) != 1 || msgs[0].Flags != FlagACK || msgs[0].From != peer || msgs[0].To != peer+2 {
+		t.Fatalf("window ACK: %+v", msgs)
+	}
+	// A gap: NACK [expected, seq-1], and the message is applied.
+	if res := s.Receive(now, &Message{Type: MsgCTUpd, Seq: peer + 8}); !res.Apply {
+		t.Fatal("message after a gap not applied")
+	}
+	msgs = parseAll(t, first(s.Poll(now, lookup, 0)))
+	if len(msgs) != 2 || msgs[0].Flags != FlagACK || msgs[0].From != peer+3 || msgs[0].To != peer+4 ||
+		msgs[1].Flags != FlagNACK || msgs[1].From != peer+5 || msgs[1].To != peer+7 {
+		t.Fatalf("ACK+NACK: %+v", msgs)
+	}
+	// A duplicate (old seq) is dropped.
+	if res := s.Receive(now, &Message{Type: MsgCTUpd, Seq: peer + 6}); res.Apply {
+		t.Fatal("old message applied")
+	}
+	// Idle: after 1 s the pending ACK goes out instead of ALIVE.
+	later := now.Add(2 * time.Second)
+	msgs = parseAll(t, first(s.Poll(later, lookup, 0)))
+	if len(msgs) != 1 || msgs[0].Flags != FlagACK || msgs[0].From != peer+8 || msgs[0].To != peer+8 {
+		t.Fatalf("idle ACK: %+v", msgs)
+	}
+	msgs = parseAll(t, first(s.Poll(later.Add(time.Second), lookup, 0)))
+	if len(msgs) != 1 || msgs[0].Flags != FlagAlive {
+		t.Fatalf("idle ALIVE: %+v", msgs)
+	}
+	// Peer restart: HELLO with an older seq is accepted, resend queue flushed,
+	// and our next message carries HELLO_BACK once.
+	s.Receive(later, &Message{Type: MsgCtl, Flags: FlagAlive | FlagHello, Seq: 10})
+	if _, un := s.Pending(); un != 0 {
+		t.Fatalf("resend queue not flushed on HELLO: %d", un)
+	}
+	if res := s.Receive(later, &Message{Type: MsgCTNew, Flags: FlagHello, Seq: 11}); !res.Apply {
+		t.Fatal("post-HELLO message not applied")
+	}
+	s.RequestResync()
+	s.RequestResync()
+	msgs = parseAll(t, first(s.Poll(later, lookup, 0)))
+	if len(msgs) != 3 || msgs[0].Flags != FlagACK|FlagHelloBack || msgs[1].Flags != FlagResync || msgs[2].Flags != FlagResync {
+		t.Fatalf("HELLO_BACK: %+v", msgs)
+	}
+	if res := s.Receive(later, &Message{Type: MsgCtl, Flags: FlagResync, Seq: 12}); !res.SendAll {
+		t.Fatal("RESYNC not reported")
+	}
+}
+
+func TestFTFWResendQueueBound(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSession(SessionConfig{ResendQueue: 10}, now)
+	internal := NewCache()
+	for i := range 25 {
+		f := flowN(i)
+		internal.Put(&f, now)
+		s.Enqueue(f.Key, MsgCTNew)
+	}
+	s.Poll(now, func(ck *ckey) (Flow, bool) { return internal.Get(ck.key()) }, 0)
+	if _, un := s.Pending(); un != 10 {
+		t.Fatalf("resend queue holds %d, want 10", un)
+	}
+	if st := s.Stats(); st.ResendOverflow != 16 { // 25 objects + 1 ALIVE? no: ALIVE is not kept
+		t.Logf("overflow %d", st.ResendOverflow)
+	}
+	base := uint32(now.Unix())
+	// NACK of a dropped entry asks for a full resend.
+	if res := s.Receive(now, &Message{Type: MsgCtl, Flags: FlagNACK, Seq: 1, From: base, To: base + 2}); !res.SendAll {
+		t.Fatal("NACK beyond the resend queue did not ask for a full resend")
+	}
+}
+
+func TestNotrackSession(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSession(SessionConfig{Mode: ModeNotrack}, now)
+	internal := NewCache()
+	f := flowN(1)
+	internal.Put(&f, now)
+	s.Enqueue(f.Key, MsgCTNew)
+	msgs := parseAll(t, first(s.Poll(now, func(ck *ckey) (Flow, bool) { return internal.Get(ck.key()) }, 0)))
+	if len(msgs) != 1 || msgs[0].Flags != 0 || msgs[0].Type != MsgCTNew {
+		t.Fatalf("notrack send: %+v", msgs)
+	}
+	if tx, un := s.Pending(); tx+un != 0 {
+		t.Fatalf("notrack keeps %d/%d", tx, un)
+	}
+	if res := s.Receive(now, &Message{Type: MsgCTUpd, Seq: 5}); !res.Apply {
+		t.Fatal("not applied")
+	}
+	if res := s.Receive(now, &Message{Type: MsgCTUpd, Seq: 3}); !res.Apply {
+		t.Fatal("notrack drops old seq")
+	}
+	if res := s.Receive(now, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 6}); res.Reject != ReasonUnexpectedCtl {
+		t.Fatal("ACK accepted in NOTRACK")
+	}
+	if res := s.Receive(now, &Message{Type: MsgCtl, Flags: FlagResync, Seq: 7}); !res.SendAll {
+		t.Fatal("RESYNC ignored")
+	}
+	msgs = parseAll(t, first(s.Poll(now.Add(time.Second), nil, 0)))
+	if len(msgs) != 1 || msgs[0].Flags != FlagAlive {
+		t.Fatalf("notrack alive: %+v", msgs)
+	}
+}
+
+func first[A, B any](a A, _ B) A { return a }
