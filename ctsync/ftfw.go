@@ -126,7 +126,7 @@ type Session struct {
 	rs       []rsItem
 	rsHead   int
 	rsLive   int
-	rsObj    int // live object items (not control) in the resend queue
+	rsObj    int    // live object items (not control) in the resend queue
 	overflow bool   // the resend queue dropped an entry
 	ovSeq    uint32 // the newest sequence number dropped from it
 
