@@ -334,6 +334,11 @@ func (r *Router) advert(now time.Time, acts []Action, ev AdvertReceived) []Actio
 			if ev.Priority == local {
 				reason = "equal priority advert from higher address received"
 			}
+			// One last advert before yielding (keepalived's
+			// higher_prio_send_advert): the winner then sees that another
+			// master existed and re-announces the VIPs, which neighbours
+			// may have learned from us during a split brain.
+			acts = append(acts, SendAdvert{Instance: r.cfg.Index, Priority: local})
 			acts = r.becomeBackup(now, acts, reason)
 		default:
 			// Another master with lower priority: split brain healing.

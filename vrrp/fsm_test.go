@@ -151,13 +151,13 @@ func TestRouterTransitions(t *testing.T) {
 		{
 			name: "6.4.3-8 master yields to higher priority", prio: 100, from: StateMaster, now: hour, ev: AdvertReceived{Priority: 101, Src: lowerIP},
 			want:     StateBackup,
-			wantActs: []Action{StateChange{From: StateMaster, To: StateBackup, Reason: "higher priority advert received"}},
+			wantActs: []Action{SendAdvert{Priority: 100}, StateChange{From: StateMaster, To: StateBackup, Reason: "higher priority advert received"}},
 			wantNext: hour.Add(MasterDownInterval(sec, 100)), checkNext: true,
 		},
 		{
 			name: "6.4.3-8 master yields to equal priority from higher address", prio: 100, from: StateMaster, now: hour, ev: AdvertReceived{Priority: 100, Src: higherIP},
 			want:     StateBackup,
-			wantActs: []Action{StateChange{From: StateMaster, To: StateBackup, Reason: "equal priority advert from higher address received"}},
+			wantActs: []Action{SendAdvert{Priority: 100}, StateChange{From: StateMaster, To: StateBackup, Reason: "equal priority advert from higher address received"}},
 		},
 		{
 			name: "6.4.3-9 master keeps role on equal priority from lower address", prio: 100, from: StateMaster, now: hour, ev: AdvertReceived{Priority: 100, Src: lowerIP},

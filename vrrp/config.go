@@ -1,0 +1,220 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config describes the VRRP instances of one node. All instances form one
+// sync group (see SyncGroup); a single instance is a group of one.
+type Config struct {
+	Instances []InstanceConfig
+	GARP      GARPConfig
+}
+
+// InstanceConfig is one VRRP virtual router on one interface.
+type InstanceConfig struct {
+	// Name identifies the instance in logs, status and reasons (like
+	// keepalived's vrrp_instance name). Unique in the group.
+	Name string
+	// Interface is the interface adverts are sent and received on and the
+	// VIPs are added to.
+	Interface string
+	// VRID is the virtual router ID, 1-255, unique per interface.
+	VRID uint8
+	// Priority is 1-255; 255 makes this node the address owner. Zero means
+	// the RFC default, 100.
+	Priority uint8
+	// AdvertInterval is the advertisement interval. VRRPv2 carries whole
+	// seconds: it must be a multiple of a second, 1-255 s. Zero means 1 s.
+	AdvertInterval time.Duration
+	// VIPs are the virtual addresses, IPv4, with their prefix length (/32
+	// unless the subnet route matters) and an optional label.
+	VIPs []VIP
+	// Preempt lets a higher-priority backup take over from a
+	// lower-priority master. RFC 3768 defaults to true; Go's zero value is
+	// false, so callers must set it (the appliance config defaults it to
+	// true). The address owner always preempts.
+	Preempt bool
+	// PreemptDelay tolerates a lower-priority master for this long before
+	// preempting it, e.g. to let conntrack state sync first.
+	PreemptDelay time.Duration
+	// TrackInterfaces are other interfaces whose link must be up; if one
+	// is down the instance (and so the group) is in FAULT. The instance's
+	// own Interface is always tracked.
+	TrackInterfaces []string
+	// UnicastPeers switches the instance to unicast adverts, sent to each
+	// peer instead of 224.0.0.18 (for networks that block multicast).
+	// Received adverts must then come from one of the peers; their TTL is
+	// not checked (as in keepalived).
+	UnicastPeers []netip.Addr
+	// UnicastSource is the source address of unicast adverts; zero means
+	// the interface's primary address.
+	UnicastSource netip.Addr
+	// AuthPassword enables RFC 2338 simple password authentication (auth
+	// type 1, keepalived "auth_type PASS"). Only the first 8 bytes count.
+	// Empty means no authentication, the RFC 3768 behaviour.
+	AuthPassword string
+}
+
+// VIP is a virtual address with its prefix and an optional address label
+// (which Linux requires to start with the interface name, e.g. "eth0:vip").
+type VIP struct {
+	Prefix netip.Prefix
+	Label  string
+}
+
+// GARPConfig controls gratuitous ARP after becoming MASTER.
+type GARPConfig struct {
+	// Count is the number of gratuitous ARPs per VIP in the burst sent on
+	// becoming MASTER. Zero means 5 (keepalived's default); negative
+	// disables GARP.
+	Count int
+	// Spacing is the time between two GARPs of a burst; zero means 200 ms.
+	Spacing time.Duration
+	// Refresh repeats one GARP per VIP at this interval while MASTER, so
+	// that switch FDBs and ARP caches that aged out are refreshed. Zero
+	// disables it.
+	Refresh time.Duration
+}
+
+// Defaults.
+const (
+	DefaultPriority     = 100
+	DefaultGARPCount    = 5
+	DefaultGARPSpacing  = 200 * time.Millisecond
+	defaultAdvertPeriod = time.Second
+)
+
+// withDefaults returns a copy of c with zero values replaced by defaults.
+func (c Config) withDefaults() Config {
+	out := c
+	out.Instances = slices.Clone(c.Instances)
+	for i := range out.Instances {
+		in := &out.Instances[i]
+		if in.Priority == 0 {
+			in.Priority = DefaultPriority
+		}
+		if in.AdvertInterval == 0 {
+			in.AdvertInterval = defaultAdvertPeriod
+		}
+		in.VIPs = slices.Clone(in.VIPs)
+	}
+	if out.GARP.Count == 0 {
+		out.GARP.Count = DefaultGARPCount
+	}
+	if out.GARP.Spacing == 0 {
+		out.GARP.Spacing = DefaultGARPSpacing
+	}
+	return out
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if len(c.Instances) == 0 {
+		errs = append(errs, errors.New("no instances"))
+	}
+	names := map[string]bool{}
+	vrids := map[string]bool{}
+	for i, in := range c.Instances {
+		bad := func(format string, args ...any) {
+			errs = append(errs, fmt.Errorf("instance %d (%q): %s", i, in.Name, fmt.Sprintf(format, args...)))
+		}
+		if in.Name == "" {
+			bad("empty name")
+		} else if names[in.Name] {
+			bad("duplicate name")
+		}
+		names[in.Name] = true
+		if in.Interface == "" {
+			bad("no interface")
+		}
+		if in.VRID == 0 {
+			bad("VRID must be 1-255")
+		}
+		key := fmt.Sprintf("%s/%d", in.Interface, in.VRID)
+		if vrids[key] {
+			bad("VRID %d used twice on %s", in.VRID, in.Interface)
+		}
+		vrids[key] = true
+		if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > 255*time.Second {
+			bad("advert interval %v is not 1-255 whole seconds (VRRPv2)", in.AdvertInterval)
+		}
+		if len(in.VIPs) == 0 {
+			bad("no VIPs")
+		}
+		if len(in.VIPs) > MaxAddresses {
+			bad("%d VIPs, at most %d fit in an advert", len(in.VIPs), MaxAddresses)
+		}
+		for _, v := range in.VIPs {
+			if !v.Prefix.IsValid() || !v.Prefix.Addr().Is4() {
+				bad("VIP %v is not an IPv4 prefix", v.Prefix)
+			}
+			if v.Label != "" && !strings.HasPrefix(v.Label, in.Interface) {
+				bad("label %q must start with the interface name %q", v.Label, in.Interface)
+			}
+			if len(v.Label) > 15 {
+				bad("label %q longer than 15 bytes", v.Label)
+			}
+		}
+		if in.PreemptDelay < 0 {
+			bad("negative preempt delay")
+		}
+		for _, p := range in.UnicastPeers {
+			if !p.Is4() {
+				bad("unicast peer %v is not IPv4", p)
+			}
+		}
+		if in.UnicastSource.IsValid() && !in.UnicastSource.Is4() {
+			bad("unicast source %v is not IPv4", in.UnicastSource)
+		}
+		if in.UnicastSource.IsValid() && len(in.UnicastPeers) == 0 {
+			bad("unicast source without unicast peers")
+		}
+	}
+	if c.GARP.Spacing < 0 || c.GARP.Refresh < 0 {
+		errs = append(errs, errors.New("negative GARP spacing or refresh"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vrrp config: %w", err)
+	}
+	return nil
+}
+
+// interfaces returns the distinct instance interfaces, in config order.
+func (c Config) interfaces() []string {
+	var out []string
+	for _, in := range c.Instances {
+		if !slices.Contains(out, in.Interface) {
+			out = append(out, in.Interface)
+		}
+	}
+	return out
+}
+
+// watchedLinks returns every interface whose link state matters.
+func (c Config) watchedLinks() []string {
+	out := c.interfaces()
+	for _, in := range c.Instances {
+		for _, l := range in.TrackInterfaces {
+			if !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+func vipAddrs(vips []VIP) []netip.Addr {
+	out := make([]netip.Addr, len(vips))
+	for i, v := range vips {
+		out[i] = v.Prefix.Addr()
+	}
+	return out
+}

@@ -1,0 +1,549 @@
+package vrrp_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/fwpair/fwpair/vrrp"
+	"github.com/fwpair/fwpair/vrrp/vrrptest"
+)
+
+var (
+	vip0 = netip.MustParseAddr("192.168.0.100")
+	vip1 = netip.MustParseAddr("192.168.1.100")
+)
+
+// pairConfig is the reference pair: one instance per LAN, in one group.
+func pairConfig(prio uint8, preempt bool) vrrp.Config {
+	return vrrp.Config{Instances: []vrrp.InstanceConfig{
+		{Name: "vi_lan0", Interface: "eth0", VRID: 51, Priority: prio, Preempt: preempt,
+			VIPs: []vrrp.VIP{{Prefix: netip.PrefixFrom(vip0, 24), Label: "eth0:vip"}}},
+		{Name: "vi_lan1", Interface: "eth1", VRID: 52, Priority: prio, Preempt: preempt,
+			VIPs: []vrrp.VIP{{Prefix: netip.PrefixFrom(vip1, 24)}}},
+	}}
+}
+
+// simLab is two firewalls on two LANs in an in-memory network.
+type simLab struct {
+	net      *vrrptest.Network
+	fw1, fw2 *vrrptest.Node
+}
+
+func newSimLab() *simLab {
+	n := vrrptest.NewNetwork()
+	return &simLab{
+		net: n,
+		fw1: n.Node("fw1").Attach("eth0", "lan0", netip.MustParseAddr("192.168.0.1")).Attach("eth1", "lan1", netip.MustParseAddr("192.168.1.1")),
+		fw2: n.Node("fw2").Attach("eth0", "lan0", netip.MustParseAddr("192.168.0.2")).Attach("eth1", "lan1", netip.MustParseAddr("192.168.1.2")),
+	}
+}
+
+// running is a Group started by start.
+type running struct {
+	*vrrp.Group
+	cancel context.CancelFunc
+	err    chan error
+}
+
+// stop stops the group gracefully and returns Run's error.
+func (r *running) stop() error {
+	r.cancel()
+	return <-r.err
+}
+
+// kill stops it as SIGKILL would.
+func (r *running) kill() error {
+	r.Kill()
+	return <-r.err
+}
+
+func start(t *testing.T, nd *vrrptest.Node, cfg vrrp.Config, hooks vrrp.Hooks) *running {
+	t.Helper()
+	opts := nd.Options()
+	opts.Hooks = hooks
+	g, err := vrrp.New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &running{Group: g, cancel: cancel, err: make(chan error, 1)}
+	go func() { r.err <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		r.Kill() // harmless after a graceful stop
+		select {
+		case <-r.err:
+		default:
+		}
+	})
+	<-g.Ready()
+	return r
+}
+
+// waitFor polls cond every 10 ms of (fake) time until it holds or the
+// deadline passes, and returns how long it took.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) <= within {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("not within %v: %s", within, what)
+	return 0
+}
+
+func groupState(g *vrrp.Group) vrrp.State { return g.Status().State }
+
+func holdsBoth(nd *vrrptest.Node) bool {
+	return slices.Equal(nd.VIPs(), []netip.Addr{vip0, vip1})
+}
+
+// elect starts fw1 (150) and fw2 (100) and waits for fw1 to be MASTER.
+func elect(t *testing.T, lab *simLab, preempt bool) (fw1, fw2 *running) {
+	t.Helper()
+	fw1 = start(t, lab.fw1, pairConfig(150, preempt), vrrp.Hooks{})
+	fw2 = start(t, lab.fw2, pairConfig(100, preempt), vrrp.Hooks{})
+	waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return groupState(fw1.Group) == vrrp.StateMaster && holdsBoth(lab.fw1) })
+	synctest.Wait()
+	if s := groupState(fw2.Group); s != vrrp.StateBackup {
+		t.Fatalf("fw2 %v, want BACKUP", s)
+	}
+	if v := lab.fw2.VIPs(); len(v) != 0 {
+		t.Fatalf("fw2 holds %v", v)
+	}
+	return fw1, fw2
+}
+
+func TestEngineElection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		start0 := time.Now()
+		fw1, fw2 := elect(t, lab, true)
+		// Both start in BACKUP; fw1's Master_Down_Interval (3.414 s) runs out first.
+		if took := time.Since(start0); took < vrrp.MasterDownInterval(time.Second, 150) || took > 4*time.Second {
+			t.Errorf("election took %v", took)
+		}
+		// Stay stable for a while: adverts keep fw2 in BACKUP.
+		time.Sleep(20 * time.Second)
+		if groupState(fw1.Group) != vrrp.StateMaster || groupState(fw2.Group) != vrrp.StateBackup {
+			t.Errorf("after 20 s: fw1 %v fw2 %v", groupState(fw1.Group), groupState(fw2.Group))
+		}
+		st := fw2.Status()
+		for _, in := range st.Instances {
+			if in.Counters.AdvertsReceived < 19 {
+				t.Errorf("fw2 %s received %d adverts", in.Name, in.Counters.AdvertsReceived)
+			}
+			if in.State != vrrp.StateBackup {
+				t.Errorf("fw2 %s %v", in.Name, in.State)
+			}
+		}
+		if n := len(lab.fw1.GARPs()); n != 2*vrrp.DefaultGARPCount {
+			t.Errorf("fw1 sent %d GARP rounds, want %d (5 per interface)", n, 2*vrrp.DefaultGARPCount)
+		}
+	})
+}
+
+func TestEngineCrashTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw1, fw2 := elect(t, lab, true)
+		time.Sleep(500 * time.Millisecond) // mid-way between two adverts
+		if err := fw1.kill(); !errors.Is(err, vrrp.ErrKilled) {
+			t.Fatalf("Run after Kill: %v", err)
+		}
+		if !holdsBoth(lab.fw1) {
+			t.Errorf("killed fw1 removed its VIPs: %v", lab.fw1.VIPs())
+		}
+		mdi := vrrp.MasterDownInterval(time.Second, 100)
+		took := waitFor(t, mdi+time.Second, "fw2 takes over", func() bool { return holdsBoth(lab.fw2) })
+		// The last advert left fw1 0.5 s before the kill.
+		if took > mdi || took < mdi-time.Second {
+			t.Errorf("takeover %v after the kill, want within Master_Down_Interval %v", took, mdi)
+		}
+		if groupState(fw2.Group) != vrrp.StateMaster {
+			t.Errorf("fw2 %v", groupState(fw2.Group))
+		}
+	})
+}
+
+func TestEngineGracefulTakeover(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw1, fw2 := elect(t, lab, true)
+		time.Sleep(300 * time.Millisecond)
+		if err := fw1.stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if v := lab.fw1.VIPs(); len(v) != 0 {
+			t.Errorf("fw1 still holds %v after a graceful stop", v)
+		}
+		skew := vrrp.SkewTime(100)
+		took := waitFor(t, skew+time.Second, "fw2 takes over", func() bool { return holdsBoth(lab.fw2) })
+		if took > skew+10*time.Millisecond {
+			t.Errorf("graceful takeover %v, want Skew_Time %v", took, skew)
+		}
+		for _, in := range fw1.Status().Instances {
+			if in.Counters.PriorityZeroSent != 1 {
+				t.Errorf("fw1 %s sent %d priority-0 adverts", in.Name, in.Counters.PriorityZeroSent)
+			}
+		}
+		for _, in := range fw2.Status().Instances {
+			if in.Counters.PriorityZeroReceived != 1 {
+				t.Errorf("fw2 %s received %d priority-0 adverts", in.Name, in.Counters.PriorityZeroReceived)
+			}
+		}
+	})
+}
+
+func TestEnginePreemption(t *testing.T) {
+	for _, preempt := range []bool{true, false} {
+		t.Run(fmt.Sprintf("preempt=%v", preempt), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				lab := newSimLab()
+				fw2 := start(t, lab.fw2, pairConfig(100, preempt), vrrp.Hooks{})
+				waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
+				fw1 := start(t, lab.fw1, pairConfig(150, preempt), vrrp.Hooks{})
+				if preempt {
+					took := waitFor(t, 5*time.Second, "fw1 preempts", func() bool {
+						return holdsBoth(lab.fw1) && len(lab.fw2.VIPs()) == 0
+					})
+					if mdi := vrrp.MasterDownInterval(time.Second, 150); took < mdi {
+						t.Errorf("preempted after %v, before Master_Down_Interval %v", took, mdi)
+					}
+					synctest.Wait()
+					if groupState(fw2.Group) != vrrp.StateBackup {
+						t.Errorf("fw2 %v", groupState(fw2.Group))
+					}
+					return
+				}
+				time.Sleep(20 * time.Second)
+				if groupState(fw1.Group) != vrrp.StateBackup || !holdsBoth(lab.fw2) || len(lab.fw1.VIPs()) != 0 {
+					t.Errorf("without preemption: fw1 %v %v, fw2 %v %v",
+						groupState(fw1.Group), lab.fw1.VIPs(), groupState(fw2.Group), lab.fw2.VIPs())
+				}
+			})
+		})
+	}
+}
+
+func TestEngineSplitBrainHeals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw1, fw2 := elect(t, lab, true)
+		lab.net.Partition("lan0", true)
+		lab.net.Partition("lan1", true)
+		waitFor(t, 5*time.Second, "split brain", func() bool { return holdsBoth(lab.fw2) })
+		if !holdsBoth(lab.fw1) {
+			t.Fatalf("fw1 lost its VIPs during the partition")
+		}
+		garpsBefore := len(lab.fw1.GARPs())
+		lab.net.Partition("lan0", false)
+		lab.net.Partition("lan1", false)
+		took := waitFor(t, 3*time.Second, "fw2 yields", func() bool { return len(lab.fw2.VIPs()) == 0 })
+		if took > 1100*time.Millisecond {
+			t.Errorf("healing took %v, want one advert interval", took)
+		}
+		synctest.Wait()
+		if groupState(fw1.Group) != vrrp.StateMaster || groupState(fw2.Group) != vrrp.StateBackup || !holdsBoth(lab.fw1) {
+			t.Errorf("after healing: fw1 %v fw2 %v", groupState(fw1.Group), groupState(fw2.Group))
+		}
+		// fw1 heard a lower-priority master and re-announced its VIPs.
+		waitFor(t, 2*time.Second, "fw1 re-announces", func() bool { return len(lab.fw1.GARPs()) > garpsBefore })
+	})
+}
+
+// Only fw1's eth0 link fails. fw1 goes FAULT and sends priority 0 on
+// eth1; fw2's eth1 instance takes over in Skew_Time and takes eth0 with it
+// at once, instead of waiting for eth0's own Master_Down_Interval.
+func TestEngineGroupTakesOverAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw1, fw2 := elect(t, lab, true)
+		time.Sleep(100 * time.Millisecond)
+		lab.fw1.SetLink("eth0", false)
+		took := waitFor(t, 5*time.Second, "fw2 owns both VIPs", func() bool { return holdsBoth(lab.fw2) })
+		if skew := vrrp.SkewTime(100); took > skew+50*time.Millisecond {
+			t.Errorf("link-down takeover %v, want about Skew_Time %v", took, skew)
+		}
+		waitFor(t, time.Second, "fw1 FAULT without VIPs", func() bool {
+			return groupState(fw1.Group) == vrrp.StateFault && len(lab.fw1.VIPs()) == 0
+		})
+		st := fw1.Status()
+		if st.Instances[0].State != vrrp.StateFault || st.Instances[1].State != vrrp.StateBackup {
+			t.Errorf("fw1 instances %v %v, want FAULT BACKUP", st.Instances[0].State, st.Instances[1].State)
+		}
+		// Link back: fw1 is BACKUP, then preempts (priority 150).
+		lab.fw1.SetLink("eth0", true)
+		waitFor(t, 5*time.Second, "fw1 back as MASTER", func() bool { return holdsBoth(lab.fw1) && len(lab.fw2.VIPs()) == 0 })
+		synctest.Wait()
+		if groupState(fw2.Group) != vrrp.StateBackup {
+			t.Errorf("fw2 %v", groupState(fw2.Group))
+		}
+	})
+}
+
+func TestEngineHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		var mu sync.Mutex
+		var after []vrrp.Transition
+		release := make(chan struct{})
+		hookStarted := make(chan vrrp.Transition, 1)
+		hooks := vrrp.Hooks{
+			BeforeMaster: func(ctx context.Context, tr vrrp.Transition) error {
+				hookStarted <- tr
+				select {
+				case <-release:
+					return errors.New("commit failed") // VIPs are added anyway
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			},
+			AfterTransition: func(tr vrrp.Transition) {
+				mu.Lock()
+				after = append(after, tr)
+				mu.Unlock()
+			},
+		}
+		fw1 := start(t, lab.fw1, pairConfig(150, true), hooks)
+		tr := <-hookStarted
+		if tr.From != vrrp.StateBackup || tr.To != vrrp.StateMaster || tr.Reason != "vi_lan0: master down timer expired" {
+			t.Errorf("BeforeMaster got %+v", tr)
+		}
+		// A slow commit: MASTER adverts keep flowing, no VIP yet, and a
+		// backup that starts now stays BACKUP.
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		time.Sleep(10 * time.Second)
+		if v := lab.fw1.VIPs(); len(v) != 0 {
+			t.Fatalf("VIPs %v added before BeforeMaster returned", v)
+		}
+		if groupState(fw1.Group) != vrrp.StateMaster || groupState(fw2.Group) != vrrp.StateBackup {
+			t.Fatalf("fw1 %v fw2 %v while the hook runs", groupState(fw1.Group), groupState(fw2.Group))
+		}
+		close(release)
+		waitFor(t, time.Second, "VIPs after the hook", func() bool { return holdsBoth(lab.fw1) })
+		synctest.Wait()
+		mu.Lock()
+		if len(after) != 2 || after[0].To != vrrp.StateBackup || after[1].To != vrrp.StateMaster || !after[1].VIPsAdded {
+			t.Errorf("AfterTransition calls %+v", after)
+		}
+		mu.Unlock()
+		if len(lab.fw1.GARPs()) == 0 {
+			t.Error("no GARP before AfterTransition(MASTER)")
+		}
+	})
+}
+
+// If the group leaves MASTER while BeforeMaster runs, the hook's context
+// is cancelled and the VIPs are never added.
+func TestEngineHookCancelledWhenLeavingMaster(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		hookDone := make(chan error, 1)
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{
+			BeforeMaster: func(ctx context.Context, _ vrrp.Transition) error {
+				<-ctx.Done()
+				hookDone <- ctx.Err()
+				return ctx.Err()
+			},
+		})
+		waitFor(t, 5*time.Second, "fw2 MASTER", func() bool { return groupState(fw2.Group) == vrrp.StateMaster })
+		start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
+		if err := <-hookDone; !errors.Is(err, context.Canceled) {
+			t.Errorf("hook ctx: %v", err)
+		}
+		synctest.Wait()
+		for _, ev := range lab.fw2.VIPEvents() {
+			if ev.Added {
+				t.Errorf("fw2 added VIPs although it left MASTER during the hook: %+v", ev)
+			}
+		}
+	})
+}
+
+func TestEngineVIPFailureGoesFault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		lab.fw1.FailAddVIPs(errors.New("EPERM"))
+		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		waitFor(t, 10*time.Second, "fw2 takes over from the failed fw1", func() bool { return holdsBoth(lab.fw2) })
+		st := fw1.Status()
+		if st.Instances[0].Counters.VIPFailures == 0 {
+			t.Error("VIP failure not counted")
+		}
+		if groupState(fw1.Group) == vrrp.StateMaster {
+			t.Error("fw1 claims MASTER without its VIPs")
+		}
+		// Once adding works again, fw1 (priority 150) comes back.
+		lab.fw1.FailAddVIPs(nil)
+		waitFor(t, 15*time.Second, "fw1 recovers", func() bool { return holdsBoth(lab.fw1) && len(lab.fw2.VIPs()) == 0 })
+		_ = fw2
+	})
+}
+
+func TestEngineRemovesLeftoverVIPs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		cfg := pairConfig(100, true)
+		lab.fw2.SetVIPs("eth0", cfg.Instances[0].VIPs)
+		lab.fw2.SetVIPs("eth1", cfg.Instances[1].VIPs)
+		start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
+		start(t, lab.fw2, cfg, vrrp.Hooks{})
+		if v := lab.fw2.VIPs(); len(v) != 0 {
+			t.Errorf("leftover VIPs %v still present when Ready", v)
+		}
+	})
+}
+
+func TestEngineUnicast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		uc := func(prio uint8, self, peer string) vrrp.Config {
+			c := pairConfig(prio, true)
+			c.Instances = c.Instances[:1]
+			c.Instances[0].UnicastPeers = []netip.Addr{netip.MustParseAddr(peer)}
+			c.Instances[0].UnicastSource = netip.MustParseAddr(self)
+			return c
+		}
+		fw1 := start(t, lab.fw1, uc(150, "192.168.0.1", "192.168.0.2"), vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, uc(100, "192.168.0.2", "192.168.0.1"), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return groupState(fw1.Group) == vrrp.StateMaster })
+		time.Sleep(5 * time.Second)
+		if groupState(fw2.Group) != vrrp.StateBackup {
+			t.Errorf("fw2 %v", groupState(fw2.Group))
+		}
+		if c := fw2.Status().Instances[0].Counters; c.AdvertsReceived < 4 || len(c.Discarded) != 0 {
+			t.Errorf("fw2 counters %+v", c)
+		}
+	})
+}
+
+func TestEngineSetPriority(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw1, _ := elect(t, lab, true)
+		for _, name := range []string{"vi_lan0", "vi_lan1"} {
+			if err := fw1.SetPriority(name, 50); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := fw1.SetPriority("vi_lan0", 255); err == nil {
+			t.Error("priority 255 accepted at runtime")
+		}
+		if err := fw1.SetPriority("nope", 10); err == nil {
+			t.Error("unknown instance accepted")
+		}
+		// fw2 (100, preempt) now sees a lower-priority master and takes over.
+		waitFor(t, 5*time.Second, "fw2 preempts", func() bool { return holdsBoth(lab.fw2) && len(lab.fw1.VIPs()) == 0 })
+		if p := fw1.Status().Instances[0].Priority; p != 50 {
+			t.Errorf("status priority %d", p)
+		}
+	})
+}
+
+// Bad packets are counted by reason on the interface (before the VRID is
+// known) or on the instance, and never change the state.
+func TestEngineDiscards(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		cfg := pairConfig(100, true)
+		cfg.Instances[0].AuthPassword = "secret12"
+		fw2 := start(t, lab.fw2, cfg, vrrp.Hooks{})
+		peer := netip.MustParseAddr("192.168.0.9")
+		good := vrrp.Advertisement{VRID: 51, Priority: 200, AuthType: vrrp.AuthSimple, AuthData: vrrp.SimplePassword("secret12"),
+			AdvertInterval: 1, Addresses: []netip.Addr{vip0}}
+		enc := func(a vrrp.Advertisement) []byte {
+			b, err := a.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		meta := vrrp.RecvMeta{Src: peer, Dst: vrrp.GroupAddress, TTL: 255}
+		with := func(f func(*vrrp.Advertisement)) []byte { a := good; f(&a); return enc(a) }
+		bad := enc(good)
+		bad[6]++
+		lab.fw2.Inject("eth0", []byte{0x21, 0x33}, meta)
+		lab.fw2.Inject("eth0", bad, meta)
+		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.VRID = 99 }), meta)
+		lab.fw2.Inject("eth0", enc(good), vrrp.RecvMeta{Src: peer, Dst: vrrp.GroupAddress, TTL: 64})
+		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.AuthType = vrrp.AuthNone; a.AuthData = [8]byte{} }), meta)
+		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.AuthData = vrrp.SimplePassword("wrong") }), meta)
+		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.AdvertInterval = 2 }), meta)
+		lab.fw2.Inject("eth0", enc(good), vrrp.RecvMeta{Src: netip.MustParseAddr("192.168.0.2"), Dst: vrrp.GroupAddress, TTL: 255})
+		lab.fw2.Inject("eth0", enc(good), vrrp.RecvMeta{Src: peer, Dst: vrrp.GroupAddress, TTL: 255, IfIndex: 77})
+		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.Addresses = []netip.Addr{vip1} }), meta) // accepted
+		synctest.Wait()
+		st := fw2.Status()
+		wantIface := map[string]uint64{"length": 1, "checksum": 1, "unknown_vrid": 1, "own_advert": 1, "wrong_interface": 1}
+		wantInst := map[string]uint64{"ttl": 1, "auth_type": 1, "auth_failure": 1, "advert_interval": 1}
+		if got := st.Interfaces[0].Counters.Discarded; !mapsEqual(got, wantIface) {
+			t.Errorf("interface discards %v, want %v", got, wantIface)
+		}
+		in := st.Instances[0].Counters
+		if !mapsEqual(in.Discarded, wantInst) {
+			t.Errorf("instance discards %v, want %v", in.Discarded, wantInst)
+		}
+		if in.AdvertsReceived != 1 || in.AddressListMismatch != 1 {
+			t.Errorf("received %d, mismatches %d; want 1, 1", in.AdvertsReceived, in.AddressListMismatch)
+		}
+		if len(vrrp.DiscardReasons()) != 14 {
+			t.Errorf("DiscardReasons: %v", vrrp.DiscardReasons())
+		}
+	})
+}
+
+func mapsEqual(a, b map[string]uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := pairConfig(100, true)
+	if err := good.Validate(); err != nil {
+		t.Fatalf("reference config: %v", err)
+	}
+	tests := map[string]func(*vrrp.Config){
+		"no instances":     func(c *vrrp.Config) { c.Instances = nil },
+		"duplicate name":   func(c *vrrp.Config) { c.Instances[1].Name = c.Instances[0].Name },
+		"VRID 0":           func(c *vrrp.Config) { c.Instances[0].VRID = 0 },
+		"duplicate VRID":   func(c *vrrp.Config) { c.Instances[1].Interface, c.Instances[1].VRID = "eth0", 51 },
+		"fractional intvl": func(c *vrrp.Config) { c.Instances[0].AdvertInterval = 1500 * time.Millisecond },
+		"no VIPs":          func(c *vrrp.Config) { c.Instances[0].VIPs = nil },
+		"IPv6 VIP":         func(c *vrrp.Config) { c.Instances[0].VIPs[0].Prefix = netip.MustParsePrefix("2001:db8::1/128") },
+		"bad label":        func(c *vrrp.Config) { c.Instances[0].VIPs[0].Label = "eth1:x" },
+		"no interface":     func(c *vrrp.Config) { c.Instances[0].Interface = "" },
+		"source no peers":  func(c *vrrp.Config) { c.Instances[0].UnicastSource = netip.MustParseAddr("10.0.0.1") },
+	}
+	for name, mod := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := pairConfig(100, true)
+			mod(&c)
+			if err := c.Validate(); err == nil {
+				t.Error("accepted")
+			}
+			if _, err := vrrp.New(c, vrrptest.NewNetwork().Node("x").Options()); err == nil {
+				t.Error("New accepted")
+			}
+		})
+	}
+}

@@ -1,0 +1,666 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Engine timing that is not protocol: how long OS operations may take and
+// how often a failed socket is re-opened.
+const (
+	redialInterval = time.Second
+	osTimeout      = 5 * time.Second
+	logEvery       = 10 * time.Second // rate limit of per-packet logs
+	maxPacket      = 1500
+)
+
+// engine is the state of one Run: it owns the state machine, the timer
+// and every goroutine it starts.
+type engine struct {
+	*Group
+	dialer    Dialer
+	addresser Addresser
+	announcer Announcer
+	links     LinkSource
+
+	machine *SyncGroup
+	routers []*Router
+	timer   *time.Timer
+	redial  *time.Timer
+
+	rx          chan received
+	linkUpdates chan LinkUpdate
+	vipFailed   chan int
+	reannounce  chan struct{}
+	linkState   map[string]bool
+
+	bgCtx    context.Context // lives until Run returns; readers and watchers use it
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	epochCancel context.CancelFunc // cancels the current MASTER epoch
+	queue       transitionQueue
+	actuatorWG  sync.WaitGroup
+	vipsHeld    bool // actuator only: VIPs may be installed
+	announcing  sync.WaitGroup
+
+	sendBuf []byte
+	logged  map[string]time.Time
+}
+
+type received struct {
+	ifc  *iface
+	gen  int
+	data []byte
+	meta RecvMeta
+	err  error
+}
+
+func (e *engine) run(ctx context.Context) error {
+	e.dialer, e.addresser, e.announcer, e.links = e.opts.Dialer, e.opts.Addresser, e.opts.Announcer, e.opts.Links
+	if e.defaults != nil {
+		if e.dialer == nil {
+			e.dialer = e.defaults.dialer()
+		}
+		if e.addresser == nil {
+			e.addresser = e.defaults.addresser()
+		}
+		if e.announcer == nil {
+			e.announcer = e.defaults.announcer()
+		}
+		if e.links == nil {
+			e.links = e.defaults.linkSource()
+		}
+	}
+	e.logged = map[string]time.Time{}
+	e.linkState = map[string]bool{}
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
+	e.timer = time.NewTimer(time.Hour)
+	e.timer.Stop()
+	e.redial = time.NewTimer(time.Hour)
+	e.redial.Stop()
+	e.epochCancel = func() {}
+	e.queue.init()
+
+	// A killed predecessor may have left VIPs behind; only MASTER may hold them.
+	for _, in := range e.insts {
+		rctx, cancel := context.WithTimeout(ctx, osTimeout)
+		if err := e.addresser.RemoveVIPs(rctx, in.cfg.Interface, in.cfg.VIPs); err != nil {
+			e.log.Warn("removing leftover VIPs", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+		}
+		cancel()
+	}
+
+	var names []string
+	for _, in := range e.insts {
+		names = append(names, in.cfg.Name)
+		g := e.Group
+		g.mu.Lock()
+		prio := in.priority
+		g.mu.Unlock()
+		r := NewRouter(RouterConfig{
+			Index:          in.index,
+			Priority:       prio,
+			AdvertInterval: in.cfg.AdvertInterval,
+			Preempt:        in.cfg.Preempt,
+			PreemptDelay:   in.cfg.PreemptDelay,
+		})
+		e.routers = append(e.routers, r)
+	}
+	e.machine = NewSyncGroup(names, e.routers)
+
+	for _, ifc := range e.ifaces {
+		e.dial(ifc)
+	}
+	close(e.ready)
+
+	e.actuatorWG.Add(1)
+	go e.actuate()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		err := e.links.WatchLinks(e.bgCtx, e.cfg.watchedLinks(), e.linkUpdates)
+		if err != nil && e.bgCtx.Err() == nil {
+			e.log.Error("link watcher stopped; link changes are no longer seen", "err", err)
+		}
+	}()
+
+	now := time.Now()
+	e.refreshLinks(now)
+	e.step(now, -1, Startup{})
+	e.log.Info("vrrp group started", "instances", len(e.insts))
+
+	for {
+		select {
+		case <-ctx.Done():
+			e.stop(true)
+			return nil
+		case <-e.killed:
+			e.stop(false)
+			return ErrKilled
+		case r := <-e.rx:
+			e.handleReceived(r)
+		case u := <-e.linkUpdates:
+			e.handleLink(u)
+		case i := <-e.vipFailed:
+			e.step(time.Now(), i, AddressFailure{})
+		case cmd := <-e.cmds:
+			cmd(e, time.Now())
+		case <-e.timer.C:
+			e.step(time.Now(), -1, TimerExpired{})
+		case <-e.redial.C:
+			for _, ifc := range e.ifaces {
+				if up, known := e.linkState[ifc.name]; ifc.conn == nil && (up || !known) {
+					e.dial(ifc)
+				}
+			}
+			e.refreshLinks(time.Now())
+		}
+	}
+}
+
+// step runs the machine and executes its actions.
+func (e *engine) step(now time.Time, i int, ev Event) {
+	acts, next := e.machine.Step(now, i, ev)
+	e.execute(now, acts)
+	if next.IsZero() {
+		e.timer.Stop()
+	} else {
+		e.timer.Reset(next.Sub(now))
+	}
+	e.mu.Lock()
+	for i, in := range e.insts {
+		in.state = e.routers[i].State()
+		in.priority = e.routers[i].Priority()
+	}
+	e.mu.Unlock()
+}
+
+func (e *engine) execute(now time.Time, acts []Action) {
+	for _, a := range acts {
+		switch a := a.(type) {
+		case SendAdvert:
+			e.send(e.insts[a.Instance], a.Priority)
+		case Reannounce:
+			select {
+			case e.reannounce <- struct{}{}:
+			default:
+			}
+		case StateChange:
+			in := e.insts[a.Instance]
+			e.log.Info("vrrp instance transition", "instance", in.cfg.Name, "iface", in.cfg.Interface,
+				"vrid", in.cfg.VRID, "from_state", a.From.String(), "to_state", a.To.String(), "reason", a.Reason)
+		case GroupStateChange:
+			e.log.Info("vrrp group transition", "from_state", a.From.String(), "to_state", a.To.String(), "reason", a.Reason)
+			e.mu.Lock()
+			e.gstate, e.since, e.reason = a.To, now, a.Reason
+			e.mu.Unlock()
+			t := Transition{From: a.From, To: a.To, Reason: a.Reason, At: now}
+			if a.From == StateMaster {
+				// Stops the GARP and the BeforeMaster hook at once.
+				e.epochCancel()
+				e.epochCancel = func() {}
+			}
+			item := transitionItem{t: t}
+			if a.To == StateMaster {
+				item.ctx, e.epochCancel = context.WithCancel(e.bgCtx)
+			}
+			e.queue.push(item)
+		}
+	}
+}
+
+func (e *engine) send(in *instance, prio uint8) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	conn := in.iface.conn
+	if conn == nil {
+		in.counters.sendErrors++
+		return
+	}
+	adv := in.advert
+	adv.Priority = prio
+	b, err := adv.AppendBinary(e.sendBuf[:0])
+	if err != nil { // the config was validated; this is a bug
+		panic(err)
+	}
+	e.sendBuf = b
+	dsts := []netip.Addr{GroupAddress}
+	if in.policy.unicast {
+		dsts = in.cfg.UnicastPeers
+	}
+	for _, dst := range dsts {
+		if err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst); err != nil {
+			in.counters.sendErrors++
+			e.logLimited(slog.LevelWarn, "send:"+in.cfg.Name, "sending advert failed", "instance", in.cfg.Name, "dst", dst, "err", err)
+			continue
+		}
+		in.counters.sent++
+		if prio == ShutdownPriority {
+			in.counters.zeroSent++
+		}
+	}
+}
+
+// logLimited logs at most once per logEvery per key.
+func (e *engine) logLimited(level slog.Level, key, msg string, args ...any) {
+	now := time.Now()
+	if last, ok := e.logged[key]; ok && now.Sub(last) < logEvery {
+		return
+	}
+	e.logged[key] = now
+	e.log.Log(context.Background(), level, msg, args...)
+}
+
+func (e *engine) handleReceived(r received) {
+	ifc := r.ifc
+	if r.gen != ifc.gen || ifc.conn == nil {
+		return // from a socket we already replaced
+	}
+	if r.err != nil {
+		e.log.Warn("vrrp socket failed; re-opening", "iface", ifc.name, "err", r.err)
+		e.closeConn(ifc)
+		e.redial.Reset(redialInterval)
+		e.refreshLinks(time.Now())
+		return
+	}
+	m := r.meta
+	discard := func(c *counters, reason DiscardReason, args ...any) {
+		e.mu.Lock()
+		c.discarded[reason]++
+		e.mu.Unlock()
+		e.logLimited(slog.LevelDebug, ifc.name+":"+reason.String(), "advert discarded",
+			append([]any{"iface", ifc.name, "src", m.Src, "reason", reason.String()}, args...)...)
+	}
+	if m.IfIndex != 0 && m.IfIndex != ifc.conn.IfIndex() {
+		discard(&ifc.counters, DiscardWrongInterface)
+		return
+	}
+	if e.isLocal(m.Src) {
+		discard(&ifc.counters, DiscardOwnAdvert)
+		return
+	}
+	a, err := ParseAdvertisement(r.data)
+	if err != nil {
+		reason := DiscardLength
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			reason = pe.Reason()
+		}
+		discard(&ifc.counters, reason, "err", err)
+		return
+	}
+	in := ifc.insts[a.VRID]
+	if in == nil {
+		discard(&ifc.counters, DiscardUnknownVRID, "vrid", a.VRID)
+		return
+	}
+	reason, mismatch := in.policy.check(a, m)
+	if reason != DiscardNone {
+		discard(&in.counters, reason, "instance", in.cfg.Name)
+		return
+	}
+	e.mu.Lock()
+	in.counters.received++
+	if a.Priority == ShutdownPriority {
+		in.counters.zeroReceived++
+	}
+	if mismatch {
+		in.counters.addrMismatch++
+	}
+	e.mu.Unlock()
+	if mismatch {
+		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "advert address list differs from ours (accepted, check both configs)",
+			"instance", in.cfg.Name, "src", m.Src, "theirs", a.Addresses, "ours", in.policy.vips)
+	}
+	e.step(time.Now(), in.index, AdvertReceived{Priority: a.Priority, Src: m.Src})
+}
+
+// isLocal reports whether addr is one of our advert sources, i.e. the
+// packet is our own, looped back.
+func (e *engine) isLocal(addr netip.Addr) bool {
+	for _, ifc := range e.ifaces {
+		if ifc.localAddr == addr {
+			return true
+		}
+	}
+	for _, in := range e.insts {
+		if in.cfg.UnicastSource == addr {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *engine) handleLink(u LinkUpdate) {
+	prev, known := e.linkState[u.Name]
+	e.linkState[u.Name] = u.Up
+	if i := slices.IndexFunc(e.ifaces, func(ifc *iface) bool { return ifc.name == u.Name }); i >= 0 {
+		ifc := e.ifaces[i]
+		e.mu.Lock()
+		ifc.up = u.Up
+		e.mu.Unlock()
+		if u.Up && known && !prev {
+			// The interface may have been re-created with a new index, and
+			// a flap can drop the group membership: start afresh.
+			e.closeConn(ifc)
+			e.dial(ifc)
+		}
+	}
+	e.refreshLinks(time.Now())
+}
+
+// refreshLinks tells each machine whether everything it depends on is up:
+// its links and its socket.
+func (e *engine) refreshLinks(now time.Time) {
+	for _, in := range e.insts {
+		up := in.iface.conn != nil
+		for _, l := range in.links {
+			if st, ok := e.linkState[l]; ok && !st {
+				up = false
+			}
+		}
+		if up != in.linkUp {
+			in.linkUp = up
+			e.step(now, in.index, LinkChanged{Up: up})
+		}
+	}
+}
+
+func (e *engine) dial(ifc *iface) {
+	ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
+	conn, err := e.dialer.Dial(ctx, ifc.name)
+	cancel()
+	if err != nil {
+		e.logLimited(slog.LevelWarn, "dial:"+ifc.name, "cannot open VRRP socket; retrying", "iface", ifc.name, "err", err)
+		e.redial.Reset(redialInterval)
+		return
+	}
+	e.mu.Lock()
+	ifc.conn = conn
+	ifc.gen++
+	ifc.localAddr = conn.LocalAddr()
+	e.mu.Unlock()
+	for _, in := range ifc.insts {
+		local := conn.LocalAddr()
+		if in.cfg.UnicastSource.IsValid() {
+			local = in.cfg.UnicastSource
+		}
+		e.routers[in.index].SetLocalAddr(local)
+	}
+	gen := ifc.gen
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		for {
+			buf := make([]byte, maxPacket)
+			n, meta, err := conn.ReadAdvert(buf)
+			r := received{ifc: ifc, gen: gen, data: buf[:n], meta: meta, err: err}
+			select {
+			case e.rx <- r:
+			case <-e.bgCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func (e *engine) closeConn(ifc *iface) {
+	if ifc.conn == nil {
+		return
+	}
+	_ = ifc.conn.Close()
+	e.mu.Lock()
+	ifc.conn = nil
+	ifc.gen++
+	e.mu.Unlock()
+}
+
+// stop ends Run. graceful sends priority 0 and removes the VIPs; a kill
+// leaves the network as it is.
+func (e *engine) stop(graceful bool) {
+	if graceful {
+		e.step(time.Now(), -1, Shutdown{})
+		e.queue.close()
+	} else {
+		e.epochCancel()
+		e.queue.abort()
+	}
+	e.actuatorWG.Wait()
+	e.epochCancel()
+	e.announcing.Wait()
+	e.timer.Stop()
+	e.redial.Stop()
+	for _, ifc := range e.ifaces {
+		e.closeConn(ifc)
+	}
+	e.bgCancel()
+	e.bg.Wait()
+	e.log.Info("vrrp group stopped", "graceful", graceful)
+}
+
+// transitionItem is one group transition for the actuator.
+type transitionItem struct {
+	t   Transition
+	ctx context.Context // MASTER epoch; nil for other states
+}
+
+// transitionQueue is an unbounded FIFO, so the event loop never blocks on
+// a slow hook or netlink call.
+type transitionQueue struct {
+	mu      sync.Mutex
+	items   []transitionItem
+	signal  chan struct{}
+	closed  bool // drain, then stop
+	aborted bool // stop now
+}
+
+func (q *transitionQueue) init() { q.signal = make(chan struct{}, 1) }
+
+func (q *transitionQueue) push(it transitionItem) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *transitionQueue) wake() {
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+func (q *transitionQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *transitionQueue) abort() {
+	q.mu.Lock()
+	q.aborted = true
+	q.mu.Unlock()
+	q.wake()
+}
+
+// pop waits for the next item; ok is false when the actuator must stop.
+func (q *transitionQueue) pop() (transitionItem, bool) {
+	for {
+		q.mu.Lock()
+		switch {
+		case q.aborted:
+			q.mu.Unlock()
+			return transitionItem{}, false
+		case len(q.items) > 0:
+			it := q.items[0]
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return it, true
+		case q.closed:
+			q.mu.Unlock()
+			return transitionItem{}, false
+		}
+		q.mu.Unlock()
+		<-q.signal
+	}
+}
+
+func (q *transitionQueue) isAborted() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.aborted
+}
+
+// actuate applies group transitions to the system, in order: hook, VIPs,
+// GARP, AfterTransition. It runs on its own goroutine so that adverts are
+// never delayed by it.
+func (e *engine) actuate() {
+	defer e.actuatorWG.Done()
+	for {
+		it, ok := e.queue.pop()
+		if !ok {
+			return
+		}
+		if it.t.To == StateMaster {
+			it.t.VIPsAdded = e.takeVIPs(it)
+		} else {
+			e.releaseVIPs()
+		}
+		if e.queue.isAborted() {
+			return
+		}
+		if h := e.opts.Hooks.AfterTransition; h != nil {
+			h(it.t)
+		}
+	}
+}
+
+func (e *engine) takeVIPs(it transitionItem) bool {
+	if h := e.opts.Hooks.BeforeMaster; h != nil {
+		start := time.Now()
+		err := h(it.ctx, it.t)
+		if err != nil {
+			e.log.Error("BeforeMaster hook failed; adding VIPs anyway", "err", err, "took", time.Since(start))
+		}
+	}
+	if it.ctx.Err() != nil {
+		e.log.Info("left MASTER before the VIPs were added")
+		return false
+	}
+	e.vipsHeld = true
+	for _, in := range e.insts {
+		ctx, cancel := context.WithTimeout(it.ctx, osTimeout)
+		err := e.addresser.AddVIPs(ctx, in.cfg.Interface, in.cfg.VIPs)
+		cancel()
+		if err != nil {
+			if it.ctx.Err() != nil {
+				return false
+			}
+			e.log.Error("cannot add VIPs; instance goes to FAULT", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+			e.mu.Lock()
+			in.counters.vipFailures++
+			e.mu.Unlock()
+			select {
+			case e.vipFailed <- in.index:
+			default:
+			}
+			return false
+		}
+	}
+	if e.cfg.GARP.Count < 0 {
+		return true
+	}
+	// The first round goes out before AfterTransition; the rest of the
+	// burst and the refresh run until the epoch ends.
+	e.announceAll(it.ctx)
+	e.announcing.Add(1)
+	go e.announceLoop(it.ctx)
+	return true
+}
+
+func (e *engine) announceAll(ctx context.Context) {
+	for _, in := range e.insts {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := e.announcer.Announce(ctx, in.cfg.Interface, in.advert.Addresses); err != nil && ctx.Err() == nil {
+			e.log.Warn("gratuitous ARP failed", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+		}
+	}
+}
+
+// announceLoop sends the rest of the GARP burst, then refreshes, and
+// sends a new burst on Reannounce, until ctx (the MASTER epoch) ends.
+func (e *engine) announceLoop(ctx context.Context) {
+	defer e.announcing.Done()
+	burst := func(n int) bool {
+		for range n {
+			t := time.NewTimer(e.cfg.GARP.Spacing)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			case <-t.C:
+			}
+			e.announceAll(ctx)
+		}
+		return true
+	}
+	// Drop a Reannounce that predates this epoch.
+	select {
+	case <-e.reannounce:
+	default:
+	}
+	if !burst(e.cfg.GARP.Count - 1) {
+		return
+	}
+	var refresh <-chan time.Time
+	if e.cfg.GARP.Refresh > 0 {
+		tk := time.NewTicker(e.cfg.GARP.Refresh)
+		defer tk.Stop()
+		refresh = tk.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-refresh:
+			e.announceAll(ctx)
+		case <-e.reannounce:
+			e.announceAll(ctx)
+			if !burst(e.cfg.GARP.Count - 1) {
+				return
+			}
+		}
+	}
+}
+
+func (e *engine) releaseVIPs() {
+	// The epoch was cancelled by the event loop; wait until the GARP
+	// goroutine has really stopped before removing the addresses.
+	e.announcing.Wait()
+	if !e.vipsHeld {
+		return
+	}
+	e.vipsHeld = false
+	for _, in := range e.insts {
+		ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
+		if err := e.addresser.RemoveVIPs(ctx, in.cfg.Interface, in.cfg.VIPs); err != nil {
+			e.log.Error("cannot remove VIPs", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+			e.mu.Lock()
+			in.counters.vipFailures++
+			e.mu.Unlock()
+		}
+		cancel()
+	}
+}
