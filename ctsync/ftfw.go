@@ -115,7 +115,6 @@ type Session struct {
 	cfg SessionConfig
 
 	seq      uint32 // next sequence number to use
-	seqInit  bool
 	hello    helloState
 	sayBack  bool
 	lastTx   time.Time

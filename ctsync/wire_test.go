@@ -226,7 +226,7 @@ func randFlow(r *rand.Rand) Flow {
 	case isICMP(f.Proto):
 		f.ICMPID, f.ICMPType, f.ICMPCode = uint16(r.Uint32()), uint8(r.Uint32()), uint8(r.IntN(3))
 	}
-	f.Status = r.Uint32() &^ 0x8 // no EXPECTED
+	f.Status = r.Uint32() &^ 1 // no IPS_EXPECTED
 	f.Timeout = 1 + r.Uint32N(500000)
 	if r.IntN(3) == 0 {
 		f.Mark = r.Uint32()

@@ -1,0 +1,70 @@
+// Package ctsync replicates the Linux conntrack table between the two nodes
+// of a firewall pair, wire-compatible with conntrackd 1.4.7 (FTFW and
+// NOTRACK over UDP unicast or multicast).
+//
+// # Layers
+//
+//	kernel (Kernel: ctnetlink events, dump, batched commit)
+//	   │ events                      ▲ Commit / inject
+//	   ▼                             │
+//	internal cache ──► Session ──► Channel (UDP, ≤4 links) ══► peer
+//	                  (FTFW/NOTRACK)                      ◄══
+//	external cache ◄── Session ◄── Channel
+//
+//   - wire.go: the version-1 codec (pure). NextMessage splits datagrams,
+//     WireOptions.AppendCT/DecodeFlow map Flow to and from the TLVs.
+//   - ftfw.go, notrack.go: Session, the pure protocol: takes now, returns
+//     datagrams and the next deadline.
+//   - cache.go: Cache, compact tables keyed by original tuple and zone.
+//   - channel.go, channel_linux.go: Channel, UDP links and an in-memory one.
+//   - engine.go: Engine, goroutines and timers around all of the above.
+//
+// # Wire format (conntrackd.md §4)
+//
+// A datagram carries one or more messages, each 4-byte aligned, packed
+// while the datagram stays strictly below MTU-28 bytes:
+//
+//	 0        1        2        3
+//	+--------+--------+--------+--------+
+//	|ver|type| flags  |   len (BE16)    |   ver = 1; len includes the header
+//	+--------+--------+--------+--------+
+//	|           seq (BE32)              |
+//	+--------+--------+--------+--------+
+//	| from (BE32), to (BE32)            |   ACK, NACK, RESYNC only
+//	+-----------------------------------+
+//	| TLVs: len (BE16, unpadded), type (BE16), payload, zero pad
+//
+// Data messages (CT_NEW, CT_UPD, CT_DEL) carry the original tuple and the
+// state: status, L4 protocol, ports, TCP/SCTP/DCCP state, window scales,
+// SCTP vtags, DCCP role, ICMP type/code/id, timeout, mark, SNAT/DNAT
+// address and port, sequence adjustment, helper, labels and zone.
+// NTA_SPAT_PORT, NTA_DPAT_PORT and NTA_ICMP_ID are in the sender's native
+// byte order (little-endian from x86); WireOptions has knobs for big-endian
+// peers, for the reversed IPv4 NAT addresses of <= 1.4.6 and for older
+// peers' highest attribute number. Malformed input is rejected with a
+// counted Reason, never a panic. Expectations are not replicated (counted
+// as "expectation").
+//
+// # Reliability (FTFW)
+//
+// Every message consumes a sequence number, seeded from Unix time. The
+// receiver ACKs every ACKWindow (300) in-order messages and after 1 s of
+// idle transmission, NACKs gaps [expected, seq-1], and drops old
+// messages. The sender keeps sent states and control messages in a bounded
+// resend queue until ACKed; a NACK re-queues them, and states are rebuilt
+// from the current internal cache at transmission, so a retransmission
+// never resurrects an old state. HELLO/HELLO_BACK handle restarts: a
+// restarted node's new sequence is accepted and it asks for a RESYNC, which
+// the peer answers with its whole internal cache. ALIVE keeps the link
+// busy, so a lost last message is always detected. NOTRACK sends each
+// state once and only counts losses.
+//
+// # Resync semantics
+//
+// Resync dumps the kernel into the internal cache and queues every
+// difference to the peer (new, changed, and gone entries), so it is also
+// the recovery after a netlink overrun. Commit writes the external cache to
+// the kernel in one batched Kernel.Commit with the remaining timeouts.
+// Kernel events flagged Own (the daemon's own writes) update the internal
+// cache but are not sent to the peer.
+package ctsync

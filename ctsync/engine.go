@@ -1,0 +1,904 @@
+package ctsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Config is the validated sync configuration.
+type Config struct {
+	// Mode is ModeFTFW (default) or ModeNotrack.
+	Mode Mode
+	// Channels are the redundant sync links, at most MaxChannels; the first
+	// is active at start. Ignored when Options.Channels is set.
+	Channels []ChannelConfig
+	// ACKWindow (default 300) and ResendQueueSize (default 131072) are
+	// conntrackd's ACKWindowSize and ResendQueueSize.
+	ACKWindow       int
+	ResendQueueSize int
+	// CommitTimeout bounds one Commit (default 30 s).
+	CommitTimeout time.Duration
+	// PurgeDelay is the default delay of SchedulePurge (conntrackd's
+	// PurgeTimeout, default 60 s).
+	PurgeDelay time.Duration
+	// DisableExternalCache injects received states straight into the
+	// kernel (conntrackd's DisableExternalCache); Commit is then a no-op.
+	DisableExternalCache bool
+	// NoStartupResync disables asking the peer for its state at start.
+	NoStartupResync bool
+	// OverrunResyncDelay is how long after a netlink overrun the kernel
+	// table is dumped again (default 1 s; overruns in between re-arm it).
+	OverrunResyncDelay time.Duration
+	// Wire holds the compat knobs: the peer's NTA_MAX (MaxAttr), IPv4 NAT
+	// byte order of <= 1.4.6 peers (LegacyNATv4), a big-endian peer, and
+	// leaving NTA_TIMEOUT out.
+	Wire WireOptions
+}
+
+func (c *Config) validate(haveChannels bool) error {
+	switch c.Mode {
+	case "":
+		c.Mode = ModeFTFW
+	case ModeFTFW, ModeNotrack:
+	default:
+		return fmt.Errorf("ctsync: unknown mode %q (want ftfw or notrack)", c.Mode)
+	}
+	if !haveChannels {
+		if len(c.Channels) == 0 {
+			return errors.New("ctsync: no sync channel configured")
+		}
+		for i := range c.Channels {
+			if err := c.Channels[i].validate(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(c.Channels) > MaxChannels {
+		return fmt.Errorf("ctsync: %d channels, at most %d", len(c.Channels), MaxChannels)
+	}
+	if c.ACKWindow < 0 || c.ResendQueueSize < 0 {
+		return errors.New("ctsync: negative ACK window or resend queue size")
+	}
+	if c.Wire.MaxAttr != 0 && (c.Wire.MaxAttr < 28 || c.Wire.MaxAttr > NTAMax147) {
+		return fmt.Errorf("ctsync: max attribute %d out of range 28..%d", c.Wire.MaxAttr, NTAMax147)
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 30 * time.Second
+	}
+	if c.PurgeDelay <= 0 {
+		c.PurgeDelay = 60 * time.Second
+	}
+	if c.OverrunResyncDelay <= 0 {
+		c.OverrunResyncDelay = time.Second
+	}
+	return nil
+}
+
+// Options are the Engine's collaborators.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Kernel is the local conntrack table (required). The caller owns it.
+	Kernel Kernel
+	// Filter selects the local flows to replicate; nil accepts all.
+	Filter interface{ Accept(*Flow) bool }
+	// Channels, when set, replace Config.Channels (tests, custom links).
+	// The Engine closes them in Close.
+	Channels []Channel
+}
+
+// CacheID selects a cache.
+type CacheID uint8
+
+// Caches.
+const (
+	CacheInternal CacheID = 1 << iota
+	CacheExternal
+	CacheAll = CacheInternal | CacheExternal
+)
+
+// ErrCommitInProgress is returned by Commit while another one runs.
+var ErrCommitInProgress = errors.New("ctsync: commit already in progress")
+
+// Engine replicates the local conntrack table to the peer and keeps the
+// peer's table in the external cache, wire-compatible with conntrackd 1.4.7.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	kernel Kernel
+	filter interface{ Accept(*Flow) bool }
+	links  []Channel
+	active atomic.Int32
+
+	kick     chan struct{}
+	injectCh chan struct{}
+	ready    chan struct{}
+	running  atomic.Bool
+	commitMu sync.Mutex
+
+	mu        sync.Mutex // guards everything below
+	internal  *Cache
+	external  *Cache
+	sess      *Session
+	st        counters
+	malformed map[string]uint64
+	lastPeer  time.Time
+	resyncAt  time.Time // pending overrun resync (zero: none)
+	purgeAt   time.Time // pending purge (zero: none)
+	injectQ   []injectItem
+	lastComm  CommitResult
+}
+
+type injectItem struct {
+	f   Flow
+	del bool
+}
+
+type counters struct {
+	bytesSent, bytesRecv, dgSent, dgRecv uint64
+	sendErrors, recvErrors               uint64
+	resyncs, resyncErrors, overruns      uint64
+	bulkSends, resyncRequests            uint64
+	failovers, purges, purged            uint64
+	evNew, evUpdate, evDestroy, evOwn    uint64
+	evFiltered                           uint64
+	commits                              uint64
+	injected, injectFailed               uint64
+	applied                              uint64
+}
+
+// New builds an engine. Sync sockets from cfg.Channels are opened here, in
+// the calling goroutine's network namespace.
+func New(cfg Config, opts Options) (*Engine, error) {
+	if err := cfg.validate(len(opts.Channels) > 0); err != nil {
+		return nil, err
+	}
+	if opts.Kernel == nil {
+		return nil, errors.New("ctsync: Options.Kernel is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	links := opts.Channels
+	if len(links) == 0 {
+		for _, cc := range cfg.Channels {
+			ch, err := OpenChannel(cc)
+			if err != nil {
+				for _, l := range links {
+					l.Close()
+				}
+				return nil, err
+			}
+			links = append(links, ch)
+		}
+	}
+	if len(links) > MaxChannels {
+		return nil, fmt.Errorf("ctsync: %d channels, at most %d", len(links), MaxChannels)
+	}
+	maxDg := links[0].MaxPayload()
+	for _, l := range links[1:] {
+		maxDg = min(maxDg, l.MaxPayload())
+	}
+	e := &Engine{
+		cfg: cfg, log: log, kernel: opts.Kernel, filter: opts.Filter, links: links,
+		kick: make(chan struct{}, 1), injectCh: make(chan struct{}, 1), ready: make(chan struct{}),
+		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
+	}
+	e.sess = NewSession(SessionConfig{
+		Mode: cfg.Mode, ACKWindow: cfg.ACKWindow, ResendQueue: cfg.ResendQueueSize,
+		MaxDatagram: maxDg, Wire: cfg.Wire,
+	}, time.Now())
+	return e, nil
+}
+
+// Ready is closed once Run has loaded the kernel table and started.
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+// Close closes the sync channels. Call it after Run has returned.
+func (e *Engine) Close() error {
+	var errs []error
+	for _, l := range e.links {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine) wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run replicates until ctx ends: it listens to kernel events, receives from
+// every link, sends, and runs the timers (overrun resync, purge, link
+// failover). It returns nil when ctx ends, or the first fatal error.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("ctsync: Run called twice")
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	evStarted := make(chan struct{})
+	g.Go(func() error {
+		close(evStarted)
+		err := e.kernel.Events(ctx, e.onEvents)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			err = errors.New("kernel event listener stopped")
+		}
+		return fmt.Errorf("ctsync: %w", err)
+	})
+	for i, l := range e.links {
+		g.Go(func() error { return e.recvLoop(ctx, i, l) })
+	}
+	g.Go(func() error { return e.txLoop(ctx) })
+	g.Go(func() error { return e.maintLoop(ctx) })
+	g.Go(func() error { return e.injectLoop(ctx) })
+	g.Go(func() error {
+		<-evStarted
+		res, err := e.Resync(ctx)
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("initial kernel dump failed; retrying as overrun resync", "err", err)
+			e.scheduleResync(time.Now())
+		}
+		if !e.cfg.NoStartupResync {
+			e.RequestResync()
+		}
+		close(e.ready)
+		e.log.Info("conntrack sync running", "mode", string(e.cfg.Mode), "links", len(e.links),
+			"internal_entries", res.Entries)
+		return nil
+	})
+	return g.Wait()
+}
+
+func (e *Engine) onEvents(evs []Event) {
+	now := time.Now()
+	e.mu.Lock()
+	queued := false
+	for i := range evs {
+		ev := &evs[i]
+		switch ev.Type {
+		case EventOverrun:
+			e.st.overruns++
+			e.resyncAt = now.Add(e.cfg.OverrunResyncDelay)
+			continue
+		case EventNew:
+			e.st.evNew++
+		case EventUpdate:
+			e.st.evUpdate++
+		case EventDestroy:
+			e.st.evDestroy++
+		default:
+			continue
+		}
+		if ev.Own {
+			e.st.evOwn++
+		}
+		f := &ev.Flow
+		if ev.Type == EventDestroy {
+			if e.internal.Delete(f.Key) && !ev.Own {
+				e.sess.Enqueue(f.Key, MsgCTDel)
+				queued = true
+			}
+			continue
+		}
+		if e.filter != nil && !e.filter.Accept(f) {
+			e.st.evFiltered++
+			if e.internal.Delete(f.Key) && !ev.Own {
+				e.sess.Enqueue(f.Key, MsgCTDel)
+				queued = true
+			}
+			continue
+		}
+		created := e.internal.Put(f, now)
+		if ev.Own {
+			continue
+		}
+		t := MsgCTUpd
+		if created {
+			t = MsgCTNew
+		}
+		e.sess.Enqueue(f.Key, t)
+		queued = true
+	}
+	e.mu.Unlock()
+	if queued {
+		e.wake(e.kick)
+	}
+}
+
+func (e *Engine) lookupLocked(ck *ckey) (Flow, bool) { return e.internal.Get(ck.key()) }
+
+func (e *Engine) txLoop(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.kick:
+		case <-t.C:
+		}
+		var next time.Time
+		for range 1024 { // bounded: yield to the timer after ~1M messages
+			now := time.Now()
+			e.mu.Lock()
+			dgs, n := e.sess.Poll(now, e.lookupLocked, 512)
+			e.mu.Unlock()
+			next = n
+			e.sendAll(dgs)
+			if n.After(now) || ctx.Err() != nil {
+				break
+			}
+		}
+		d := max(time.Until(next), time.Millisecond)
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(d)
+	}
+}
+
+func (e *Engine) sendAll(dgs [][]byte) {
+	for _, d := range dgs {
+		i := int(e.active.Load())
+		err := e.links[i].Send(d)
+		if err != nil && len(e.links) > 1 {
+			if j := e.failover(i); j != i {
+				err = e.links[j].Send(d)
+			}
+		}
+		e.mu.Lock()
+		if err != nil {
+			e.st.sendErrors++
+		} else {
+			e.st.dgSent++
+			e.st.bytesSent += uint64(len(d))
+		}
+		e.mu.Unlock()
+	}
+}
+
+// failover makes the next link that is up active (round-robin after i)
+// and returns it; i when no other link is up.
+func (e *Engine) failover(i int) int {
+	for k := 1; k < len(e.links); k++ {
+		j := (i + k) % len(e.links)
+		if e.links[j].Up() {
+			if e.active.CompareAndSwap(int32(i), int32(j)) {
+				e.mu.Lock()
+				e.st.failovers++
+				e.mu.Unlock()
+				e.log.Warn("sync link failover", "from", e.links[i].String(), "to", e.links[j].String())
+			}
+			return int(e.active.Load())
+		}
+	}
+	return i
+}
+
+func (e *Engine) recvLoop(ctx context.Context, i int, l Channel) error {
+	buf := make([]byte, 65536)
+	for errs := 0; ; {
+		n, err := l.Recv(ctx, buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return nil
+			}
+			e.mu.Lock()
+			e.st.recvErrors++
+			e.mu.Unlock()
+			errs++
+			if errs%100 == 1 {
+				e.log.Warn("sync receive error", "link", l.String(), "err", err)
+			}
+			select { // do not spin on a persistent error
+			case <-ctx.Done():
+				return nil
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		e.handleDatagram(i, buf[:n])
+	}
+}
+
+func (e *Engine) reject(r Reason) { e.malformed[r.String()]++ }
+
+func (e *Engine) handleDatagram(link int, d []byte) {
+	now := time.Now()
+	inject := false
+	e.mu.Lock()
+	e.st.dgRecv++
+	e.st.bytesRecv += uint64(len(d))
+	valid := false
+	for rest := d; len(rest) > 0; {
+		m, r, err := NextMessage(rest)
+		rest = r
+		if err != nil {
+			e.reject(ReasonOf(err))
+			continue
+		}
+		valid = true
+		res := e.sess.Receive(now, &m)
+		if res.Reject != 0 {
+			e.reject(res.Reject)
+		}
+		if res.SendAll {
+			e.bulkLocked()
+		}
+		if !res.Apply {
+			continue
+		}
+		if m.Type >= MsgExpNew {
+			e.reject(ReasonExpectation)
+			continue
+		}
+		f, err := e.cfg.Wire.DecodeFlow(m.Payload)
+		if err != nil {
+			e.reject(ReasonOf(err))
+			continue
+		}
+		e.st.applied++
+		if e.cfg.DisableExternalCache {
+			e.injectQ = append(e.injectQ, injectItem{f: f, del: m.Type == MsgCTDel})
+			inject = true
+			continue
+		}
+		if m.Type == MsgCTDel {
+			e.external.Delete(f.Key)
+		} else {
+			e.external.Put(&f, now)
+		}
+	}
+	if valid {
+		e.lastPeer = now
+	}
+	e.mu.Unlock()
+	if valid && int(e.active.Load()) != link {
+		old := e.active.Swap(int32(link))
+		if int(old) != link {
+			e.log.Info("sync link active (received on it)", "link", e.links[link].String())
+		}
+	}
+	if inject {
+		e.wake(e.injectCh)
+	}
+	e.wake(e.kick)
+}
+
+func (e *Engine) injectLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.injectCh:
+		}
+		for {
+			e.mu.Lock()
+			q := e.injectQ
+			e.injectQ = nil
+			e.mu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			e.inject(ctx, q)
+		}
+	}
+}
+
+// inject writes received states into the kernel, keeping their order per
+// key by splitting the batch where a create/update and a delete alternate.
+func (e *Engine) inject(ctx context.Context, q []injectItem) {
+	var ups []Flow
+	var dels []Key
+	flush := func() {
+		var res CommitResult
+		var err error
+		if len(ups) > 0 {
+			res, err = e.kernel.Commit(ctx, ups)
+			e.countInject(res, err)
+		}
+		if len(dels) > 0 {
+			res, err = e.kernel.Delete(ctx, dels)
+			e.countInject(res, err)
+		}
+		ups, dels = ups[:0], dels[:0]
+	}
+	for i := range q {
+		if q[i].del {
+			if len(ups) > 0 {
+				flush()
+			}
+			dels = append(dels, q[i].f.Key)
+		} else {
+			if len(dels) > 0 {
+				flush()
+			}
+			ups = append(ups, q[i].f)
+		}
+	}
+	flush()
+}
+
+func (e *Engine) countInject(res CommitResult, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.st.injected += uint64(res.Created + res.Updated + res.Deleted)
+	for _, n := range res.Failed {
+		e.st.injectFailed += uint64(n)
+	}
+	if err != nil {
+		e.log.Warn("inject into kernel failed", "err", err)
+	}
+}
+
+func (e *Engine) maintLoop(ctx context.Context) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	lastLinkCheck := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		now := time.Now()
+		if len(e.links) > 1 && now.Sub(lastLinkCheck) >= time.Second {
+			lastLinkCheck = now
+			if i := int(e.active.Load()); !e.links[i].Up() {
+				e.failover(i)
+			}
+		}
+		e.mu.Lock()
+		resync := !e.resyncAt.IsZero() && !now.Before(e.resyncAt)
+		if resync {
+			e.resyncAt = time.Time{}
+		}
+		purge := !e.purgeAt.IsZero() && !now.Before(e.purgeAt)
+		if purge {
+			e.purgeAt = time.Time{}
+		}
+		e.mu.Unlock()
+		if resync {
+			if _, err := e.Resync(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("overrun resync failed, retrying", "err", err)
+				e.scheduleResync(now.Add(e.cfg.OverrunResyncDelay))
+			}
+		}
+		if purge {
+			e.purge(ctx)
+		}
+	}
+}
+
+func (e *Engine) scheduleResync(at time.Time) {
+	e.mu.Lock()
+	e.resyncAt = at
+	e.mu.Unlock()
+}
+
+// ResyncResult counts what a resync from the kernel changed.
+type ResyncResult struct {
+	Entries, Added, Changed, Removed int
+	Duration                         time.Duration
+}
+
+// Resync dumps the kernel table into the internal cache (conntrackd -R)
+// and queues every difference for the peer: new and changed entries as
+// updates, entries gone from the kernel as deletions.
+func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) {
+	start := time.Now()
+	flows, err := e.kernel.Dump(ctx)
+	if err != nil {
+		e.mu.Lock()
+		e.st.resyncErrors++
+		e.mu.Unlock()
+		return ResyncResult{}, fmt.Errorf("ctsync: resync: %w", err)
+	}
+	now := time.Now()
+	var res ResyncResult
+	seen := make(map[ckey]struct{}, len(flows))
+	e.mu.Lock()
+	for i := range flows {
+		f := &flows[i]
+		if e.filter != nil && !e.filter.Accept(f) {
+			continue
+		}
+		seen[compactKey(&f.Key)] = struct{}{}
+		old, ok := e.internal.Get(f.Key)
+		e.internal.Put(f, now)
+		switch {
+		case !ok:
+			res.Added++
+			e.sess.Enqueue(f.Key, MsgCTNew)
+		case !sameState(&old, f):
+			res.Changed++
+			e.sess.Enqueue(f.Key, MsgCTUpd)
+		}
+	}
+	for k := range e.internal.m {
+		if _, ok := seen[k]; !ok {
+			delete(e.internal.m, k)
+			e.sess.Enqueue(k.key(), MsgCTDel)
+			res.Removed++
+		}
+	}
+	res.Entries = e.internal.Len()
+	e.st.resyncs++
+	e.mu.Unlock()
+	res.Duration = time.Since(start)
+	e.wake(e.kick)
+	e.log.Info("resync from kernel", "entries", res.Entries, "added", res.Added, "changed", res.Changed,
+		"removed", res.Removed, "duration", res.Duration)
+	return res, nil
+}
+
+// Commit writes the external cache into the kernel in one batched call
+// (conntrackd -c), bounded by CommitTimeout. Each entry gets its remaining
+// timeout (cached timeout minus the time since it was received; 60 s when
+// that is not positive). It cancels a pending purge. With
+// DisableExternalCache it does nothing.
+func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
+	if e.cfg.DisableExternalCache {
+		return CommitResult{}, nil
+	}
+	if !e.commitMu.TryLock() {
+		return CommitResult{}, ErrCommitInProgress
+	}
+	defer e.commitMu.Unlock()
+	start := time.Now()
+	e.mu.Lock()
+	e.purgeAt = time.Time{}
+	flows := make([]Flow, 0, e.external.Len())
+	e.external.Range(func(f *Flow, updated time.Time) bool {
+		if f.Timeout != 0 {
+			age := uint32(max(0, start.Sub(updated)/time.Second))
+			if f.Timeout > age {
+				f.Timeout -= age
+			} else {
+				f.Timeout = 60
+			}
+		}
+		f.Status &^= ipsExpected
+		flows = append(flows, *f)
+		return true
+	})
+	e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.CommitTimeout)
+	defer cancel()
+	res, err := e.kernel.Commit(ctx, flows)
+	if res.Duration == 0 {
+		res.Duration = time.Since(start)
+	}
+	e.mu.Lock()
+	e.st.commits++
+	e.lastComm = res
+	e.mu.Unlock()
+	failed := 0
+	for _, n := range res.Failed {
+		failed += n
+	}
+	e.log.Info("committed external cache", "entries", len(flows), "created", res.Created,
+		"updated", res.Updated, "failed", failed, "duration", res.Duration, "err", err)
+	if err != nil {
+		return res, fmt.Errorf("ctsync: commit: %w", err)
+	}
+	return res, nil
+}
+
+const ipsExpected = 1 << 0
+
+// Flush empties caches (conntrackd -f). Flushing the internal cache
+// cancels a pending purge.
+func (e *Engine) Flush(which CacheID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if which&CacheInternal != 0 {
+		e.internal.Clear()
+		e.purgeAt = time.Time{}
+	}
+	if which&CacheExternal != 0 {
+		e.external.Clear()
+	}
+}
+
+// BulkSend queues the whole internal cache for the peer (conntrackd -B).
+func (e *Engine) BulkSend() {
+	e.mu.Lock()
+	e.bulkLocked()
+	e.mu.Unlock()
+	e.wake(e.kick)
+}
+
+func (e *Engine) bulkLocked() {
+	e.st.bulkSends++
+	for k := range e.internal.m {
+		e.sess.Enqueue(k.key(), MsgCTUpd)
+	}
+}
+
+// RequestResync asks the peer for its whole internal cache (conntrackd -n).
+func (e *Engine) RequestResync() {
+	e.mu.Lock()
+	e.st.resyncRequests++
+	e.sess.RequestResync()
+	e.mu.Unlock()
+	e.wake(e.kick)
+}
+
+// SchedulePurge arms the purge (conntrackd -t): after delay (Config
+// PurgeDelay when <= 0) the entries of the internal cache, i.e. the local
+// flows this node replicated, are deleted from the kernel and the internal
+// cache is emptied. Commit and Flush of the internal cache cancel it; a
+// pending purge is not re-armed.
+func (e *Engine) SchedulePurge(delay time.Duration) {
+	if delay <= 0 {
+		delay = e.cfg.PurgeDelay
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.purgeAt.IsZero() {
+		e.purgeAt = time.Now().Add(delay)
+		e.log.Info("purge scheduled", "delay", delay)
+	}
+}
+
+func (e *Engine) purge(ctx context.Context) {
+	e.mu.Lock()
+	keys := e.internal.Keys()
+	e.mu.Unlock()
+	res, err := e.kernel.Delete(ctx, keys)
+	e.mu.Lock()
+	for _, k := range keys {
+		e.internal.Delete(k)
+	}
+	e.st.purges++
+	e.st.purged += uint64(res.Deleted)
+	e.mu.Unlock()
+	e.log.Info("purged local entries", "entries", len(keys), "deleted", res.Deleted, "err", err)
+}
+
+// LinkStatus is the state of one sync link.
+type LinkStatus struct {
+	Name   string `json:"name"`
+	Up     bool   `json:"up"`
+	Active bool   `json:"active"`
+}
+
+// Status is the engine's state for `fwpairctl status`.
+type Status struct {
+	Mode            Mode         `json:"mode"`
+	Ready           bool         `json:"ready"`
+	PeerAlive       bool         `json:"peer_alive"`
+	LastPeerMessage time.Time    `json:"last_peer_message"`
+	Links           []LinkStatus `json:"links"`
+	InternalEntries int          `json:"internal_entries"`
+	ExternalEntries int          `json:"external_entries"`
+	DirectInject    bool         `json:"direct_inject"`
+	PurgePending    bool         `json:"purge_pending"`
+	TxQueue         int          `json:"tx_queue"`
+	Unacked         int          `json:"unacked"`
+}
+
+// Status returns the current state.
+func (e *Engine) Status() Status {
+	active := int(e.active.Load())
+	links := make([]LinkStatus, len(e.links))
+	for i, l := range e.links {
+		links[i] = LinkStatus{Name: l.String(), Up: l.Up(), Active: i == active}
+	}
+	ready := false
+	select {
+	case <-e.ready:
+		ready = true
+	default:
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tx, un := e.sess.Pending()
+	return Status{
+		Mode: e.cfg.Mode, Ready: ready,
+		PeerAlive:       !e.lastPeer.IsZero() && time.Since(e.lastPeer) < 3*DefaultAliveInterval,
+		LastPeerMessage: e.lastPeer, Links: links,
+		InternalEntries: e.internal.Len(), ExternalEntries: e.external.Len(),
+		DirectInject: e.cfg.DisableExternalCache, PurgePending: !e.purgeAt.IsZero(),
+		TxQueue: tx, Unacked: un,
+	}
+}
+
+// Stats are the engine's counters (monotonic unless noted).
+type Stats struct {
+	MessagesSent     uint64 `json:"messages_sent"`
+	MessagesReceived uint64 `json:"messages_received"`
+	DatagramsSent    uint64 `json:"datagrams_sent"`
+	DatagramsRecv    uint64 `json:"datagrams_received"`
+	BytesSent        uint64 `json:"bytes_sent"`
+	BytesReceived    uint64 `json:"bytes_received"`
+	SendErrors       uint64 `json:"send_errors"`
+	RecvErrors       uint64 `json:"receive_errors"`
+	Retransmits      uint64 `json:"retransmits"`
+	NACKsSent        uint64 `json:"nacks_sent"`
+	NACKsReceived    uint64 `json:"nacks_received"`
+	ACKsSent         uint64 `json:"acks_sent"`
+	ACKsReceived     uint64 `json:"acks_received"`
+	Lost             uint64 `json:"lost"`
+	Before           uint64 `json:"before"`
+	ResendOverflow   uint64 `json:"resend_overflow"`
+	// Resyncs counts dumps of the kernel table into the internal cache.
+	Resyncs      uint64 `json:"resyncs"`
+	ResyncErrors uint64 `json:"resync_errors"`
+	// ResyncRequestsSent/Received count RESYNC control messages.
+	ResyncRequestsSent     uint64 `json:"resync_requests_sent"`
+	ResyncRequestsReceived uint64 `json:"resync_requests_received"`
+	BulkSends              uint64 `json:"bulk_sends"`
+	Overruns               uint64 `json:"overruns"`
+	// Malformed counts rejected input by reason (see Reason).
+	Malformed      map[string]uint64 `json:"malformed"`
+	EventsNew      uint64            `json:"events_new"`
+	EventsUpdate   uint64            `json:"events_update"`
+	EventsDestroy  uint64            `json:"events_destroy"`
+	EventsOwn      uint64            `json:"events_own"`
+	EventsFiltered uint64            `json:"events_filtered"`
+	Applied        uint64            `json:"applied"`
+	Injected       uint64            `json:"injected"`
+	InjectFailed   uint64            `json:"inject_failed"`
+	Commits        uint64            `json:"commits"`
+	LastCommit     CommitResult      `json:"last_commit"`
+	Failovers      uint64            `json:"failovers"`
+	Purges         uint64            `json:"purges"`
+	Purged         uint64            `json:"purged"`
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ss := e.sess.Stats()
+	return Stats{
+		MessagesSent: ss.MsgsSent, MessagesReceived: ss.MsgsRecv,
+		DatagramsSent: e.st.dgSent, DatagramsRecv: e.st.dgRecv,
+		BytesSent: e.st.bytesSent, BytesReceived: e.st.bytesRecv,
+		SendErrors: e.st.sendErrors, RecvErrors: e.st.recvErrors,
+		Retransmits: ss.Retransmits, NACKsSent: ss.NACKsSent, NACKsReceived: ss.NACKsRecv,
+		ACKsSent: ss.ACKsSent, ACKsReceived: ss.ACKsRecv, Lost: ss.Lost, Before: ss.Before,
+		ResendOverflow: ss.ResendOverflow,
+		Resyncs:        e.st.resyncs, ResyncErrors: e.st.resyncErrors,
+		ResyncRequestsSent: ss.ResyncsSent, ResyncRequestsReceived: ss.ResyncsRcv,
+		BulkSends: e.st.bulkSends, Overruns: e.st.overruns,
+		Malformed: maps.Clone(e.malformed),
+		EventsNew: e.st.evNew, EventsUpdate: e.st.evUpdate, EventsDestroy: e.st.evDestroy,
+		EventsOwn: e.st.evOwn, EventsFiltered: e.st.evFiltered,
+		Applied: e.st.applied, Injected: e.st.injected, InjectFailed: e.st.injectFailed,
+		Commits: e.st.commits, LastCommit: e.lastComm,
+		Failovers: e.st.failovers, Purges: e.st.purges, Purged: e.st.purged,
+	}
+}
+
+// Entries lists a cache (`fwpairctl cache internal|external`).
+func (e *Engine) Entries(which CacheID) []Flow {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch which {
+	case CacheInternal:
+		return e.internal.Flows()
+	case CacheExternal:
+		return e.external.Flows()
+	}
+	return append(e.internal.Flows(), e.external.Flows()...)
+}

@@ -1,0 +1,550 @@
+package ctsync
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeKernel is an in-memory conntrack table implementing Kernel. Changes
+// made through Create/Remove look like traffic (events not Own); Commit and
+// Delete emit Own events, as the Linux adapter reports the daemon's writes.
+type fakeKernel struct {
+	mu      sync.Mutex
+	table   map[Key]Flow
+	pending []Event
+	notify  chan struct{}
+	commits int
+	silent  bool // Create/Remove without events (to simulate an overrun)
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{table: make(map[Key]Flow), notify: make(chan struct{}, 1)}
+}
+
+func (k *fakeKernel) emitLocked(evs ...Event) {
+	if k.silent {
+		return
+	}
+	k.pending = append(k.pending, evs...)
+	select {
+	case k.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (k *fakeKernel) Create(f Flow) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := EventUpdate
+	if _, ok := k.table[f.Key]; !ok {
+		t = EventNew
+	}
+	k.table[f.Key] = f
+	k.emitLocked(Event{Type: t, Flow: f})
+}
+
+func (k *fakeKernel) Remove(key Key) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if f, ok := k.table[key]; ok {
+		delete(k.table, key)
+		k.emitLocked(Event{Type: EventDestroy, Flow: f})
+	}
+}
+
+func (k *fakeKernel) Overrun() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.pending = append(k.pending, Event{Type: EventOverrun})
+	select {
+	case k.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (k *fakeKernel) Snapshot() map[Key]Flow {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make(map[Key]Flow, len(k.table))
+	for key, f := range k.table {
+		out[key] = f
+	}
+	return out
+}
+
+func (k *fakeKernel) Dump(ctx context.Context) ([]Flow, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]Flow, 0, len(k.table))
+	for _, f := range k.table {
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) Commit(ctx context.Context, flows []Flow) (CommitResult, error) {
+	start := time.Now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.commits++
+	var res CommitResult
+	for _, f := range flows {
+		t := EventUpdate
+		if _, ok := k.table[f.Key]; ok {
+			res.Updated++
+		} else {
+			res.Created++
+			t = EventNew
+		}
+		k.table[f.Key] = f
+		k.emitLocked(Event{Type: t, Flow: f, Own: true})
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func (k *fakeKernel) Delete(ctx context.Context, keys []Key) (CommitResult, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var res CommitResult
+	for _, key := range keys {
+		if f, ok := k.table[key]; ok {
+			delete(k.table, key)
+			res.Deleted++
+			k.emitLocked(Event{Type: EventDestroy, Flow: f, Own: true})
+		}
+	}
+	return res, nil
+}
+
+func (k *fakeKernel) Events(ctx context.Context, sink func([]Event)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-k.notify:
+		}
+		k.mu.Lock()
+		evs := k.pending
+		k.pending = nil
+		k.mu.Unlock()
+		for len(evs) > 0 {
+			n := min(len(evs), 256)
+			sink(evs[:n])
+			evs = evs[n:]
+		}
+	}
+}
+
+func (k *fakeKernel) Close() error { return nil }
+
+// testNode is an engine running on a fake kernel.
+type testNode struct {
+	e      *Engine
+	k      *fakeKernel
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startNode(t *testing.T, cfg Config, k *fakeKernel, links []Channel, filter interface{ Accept(*Flow) bool }) *testNode {
+	t.Helper()
+	e, err := New(cfg, Options{Kernel: k, Channels: links, Filter: filter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{e: e, k: k, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- e.Run(ctx) }()
+	t.Cleanup(n.stop)
+	select {
+	case <-e.Ready():
+	case err := <-n.done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine not ready")
+	}
+	return n
+}
+
+func (n *testNode) stop() {
+	if n.cancel == nil {
+		return
+	}
+	n.cancel()
+	n.cancel = nil
+	<-n.done
+	n.e.Close()
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for wait := 5 * time.Millisecond; time.Now().Before(deadline); wait = min(2*wait, 200*time.Millisecond) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(wait)
+	}
+	t.Fatalf("%s: not within %v: %v", what, d, err)
+}
+
+// sameAs compares a cache listing with a kernel table (state and key).
+func sameAs(got []Flow, want map[Key]Flow) error {
+	seen := 0
+	for i := range got {
+		w, ok := want[got[i].Key]
+		if !ok {
+			return fmt.Errorf("stale entry %v (%d entries, want %d)", got[i].Key, len(got), len(want))
+		}
+		if !sameState(&got[i], &w) {
+			return fmt.Errorf("entry %v: got %+v want %+v", got[i].Key, got[i], w)
+		}
+		seen++
+	}
+	if seen != len(want) {
+		return fmt.Errorf("%d entries, want %d", seen, len(want))
+	}
+	return nil
+}
+
+func memPair(mode Mode) (*MemNetwork, []Channel, []Channel) {
+	var n MemNetwork
+	a, b := n.NewMemLink("sync0", 1472)
+	return &n, []Channel{a}, []Channel{b}
+}
+
+func TestEngineReplicationAndCommit(t *testing.T) {
+	for _, mode := range []Mode{ModeFTFW, ModeNotrack} {
+		t.Run(string(mode), func(t *testing.T) {
+			_, la, lb := memPair(mode)
+			ka, kb := newFakeKernel(), newFakeKernel()
+			a := startNode(t, Config{Mode: mode}, ka, la, nil)
+			b := startNode(t, Config{Mode: mode}, kb, lb, nil)
+			r := rand.New(rand.NewPCG(3, 4))
+			const n = 5000
+			start := time.Now()
+			var keys []Key
+			for range n {
+				f := randFlow(r)
+				ka.Create(f)
+				keys = append(keys, f.Key)
+			}
+			waitFor(t, 10*time.Second, "replication", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+			el := time.Since(start)
+			t.Logf("%s: %d flows replicated in %v (%.0f flows/s)", mode, len(ka.Snapshot()), el, float64(n)/el.Seconds())
+			// Updates and destroys propagate.
+			snap := ka.Snapshot()
+			for i, key := range keys[:1000] {
+				if i%2 == 0 {
+					ka.Remove(key)
+				} else if f, ok := snap[key]; ok {
+					f.Mark = 0xabc
+					ka.Create(f)
+				}
+			}
+			waitFor(t, 10*time.Second, "updates", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+			// Commit on b puts the external cache into b's kernel.
+			res, err := b.e.Commit(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := ka.Snapshot()
+			if res.Created != len(want) {
+				t.Errorf("commit created %d, want %d", res.Created, len(want))
+			}
+			if err := sameAs(mapValues(kb.Snapshot()), want); err != nil {
+				t.Errorf("kernel after commit: %v", err)
+			}
+			for key, f := range kb.Snapshot() {
+				slack := uint32(time.Since(start)/time.Second) + 2
+				if w := want[key]; f.Timeout > w.Timeout || (w.Timeout > slack && f.Timeout < w.Timeout-slack) {
+					t.Errorf("committed timeout %d, sent %d", f.Timeout, w.Timeout)
+					break
+				}
+			}
+			// Own events from the commit land in b's internal cache but are
+			// not echoed: a's external cache stays empty.
+			waitFor(t, 5*time.Second, "b internal cache", func() error {
+				if got := b.e.Status().InternalEntries; got != len(want) {
+					return fmt.Errorf("%d entries", got)
+				}
+				return nil
+			})
+			time.Sleep(50 * time.Millisecond) // give an echo the chance to show (negative check)
+			if got := a.e.Status().ExternalEntries; got != 0 {
+				t.Errorf("commit echoed %d entries back to the peer", got)
+			}
+			st := b.e.Stats()
+			if st.EventsOwn == 0 || st.Commits != 1 || len(st.Malformed) != 0 {
+				t.Errorf("stats: %+v", st)
+			}
+			if !a.e.Status().PeerAlive || !b.e.Status().PeerAlive {
+				t.Errorf("peer not alive")
+			}
+		})
+	}
+}
+
+func mapValues(m map[Key]Flow) []Flow {
+	out := make([]Flow, 0, len(m))
+	for _, f := range m {
+		out = append(out, f)
+	}
+	return out
+}
+
+func TestEngineLossConvergence(t *testing.T) {
+	net, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	a := startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{}, kb, lb, nil)
+	var mu sync.Mutex
+	r := rand.New(rand.NewPCG(5, 6))
+	net.SetDrop(func([]byte) bool { mu.Lock(); defer mu.Unlock(); return r.IntN(10) == 0 })
+	fr := rand.New(rand.NewPCG(7, 8))
+	var keys []Key
+	for i := range 20000 {
+		f := randFlow(fr)
+		ka.Create(f)
+		keys = append(keys, f.Key)
+		if i%5 == 4 {
+			ka.Remove(keys[fr.IntN(len(keys))])
+		}
+		if i%1000 == 0 {
+			time.Sleep(time.Millisecond) // let the engine drain (pacing, not settling)
+		}
+	}
+	// Also traffic the other way.
+	for range 2000 {
+		kb.Create(randFlow(fr))
+	}
+	time.Sleep(200 * time.Millisecond)
+	net.SetDrop(nil)
+	waitFor(t, 20*time.Second, "a -> b", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	waitFor(t, 20*time.Second, "b -> a", func() error { return sameAs(a.e.Entries(CacheExternal), kb.Snapshot()) })
+	st := a.e.Stats()
+	t.Logf("a: sent %d msgs, retransmits %d, NACKs received %d; b lost %d", st.MessagesSent, st.Retransmits, st.NACKsReceived, b.e.Stats().Lost)
+	if st.Retransmits == 0 {
+		t.Error("no retransmissions under loss")
+	}
+}
+
+func TestEnginePeerRestartResync(t *testing.T) {
+	var net MemNetwork
+	a1, b1 := net.NewMemLink("l", 1472)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	a := startNode(t, Config{}, ka, []Channel{a1}, nil)
+	b := startNode(t, Config{}, kb, []Channel{b1}, nil)
+	r := rand.New(rand.NewPCG(9, 9))
+	for range 3000 {
+		ka.Create(randFlow(r))
+	}
+	waitFor(t, 10*time.Second, "initial", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	b.stop()
+	// While b is down a keeps changing.
+	for range 500 {
+		ka.Create(randFlow(r))
+	}
+	// b restarts with an empty external cache and a new sequence: it sends
+	// HELLO and RESYNC; a answers with a bulk of its internal cache.
+	b1r := b1.Reopen()
+	b = startNode(t, Config{}, kb, []Channel{b1r}, nil)
+	waitFor(t, 10*time.Second, "after restart", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	if st := a.e.Stats(); st.ResyncRequestsReceived < 2 || st.BulkSends < 2 {
+		t.Errorf("a stats after restart: resync requests %d, bulks %d", st.ResyncRequestsReceived, st.BulkSends)
+	}
+}
+
+func TestEngineOverrunResync(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	a := startNode(t, Config{OverrunResyncDelay: 10 * time.Millisecond}, ka, la, nil)
+	b := startNode(t, Config{}, kb, lb, nil)
+	r := rand.New(rand.NewPCG(11, 12))
+	var keys []Key
+	for range 1000 {
+		f := randFlow(r)
+		keys = append(keys, f.Key)
+		ka.Create(f)
+	}
+	waitFor(t, 10*time.Second, "initial", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	// Lose events: changes happen without events, then ENOBUFS is reported.
+	ka.mu.Lock()
+	ka.silent = true
+	ka.mu.Unlock()
+	for _, k := range keys[:300] {
+		ka.Remove(k)
+	}
+	for range 300 {
+		ka.Create(randFlow(r))
+	}
+	ka.mu.Lock()
+	ka.silent = false
+	ka.mu.Unlock()
+	ka.Overrun()
+	waitFor(t, 10*time.Second, "after overrun", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	if st := a.e.Stats(); st.Overruns != 1 || st.Resyncs < 2 {
+		t.Errorf("overruns %d, resyncs %d", st.Overruns, st.Resyncs)
+	}
+}
+
+func TestEngineDirectInject(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	r := rand.New(rand.NewPCG(13, 14))
+	var keys []Key
+	for range 2000 {
+		f := randFlow(r)
+		keys = append(keys, f.Key)
+		ka.Create(f)
+	}
+	for _, k := range keys[:500] {
+		ka.Remove(k)
+	}
+	waitFor(t, 10*time.Second, "injected", func() error { return sameAs(mapValues(kb.Snapshot()), ka.Snapshot()) })
+	if b.e.Status().ExternalEntries != 0 {
+		t.Error("external cache used in direct-inject mode")
+	}
+	if res, err := b.e.Commit(context.Background()); err != nil || res.Created != 0 {
+		t.Errorf("commit in inject mode: %+v %v", res, err)
+	}
+	if st := b.e.Stats(); st.Injected == 0 {
+		t.Errorf("stats: %+v", st)
+	}
+}
+
+func TestEnginePurgeAndFlush(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	a := startNode(t, Config{}, ka, la, nil)
+	startNode(t, Config{}, kb, lb, nil)
+	r := rand.New(rand.NewPCG(15, 16))
+	for range 100 {
+		ka.Create(randFlow(r))
+	}
+	waitFor(t, 5*time.Second, "internal", func() error {
+		if n := a.e.Status().InternalEntries; n != 100 {
+			return fmt.Errorf("%d", n)
+		}
+		return nil
+	})
+	// A commit cancels a pending purge.
+	a.e.SchedulePurge(time.Hour)
+	if !a.e.Status().PurgePending {
+		t.Fatal("purge not pending")
+	}
+	if _, err := a.e.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a.e.Status().PurgePending {
+		t.Fatal("commit did not cancel the purge")
+	}
+	a.e.SchedulePurge(50 * time.Millisecond)
+	waitFor(t, 5*time.Second, "purge", func() error {
+		if n := len(ka.Snapshot()); n != 0 {
+			return fmt.Errorf("%d kernel entries left", n)
+		}
+		if n := a.e.Status().InternalEntries; n != 0 {
+			return fmt.Errorf("%d internal entries left", n)
+		}
+		return nil
+	})
+	a.e.Flush(CacheAll)
+	if s := a.e.Status(); s.InternalEntries+s.ExternalEntries != 0 {
+		t.Errorf("flush left %+v", s)
+	}
+}
+
+type protoFilter uint8
+
+func (p protoFilter) Accept(f *Flow) bool { return f.Proto != uint8(p) }
+
+func TestEngineFilterAndMalformed(t *testing.T) {
+	var net MemNetwork
+	a1, b1 := net.NewMemLink("l", 1472)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	startNode(t, Config{}, ka, []Channel{a1}, protoFilter(17))
+	b := startNode(t, Config{}, kb, []Channel{b1}, nil)
+	r := rand.New(rand.NewPCG(17, 18))
+	want := map[Key]Flow{}
+	for range 500 {
+		f := randFlow(r)
+		ka.Create(f)
+		if f.Proto != 17 {
+			want[f.Key] = f
+		}
+	}
+	waitFor(t, 5*time.Second, "filtered replication", func() error { return sameAs(b.e.Entries(CacheExternal), want) })
+	// Garbage on the wire is counted by reason, never applied.
+	for _, d := range [][]byte{{1, 2, 3}, {0x20, 0, 0, 8, 0, 0, 0, 1}, {0x1a, 0, 0, 8, 0, 0, 0, 1}} {
+		_ = a1.Send(d)
+	}
+	waitFor(t, 5*time.Second, "malformed counted", func() error {
+		m := b.e.Stats().Malformed
+		if m["short"] < 1 || m["version"] < 1 || m["bad_type"] < 1 {
+			return fmt.Errorf("%v", m)
+		}
+		return nil
+	})
+}
+
+func TestEngineLinkFailover(t *testing.T) {
+	var net MemNetwork
+	a1, b1 := net.NewMemLink("l1", 1472)
+	a2, b2 := net.NewMemLink("l2", 1472)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	a := startNode(t, Config{}, ka, []Channel{a1, a2}, nil)
+	b := startNode(t, Config{}, kb, []Channel{b1, b2}, nil)
+	r := rand.New(rand.NewPCG(19, 20))
+	for range 100 {
+		ka.Create(randFlow(r))
+	}
+	waitFor(t, 5*time.Second, "on link 1", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	a1.SetUp(false)
+	b1.SetUp(false)
+	for range 100 {
+		ka.Create(randFlow(r))
+	}
+	waitFor(t, 10*time.Second, "after failover", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	if a.e.Stats().Failovers == 0 {
+		t.Error("no failover counted")
+	}
+	if s := b.e.Status(); !s.Links[1].Active {
+		t.Errorf("receiving on link 2 did not make it active: %+v", s.Links)
+	}
+}
+
+// TestCacheBytesPerEntry measures the memory of a cache entry.
+func TestCacheBytesPerEntry(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	flows := make([]Flow, 100000)
+	for i := range flows {
+		flows[i] = randFlow(r)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c := NewCache()
+	now := time.Now()
+	for i := range flows {
+		c.Put(&flows[i], now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(c.Len())
+	t.Logf("cache: %d entries, %.0f bytes/entry (key %d B, entry %d B)", c.Len(), per, 44, 40)
+	if per > 300 {
+		t.Errorf("%.0f bytes per entry, target <= 300", per)
+	}
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(flows)
+}
