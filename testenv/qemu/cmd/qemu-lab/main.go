@@ -1,0 +1,116 @@
+// Command qemu-lab boots the QEMU lab (two fwpaird firewalls, a client and a
+// server under TCG), runs the election, traffic, sync and failover checks and
+// prints "N passed, M failed" as its last line. Run it from the repository
+// root as root (it installs missing Debian packages): make qemu-lab.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/fwpair/fwpair/testenv/qemu"
+)
+
+func main() {
+	root := flag.String("root", "busybox", "guest root: busybox (initramfs) or systemd (mmdebstrap rootfs)")
+	build := flag.String("build", "testenv/qemu/build", "build folder (git-ignored)")
+	smoke := flag.Bool("smoke", false, "only boot the VMs and check the network, without fwpaird")
+	limit := flag.Duration("limit", 5*time.Minute, "time limit of every VM")
+	keep := flag.Bool("keep", false, "leave the run folder (console logs) in place after success")
+	flag.Parse()
+	os.Exit(run(*root, *build, *smoke, *limit, *keep))
+}
+
+func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
+	logf := func(format string, args ...any) { fmt.Printf("     "+format+"\n", args...) }
+	fail := func(err error) int {
+		fmt.Println("FAIL setup:", err)
+		fmt.Println("0 passed, 1 failed")
+		return 1
+	}
+	if root != "busybox" {
+		return fail(fmt.Errorf("QEMU_ROOT=%s is not supported yet (only busybox)", root))
+	}
+	repo, err := os.Getwd()
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "go.mod")); err != nil {
+		return fail(fmt.Errorf("run me from the repository root: %w", err))
+	}
+	dir, err := filepath.Abs(build)
+	if err != nil {
+		return fail(err)
+	}
+	t0 := time.Now()
+	if err := qemu.EnsurePackages(logf, qemu.HostPackages...); err != nil {
+		return fail(err)
+	}
+	b := &qemu.Builder{Repo: repo, Dir: dir, Logf: logf}
+	k, err := b.Kernel()
+	if err != nil {
+		return fail(err)
+	}
+	bins, err := b.GoBinaries(!smoke)
+	if err != nil {
+		return fail(err)
+	}
+	initrd, err := b.Initramfs(k, bins)
+	if err != nil {
+		return fail(err)
+	}
+	logf("kernel %s, initramfs %s, built in %.1fs", k.Version, initrd, time.Since(t0).Seconds())
+
+	runDir := filepath.Join(dir, "run")
+	_ = os.RemoveAll(runDir)
+	lab := qemu.NewLab(k.Image(), initrd, runDir, limit, os.Stdout)
+
+	// Clean up on SIGINT/SIGTERM too; the VMs also die with this process
+	// (parent-death signal) and at their time limit.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		if ctx.Err() != nil {
+			lab.Stop()
+		}
+	}()
+	defer lab.Stop()
+
+	func() {
+		boot, err := lab.Boot(90 * time.Second)
+		if !lab.Check(err == nil, "boot: four VMs ready", "%.1fs%s", boot.Seconds(), errText(err)) {
+			return
+		}
+		lab.SmokeChecks()
+		if !smoke {
+			lab.Scenarios()
+		}
+	}()
+	lab.Stop()
+	passed, failed := lab.Result()
+	if failed > 0 {
+		logf("console logs kept in %s", runDir)
+	} else if !keep {
+		_ = os.RemoveAll(runDir)
+	}
+	logf("total %.1fs", time.Since(t0).Seconds())
+	fmt.Printf("%d passed, %d failed\n", passed, failed)
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func errText(err error) string {
+	if err != nil {
+		return ": " + err.Error()
+	}
+	return ""
+}
