@@ -178,7 +178,7 @@ func New(cfg Config, opts Options) (*Group, error) {
 		g.log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Dialer == nil || opts.Addresser == nil || opts.Announcer == nil || opts.Links == nil {
-		p, err := newPlatform(opts.NetNS, g.log)
+		p, err := newPlatform(opts.NetNS, cfg, g.log)
 		if err != nil {
 			return nil, fmt.Errorf("vrrp: default adapters: %w", err)
 		}
@@ -370,4 +370,3 @@ func (g *Group) Status() Status {
 	}
 	return st
 }
-

@@ -49,19 +49,32 @@ func newSimLab() *simLab {
 type running struct {
 	*vrrp.Group
 	cancel context.CancelFunc
-	err    chan error
+	done   chan struct{}
+	err    error // Run's result, valid once done is closed
+}
+
+func newRunning(g *vrrp.Group, ctx context.Context) *running {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &running{Group: g, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		r.err = g.Run(ctx)
+		close(r.done)
+	}()
+	return r
 }
 
 // stop stops the group gracefully and returns Run's error.
 func (r *running) stop() error {
 	r.cancel()
-	return <-r.err
+	<-r.done
+	return r.err
 }
 
 // kill stops it as SIGKILL would.
 func (r *running) kill() error {
 	r.Kill()
-	return <-r.err
+	<-r.done
+	return r.err
 }
 
 func start(t *testing.T, nd *vrrptest.Node, cfg vrrp.Config, hooks vrrp.Hooks) *running {
@@ -72,17 +85,8 @@ func start(t *testing.T, nd *vrrptest.Node, cfg vrrp.Config, hooks vrrp.Hooks) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	r := &running{Group: g, cancel: cancel, err: make(chan error, 1)}
-	go func() { r.err <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		r.Kill() // harmless after a graceful stop
-		select {
-		case <-r.err:
-		default:
-		}
-	})
+	r := newRunning(g, t.Context())
+	t.Cleanup(func() { _ = r.stop() })
 	<-g.Ready()
 	return r
 }

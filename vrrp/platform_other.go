@@ -7,6 +7,6 @@ import (
 	"log/slog"
 )
 
-func newPlatform(string, *slog.Logger) (platform, error) {
+func newPlatform(string, Config, *slog.Logger) (platform, error) {
 	return nil, errors.New("the default adapters need Linux; pass Options.Dialer, Addresser, Announcer and Links")
 }

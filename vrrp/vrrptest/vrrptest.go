@@ -256,7 +256,6 @@ func (c *conn) ReadAdvert(b []byte) (int, vrrp.RecvMeta, error) {
 	}
 }
 
-
 func (c *conn) WriteAdvert(b []byte, src, dst netip.Addr) error {
 	n := c.node.net
 	n.mu.Lock()
