@@ -295,7 +295,7 @@ func (g *Group) Run(ctx context.Context) error {
 	}()
 
 	e := &engine{Group: g, rx: make(chan received, 64), linkUpdates: make(chan LinkUpdate, 16),
-		vipFailed: make(chan int, len(g.insts)), reannounce: make(chan struct{}, 1)}
+		vipFailed: make(chan vipFailure, len(g.insts)), reannounce: make(chan struct{}, 1)}
 	return e.run(ctx)
 }
 

@@ -35,7 +35,7 @@ type engine struct {
 
 	rx          chan received
 	linkUpdates chan LinkUpdate
-	vipFailed   chan int
+	vipFailed   chan vipFailure
 	reannounce  chan struct{}
 	linkState   map[string]bool
 
@@ -44,6 +44,7 @@ type engine struct {
 	bg       sync.WaitGroup
 
 	epochCancel context.CancelFunc // cancels the current MASTER epoch
+	epoch       int                // counts MASTER epochs, so stale failures are ignored
 	queue       transitionQueue
 	actuatorWG  sync.WaitGroup
 	vipsHeld    bool // actuator only: VIPs may be installed
@@ -147,8 +148,12 @@ func (e *engine) run(ctx context.Context) error {
 			e.handleReceived(r)
 		case u := <-e.linkUpdates:
 			e.handleLink(u)
-		case i := <-e.vipFailed:
-			e.step(time.Now(), i, AddressFailure{})
+		case f := <-e.vipFailed:
+			// Only a failure of the current MASTER epoch counts: after
+			// leaving MASTER the addresses are being removed anyway.
+			if f.epoch == e.epoch && e.machine.State() == StateMaster {
+				e.step(time.Now(), f.instance, AddressFailure{})
+			}
 		case cmd := <-e.cmds:
 			cmd(e, time.Now())
 		case <-e.timer.C:
@@ -208,6 +213,8 @@ func (e *engine) execute(now time.Time, acts []Action) {
 			}
 			item := transitionItem{t: t}
 			if a.To == StateMaster {
+				e.epoch++
+				item.epoch = e.epoch
 				item.ctx, e.epochCancel = context.WithCancel(e.bgCtx)
 			}
 			e.queue.push(item)
@@ -449,8 +456,15 @@ func (e *engine) stop(graceful bool) {
 
 // transitionItem is one group transition for the actuator.
 type transitionItem struct {
-	t   Transition
-	ctx context.Context // MASTER epoch; nil for other states
+	t     Transition
+	ctx   context.Context // MASTER epoch; nil for other states
+	epoch int
+}
+
+// vipFailure reports that the VIPs of an instance could not be added.
+type vipFailure struct {
+	instance int
+	epoch    int
 }
 
 // transitionQueue is an unbounded FIFO, so the event loop never blocks on
@@ -571,7 +585,7 @@ func (e *engine) takeVIPs(it transitionItem) bool {
 			in.counters.vipFailures++
 			e.mu.Unlock()
 			select {
-			case e.vipFailed <- in.index:
+			case e.vipFailed <- vipFailure{instance: in.index, epoch: it.epoch}:
 			default:
 			}
 			return false
