@@ -385,9 +385,9 @@ func (o *WireOptions) AppendCT(b []byte, t MsgType, flags uint8, seq uint32, f *
 	if !o.OmitTimeout && f.Timeout != 0 {
 		e.u32(ntaTimeout, f.Timeout)
 	}
-	if f.Mark != 0 {
-		e.u32(ntaMark, f.Mark)
-	}
+	// conntrackd sends the mark whenever the kernel reported one, which a
+	// dump always does: send it always (0 commits as "no mark").
+	e.u32(ntaMark, f.Mark)
 	if f.SNAT.Addr.Is4() {
 		e.natv4(ntaSNATIPv4, f.SNAT.Addr, o.LegacyNATv4)
 	}
