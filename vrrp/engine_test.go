@@ -551,3 +551,105 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestEngineGARPRefreshStopsWhenLeavingMaster(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		cfg := pairConfig(150, true)
+		cfg.GARP = vrrp.GARPConfig{Count: 3, Spacing: 100 * time.Millisecond, Refresh: 10 * time.Second}
+		fw1 := start(t, lab.fw1, cfg, vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
+		time.Sleep(35 * time.Second)
+		// 3 rounds in the burst, then one every 10 s: 3 more in 35 s; per interface.
+		garps := lab.fw1.GARPs()
+		if len(garps) != 2*(3+3) {
+			t.Errorf("%d GARP rounds, want 12", len(garps))
+		}
+		if spread := garps[5].At.Sub(garps[0].At); spread != 200*time.Millisecond {
+			t.Errorf("burst spread %v, want 2 x 100ms", spread)
+		}
+		// A better router appears: fw1 yields, GARP stops at once and for good.
+		start(t, lab.fw2, pairConfig(200, true), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 yields", func() bool { return len(lab.fw1.VIPs()) == 0 })
+		n := len(lab.fw1.GARPs())
+		time.Sleep(30 * time.Second)
+		if got := len(lab.fw1.GARPs()); got != n {
+			t.Errorf("%d GARP rounds after leaving MASTER", got-n)
+		}
+		// Removal came after the last GARP.
+		evs := lab.fw1.VIPEvents()
+		last := evs[len(evs)-1]
+		if last.Added || lab.fw1.GARPs()[n-1].At.After(last.At) {
+			t.Errorf("GARP after VIP removal")
+		}
+		if groupState(fw1.Group) != vrrp.StateBackup {
+			t.Errorf("fw1 %v", groupState(fw1.Group))
+		}
+	})
+}
+
+func TestEngineTrackedInterface(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		lab.fw1.Attach("eth2", "sync", netip.MustParseAddr("10.0.0.1"))
+		cfg := pairConfig(150, true)
+		for i := range cfg.Instances {
+			cfg.Instances[i].TrackInterfaces = []string{"eth2"}
+		}
+		fw1 := start(t, lab.fw1, cfg, vrrp.Hooks{})
+		start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
+		lab.fw1.SetLink("eth2", false)
+		took := waitFor(t, 2*time.Second, "fw2 takes over", func() bool { return holdsBoth(lab.fw2) && len(lab.fw1.VIPs()) == 0 })
+		if took > vrrp.SkewTime(100)+50*time.Millisecond {
+			t.Errorf("tracked link down: takeover in %v", took)
+		}
+		st := fw1.Status()
+		if st.State != vrrp.StateFault || st.Instances[0].State != vrrp.StateFault || st.Instances[1].State != vrrp.StateFault {
+			t.Errorf("fw1 %v %v %v, want all FAULT", st.State, st.Instances[0].State, st.Instances[1].State)
+		}
+		lab.fw1.SetLink("eth2", true)
+		waitFor(t, 5*time.Second, "fw1 back", func() bool { return holdsBoth(lab.fw1) })
+	})
+}
+
+// A link flap makes the engine re-open the socket (the interface may
+// have been re-created with another index).
+func TestEngineRedialsAfterLinkFlap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
+		synctest.Wait()
+		before := lab.fw1.Dials()
+		lab.fw1.SetLink("eth1", false)
+		waitFor(t, time.Second, "FAULT", func() bool { return groupState(fw1.Group) == vrrp.StateFault })
+		lab.fw1.SetLink("eth1", true)
+		waitFor(t, time.Second, "BACKUP", func() bool { return groupState(fw1.Group) != vrrp.StateFault })
+		if got := lab.fw1.Dials(); got != before+1 {
+			t.Errorf("%d dials after the flap, want %d", got, before+1)
+		}
+	})
+}
+
+// Kill while BeforeMaster runs: Run returns at once, the hook sees its
+// context cancelled, and (synctest checks) no goroutine is left behind.
+func TestEngineKillDuringHook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		inHook := make(chan struct{})
+		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{
+			BeforeMaster: func(ctx context.Context, _ vrrp.Transition) error {
+				close(inHook)
+				<-ctx.Done()
+				return ctx.Err()
+			},
+		})
+		<-inHook
+		if err := fw1.kill(); !errors.Is(err, vrrp.ErrKilled) {
+			t.Errorf("Run: %v", err)
+		}
+		if err := fw1.Run(t.Context()); err == nil {
+			t.Error("second Run accepted")
+		}
+	})
+}

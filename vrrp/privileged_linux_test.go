@@ -339,54 +339,100 @@ func (k *keepalived) inState(s string) func() (bool, error) {
 	return func() (bool, error) { return k.lastState() == s, nil }
 }
 
-// keepalived 200 vs fwpair 100 with authentication: we are BACKUP and
-// hold nothing; when keepalived dies we take over.
+// authModes runs an interop test with and without simple-password
+// authentication.
+var authModes = []struct {
+	name, password string
+}{{"auth=none", ""}, {"auth=pass", labAuth}}
+
+// keepalived 200 vs fwpair 100: we are BACKUP and hold nothing; when
+// keepalived dies we take over.
 func TestPrivilegedKeepalivedMasterFwpairBackup(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	t.Parallel()
-	lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
-	k := startKeepalived(t, lab.FW1, 200, labAuth)
-	us := startInNS(t, "fw2", lab.FW2, labConfig(100, true, labAuth))
+	for _, mode := range authModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
+			k := startKeepalived(t, lab.FW1, 200, mode.password)
+			us := startInNS(t, "fw2", lab.FW2, labConfig(100, true, mode.password))
 
-	eventually(t, 6*time.Second, "keepalived MASTER", k.inState("MASTER"))
-	eventually(t, 2*time.Second, "keepalived holds both VIPs", holders(lab, 1))
-	consistently(t, 2*time.Second, "fwpair stays BACKUP without VIPs against keepalived 200", func() (bool, error) {
-		ok, err := holders(lab, 1)()
-		return ok && us.Status().State == vrrp.StateBackup, err
-	})
-	for _, in := range us.Status().Instances {
-		if in.Counters.AdvertsReceived == 0 || len(in.Counters.Discarded) != 0 || in.Counters.AddressListMismatch != 0 {
-			t.Errorf("%s: counters %+v: keepalived's adverts not all accepted", in.Name, in.Counters)
-		}
+			eventually(t, 6*time.Second, "keepalived MASTER", k.inState("MASTER"))
+			eventually(t, 2*time.Second, "keepalived holds both VIPs", holders(lab, 1))
+			consistently(t, 2*time.Second, "fwpair stays BACKUP without VIPs against keepalived 200", func() (bool, error) {
+				ok, err := holders(lab, 1)()
+				return ok && us.Status().State == vrrp.StateBackup, err
+			})
+			for _, in := range us.Status().Instances {
+				if in.Counters.AdvertsReceived == 0 || len(in.Counters.Discarded) != 0 || in.Counters.AddressListMismatch != 0 {
+					t.Errorf("%s: counters %+v: keepalived's adverts not all accepted", in.Name, in.Counters)
+				}
+			}
+
+			k.kill()
+			mdi := vrrp.MasterDownInterval(time.Second, 100)
+			took := eventually(t, mdi+300*time.Millisecond, "fwpair takes over from the killed keepalived", fwHoldsBoth(lab, 2))
+			t.Logf("MEASURED takeover from killed keepalived (%s): %v", mode.name, took)
+		})
 	}
-
-	k.kill()
-	mdi := vrrp.MasterDownInterval(time.Second, 100)
-	took := eventually(t, mdi+300*time.Millisecond, "fwpair takes over from the killed keepalived", fwHoldsBoth(lab, 2))
-	t.Logf("MEASURED takeover from killed keepalived: %v", took)
 }
 
-// keepalived 50 vs fwpair 100 without authentication: keepalived is
-// BACKUP (says its notify script); when we crash it takes over.
+// keepalived 50 vs fwpair 100: keepalived is BACKUP (says its notify
+// script); when we crash it takes over.
 func TestPrivilegedKeepalivedBackupFwpairMaster(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	for _, mode := range authModes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
+			us := startInNS(t, "fw1", lab.FW1, labConfig(100, true, mode.password))
+			k := startKeepalived(t, lab.FW2, 50, mode.password)
+
+			eventually(t, 6*time.Second, "fwpair MASTER with both VIPs", holders(lab, 1))
+			eventually(t, 6*time.Second, "keepalived BACKUP", k.inState("BACKUP"))
+			consistently(t, 2*time.Second, "keepalived stays BACKUP and fwpair MASTER", func() (bool, error) {
+				ok, err := holders(lab, 1)()
+				return ok && k.lastState() == "BACKUP" && us.Status().State == vrrp.StateMaster, err
+			})
+
+			if err := us.kill(); !errors.Is(err, vrrp.ErrKilled) {
+				t.Fatal(err)
+			}
+			mdi := vrrp.MasterDownInterval(time.Second, 50)
+			took := eventually(t, mdi+500*time.Millisecond, "keepalived takes over from the crashed fwpair", fwHoldsBoth(lab, 2))
+			eventually(t, time.Second, "keepalived says MASTER", k.inState("MASTER"))
+			t.Logf("MEASURED keepalived takeover from crashed fwpair (%s): %v", mode.name, took)
+		})
+	}
+}
+
+// Unicast adverts with authentication between two fwpair nodes: election,
+// then a graceful hand-over.
+func TestPrivilegedUnicast(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	t.Parallel()
 	lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
-	us := startInNS(t, "fw1", lab.FW1, labConfig(100, true, ""))
-	k := startKeepalived(t, lab.FW2, 50, "")
-
-	eventually(t, 6*time.Second, "fwpair MASTER with both VIPs", holders(lab, 1))
-	eventually(t, 6*time.Second, "keepalived BACKUP", k.inState("BACKUP"))
-	consistently(t, 2*time.Second, "keepalived stays BACKUP and fwpair MASTER", func() (bool, error) {
-		ok, err := holders(lab, 1)()
-		return ok && k.lastState() == "BACKUP" && us.Status().State == vrrp.StateMaster, err
-	})
-
-	if err := us.kill(); !errors.Is(err, vrrp.ErrKilled) {
+	unicast := func(prio uint8, self int) vrrp.Config {
+		cfg := labConfig(prio, true, labAuth)
+		for i := range cfg.Instances {
+			peer := testenv.FWAddrs[1-self][i].Addr()
+			cfg.Instances[i].UnicastPeers = []netip.Addr{peer}
+			cfg.Instances[i].UnicastSource = testenv.FWAddrs[self][i].Addr()
+		}
+		return cfg
+	}
+	fw1 := startInNS(t, "fw1", lab.FW1, unicast(150, 0))
+	fw2 := startInNS(t, "fw2", lab.FW2, unicast(100, 1))
+	eventually(t, 6*time.Second, "fw1 elected over unicast", holders(lab, 1))
+	consistently(t, 1500*time.Millisecond, "fw2 BACKUP", state(fw2, vrrp.StateBackup))
+	for _, in := range fw2.Status().Instances {
+		if !in.Unicast || in.Counters.AdvertsReceived == 0 || len(in.Counters.Discarded) != 0 {
+			t.Errorf("fw2 %s: unicast %v counters %+v", in.Name, in.Unicast, in.Counters)
+		}
+	}
+	if err := fw1.stop(); err != nil {
 		t.Fatal(err)
 	}
-	mdi := vrrp.MasterDownInterval(time.Second, 50)
-	took := eventually(t, mdi+500*time.Millisecond, "keepalived takes over from the crashed fwpair", fwHoldsBoth(lab, 2))
-	eventually(t, time.Second, "keepalived says MASTER", k.inState("MASTER"))
-	t.Logf("MEASURED keepalived takeover from crashed fwpair: %v", took)
+	took := eventually(t, vrrp.SkewTime(100)+300*time.Millisecond, "fw2 takes over", holders(lab, 2))
+	t.Logf("MEASURED unicast graceful takeover: %v", took)
+	pingThrough(t, lab)
 }

@@ -39,6 +39,7 @@ type Node struct {
 	name   string
 	ifaces map[string]*Interface
 	conns  []*conn
+	dials  int
 
 	vips      map[string][]vrrp.VIP // by interface
 	failAdd   error
@@ -151,6 +152,13 @@ func (nd *Node) VIPEvents() []VIPEvent {
 	return slices.Clone(nd.vipEvents)
 }
 
+// Dials returns how many Conns the node has opened.
+func (nd *Node) Dials() int {
+	nd.net.mu.Lock()
+	defer nd.net.mu.Unlock()
+	return nd.dials
+}
+
 // Options returns vrrp.Options wired to this node's fakes.
 func (nd *Node) Options() vrrp.Options {
 	return vrrp.Options{Dialer: nd, Addresser: nd, Announcer: nd, Links: nd}
@@ -166,6 +174,7 @@ func (nd *Node) Dial(_ context.Context, ifname string) (vrrp.Conn, error) {
 	}
 	c := &conn{node: nd, ifc: ifc, in: make(chan packet, 64), closed: make(chan struct{})}
 	nd.conns = append(nd.conns, c)
+	nd.dials++
 	return c, nil
 }
 
