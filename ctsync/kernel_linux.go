@@ -265,9 +265,9 @@ func (k *LinuxKernel) collect(ctx context.Context, base uint32, errnos []unix.Er
 // so the replicated state and binding win. An update that finds the entry
 // gone (ENOENT) creates it. Created counts new entries, Updated existing
 // entries brought to the replicated state; Failed counts the rest by errno.
-func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (CommitResult, error) {
+func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResult, err error) {
 	start := time.Now()
-	res := CommitResult{Failed: map[string]int{}}
+	res.Failed = map[string]int{}
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	defer func() { res.Duration = time.Since(start) }()

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -369,5 +370,201 @@ func TestPrivilegedDelete(t *testing.T) {
 	}
 	if got, err := k.Dump(ctx); err != nil || len(got) != 0 {
 		t.Fatalf("Dump after flush = %d flows, %v", len(got), err)
+	}
+}
+
+// ktEvents runs k.Events in the background and collects what it delivers.
+type ktEvents struct {
+	mu     sync.Mutex
+	evs    []Event
+	notify chan struct{}
+	stop   context.CancelFunc
+	done   chan error
+}
+
+func ktListen(t testing.TB, k *LinuxKernel) *ktEvents {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &ktEvents{notify: make(chan struct{}, 1), stop: cancel, done: make(chan error, 1)}
+	go func() {
+		c.done <- k.Events(ctx, func(evs []Event) {
+			c.mu.Lock()
+			c.evs = append(c.evs, evs...)
+			c.mu.Unlock()
+			select {
+			case c.notify <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-c.done:
+			if err != nil {
+				t.Errorf("Events: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Events did not return after cancel")
+		}
+	})
+	return c
+}
+
+// wait removes and returns the first collected event matching pred,
+// failing after d.
+func (c *ktEvents) wait(t testing.TB, d time.Duration, what string, pred func(*Event) bool) Event {
+	t.Helper()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		for i := range c.evs {
+			if pred(&c.evs[i]) {
+				ev := c.evs[i]
+				c.evs = append(c.evs[:i], c.evs[i+1:]...)
+				c.mu.Unlock()
+				return ev
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-deadline.C:
+			t.Fatalf("no %s event within %v", what, d)
+		}
+	}
+}
+
+// ready commits probe flows until one's event shows the listener has
+// joined its groups, then removes them and forgets every event seen so far.
+// Each probe is a new entry: with net.netfilter.nf_conntrack_events=2 (the
+// default) an entry created while nobody listens never reports events.
+func (c *ktEvents) ready(t testing.TB, k *LinuxKernel) {
+	t.Helper()
+	var probes []Key
+	for i := range 50 {
+		probe := ktUDP("127.0.0.9", "127.0.0.8", uint16(1000+i), 9)
+		probes = append(probes, probe.Key)
+		if _, err := k.Commit(ktCtx(t, 5*time.Second), []Flow{probe}); err != nil {
+			t.Fatalf("Commit probe: %v", err)
+		}
+		select {
+		case <-c.notify:
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		c.mu.Lock()
+		ok := len(c.evs) > 0
+		c.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if _, err := k.Delete(ktCtx(t, 5*time.Second), probes); err != nil {
+			t.Fatalf("Delete probes: %v", err)
+		}
+		c.wait(t, 5*time.Second, "probe DESTROY", func(e *Event) bool { return e.Type == EventDestroy && e.Flow.Key == probe.Key })
+		c.mu.Lock()
+		c.evs = nil
+		c.mu.Unlock()
+		return
+	}
+	t.Fatalf("event listener never became ready")
+}
+
+func TestPrivilegedEvents(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, ns := ktKernel(t, KernelOptions{})
+	c := ktListen(t, k)
+	c.ready(t, k)
+	ctx := ktCtx(t, 30*time.Second)
+	const d = 5 * time.Second
+	is := func(typ EventType, key Key) func(*Event) bool {
+		return func(e *Event) bool { return e.Type == typ && e.Flow.Key == key }
+	}
+
+	a := ktTCP("10.1.0.1", "10.2.0.1", 2000, 443)
+	a.SNAT = NAT{Addr: netip.MustParseAddr("10.2.0.100"), Port: 33333}
+	a.Mark = 3
+	if _, err := k.Commit(ctx, []Flow{a}); err != nil {
+		t.Fatal(err)
+	}
+	ev := c.wait(t, d, "own NEW", is(EventNew, a.Key))
+	if !ev.Own || ev.Flow.SNAT != a.SNAT || ev.Flow.Mark != 3 || ev.Flow.ProtoState != ktTCPEstablished {
+		t.Errorf("own NEW event = %+v, want Own, SNAT %v, mark 3, ESTABLISHED", ev, a.SNAT)
+	}
+
+	b := ktTCP("10.1.0.2", "10.2.0.1", 2001, 443)
+	if _, err := ns.Run(ctx, "conntrack", "-I", "-p", "tcp", "-s", "10.1.0.2", "-d", "10.2.0.1",
+		"--sport", "2001", "--dport", "443", "--state", "ESTABLISHED", "-u", "SEEN_REPLY,ASSURED", "-t", "60"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.wait(t, d, "foreign NEW", is(EventNew, b.Key)); ev.Own {
+		t.Errorf("NEW from the conntrack tool marked Own: %+v", ev)
+	}
+	if _, err := ns.Run(ctx, "conntrack", "-U", "-p", "tcp", "-s", "10.1.0.2", "-d", "10.2.0.1",
+		"--sport", "2001", "--dport", "443", "-m", "5"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.wait(t, d, "foreign UPDATE", is(EventUpdate, b.Key)); ev.Own || ev.Flow.Mark != 5 {
+		t.Errorf("UPDATE from the conntrack tool = %+v, want not Own, mark 5", ev)
+	}
+
+	a.Mark = 7
+	if res, err := k.Commit(ctx, []Flow{a}); err != nil || res.Updated != 1 {
+		t.Fatalf("Commit existing = %+v, %v", res, err)
+	}
+	// A NAT flow is replaced (delete + create): both events are ours.
+	if ev := c.wait(t, d, "own DESTROY (replace)", is(EventDestroy, a.Key)); !ev.Own {
+		t.Errorf("replace DESTROY not Own: %+v", ev)
+	}
+	if ev := c.wait(t, d, "own NEW (replace)", is(EventNew, a.Key)); !ev.Own || ev.Flow.Mark != 7 {
+		t.Errorf("replace NEW = %+v, want Own, mark 7", ev)
+	}
+	b.Mark = 8
+	if res, err := k.Commit(ctx, []Flow{b}); err != nil || res.Updated != 1 {
+		t.Fatalf("Commit existing = %+v, %v", res, err)
+	}
+	if ev := c.wait(t, d, "own UPDATE", is(EventUpdate, b.Key)); !ev.Own || ev.Flow.Mark != 8 {
+		t.Errorf("own UPDATE = %+v, want Own, mark 8", ev)
+	}
+
+	if _, err := k.Delete(ctx, []Key{a.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.wait(t, d, "own DESTROY", is(EventDestroy, a.Key)); !ev.Own {
+		t.Errorf("own DESTROY not Own: %+v", ev)
+	}
+	if _, err := ns.Run(ctx, "conntrack", "-D", "-p", "tcp", "-s", "10.1.0.2", "-d", "10.2.0.1",
+		"--sport", "2001", "--dport", "443"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := c.wait(t, d, "foreign DESTROY", is(EventDestroy, b.Key)); ev.Own {
+		t.Errorf("DESTROY from the conntrack tool marked Own: %+v", ev)
+	}
+	if s := k.Stats(); s.Overruns != 0 || s.DecodeErrors != 0 || s.EventBuffer < 64<<20 {
+		t.Errorf("Stats = %+v, want no overrun or decode error, >= 64 MiB buffer", s)
+	}
+}
+
+func TestPrivilegedEventsOverrun(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, _ := ktKernel(t, KernelOptions{EventBuffer: 16 << 10, MaxEventBuffer: 64 << 10})
+	c := ktListen(t, k)
+	c.ready(t, k)
+	before := k.Stats().EventBuffer
+	// One write of 2000 creates queues 2000 events inside the sendmsg: far
+	// more than a 16 KiB buffer holds.
+	flows := make([]Flow, 2000)
+	for i := range flows {
+		flows[i] = ktUDP("10.3.0.1", "10.4.0.1", uint16(1000+i), 53)
+	}
+	if res, err := k.Commit(ktCtx(t, 10*time.Second), flows); err != nil || res.Created != len(flows) {
+		t.Fatalf("Commit = %+v, %v", res, err)
+	}
+	c.wait(t, 5*time.Second, "overrun", func(e *Event) bool { return e.Type == EventOverrun })
+	s := k.Stats()
+	if s.Overruns == 0 || s.EventBuffer <= before {
+		t.Errorf("Stats = %+v (buffer before %d), want an overrun and a grown buffer", s, before)
 	}
 }
