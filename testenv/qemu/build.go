@@ -27,6 +27,9 @@ var Modules = []string{
 	"nfnetlink", "nf_conntrack", "nf_conntrack_netlink", "nf_tables", "nft_ct",
 	"nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nf_defrag_ipv4", "nf_defrag_ipv6", "libcrc32c",
 	"nft_reject_inet", "nft_fib_inet",
+	// Not used by the lab, but a netlink library may open an XFRM socket;
+	// the kernel then autoloads this through /sbin/modprobe, as on a full system.
+	"xfrm_user",
 }
 
 // Builder makes the lab's artefacts under Dir (testenv/qemu/build).

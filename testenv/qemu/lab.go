@@ -188,6 +188,3 @@ func (l *Lab) Artefacts() string {
 	m, _ := filepath.Glob(filepath.Join(l.RunDir, "*.console"))
 	return strings.Join(m, " ")
 }
-
-// Scenarios runs the fwpaird checks.
-func (l *Lab) Scenarios() {}

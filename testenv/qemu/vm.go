@@ -55,7 +55,7 @@ func (v *VM) args() []string {
 		"-machine", "pc", "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", strconv.Itoa(v.MemMB),
 		"-display", "none", "-no-reboot",
 		"-kernel", v.Kernel, "-initrd", v.Initrd, "-append", v.Cmdline,
-		"-chardev", "file,id=con,path=" + v.ConsoleLog(),
+		"-chardev", "file,id=con,append=on,path=" + v.ConsoleLog(),
 		"-serial", "chardev:con",
 		"-qmp", "unix:" + v.sock("qmp") + ",server=on,wait=off",
 		"-device", "virtio-serial-pci,id=vser",

@@ -83,14 +83,17 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 	}()
 	defer lab.Stop()
 
+	var times qemu.Times
+	var boot time.Duration
 	func() {
-		boot, err := lab.Boot(90 * time.Second)
+		var err error
+		boot, err = lab.Boot(90 * time.Second)
 		if !lab.Check(err == nil, "boot: four VMs ready", "%.1fs%s", boot.Seconds(), errText(err)) {
 			return
 		}
 		lab.SmokeChecks()
 		if !smoke {
-			lab.Scenarios()
+			times = lab.Scenarios()
 		}
 	}()
 	lab.Stop()
@@ -99,6 +102,16 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 		logf("console logs kept in %s", runDir)
 	} else if !keep {
 		_ = os.RemoveAll(runDir)
+	}
+	logf("boot %.1fs (four VMs under TCG), election %.1fs", boot.Seconds(), times.Election.Seconds())
+	for _, name := range []string{"graceful stop", "VM frozen", "VM powered off", "cable pull"} {
+		if d, ok := times.Detect[name]; ok {
+			logf("%-15s fw2 MASTER after %.2fs, traffic gap %dms; failback %.2fs, gap %dms",
+				name, d.Seconds(), times.Gap[name].Milliseconds(), times.Failback[name].Seconds(), times.FailGap[name].Milliseconds())
+		}
+	}
+	if times.Rebooted > 0 {
+		logf("fw1 relaunch to ready %.1fs", times.Rebooted.Seconds())
 	}
 	logf("total %.1fs", time.Since(t0).Seconds())
 	fmt.Printf("%d passed, %d failed\n", passed, failed)

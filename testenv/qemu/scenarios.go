@@ -1,0 +1,397 @@
+package qemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Bounds are the failover time limits the checks enforce. Detection is the
+// host-side time from the fault until the peer reports MASTER (VRRP's
+// master-down interval with 1 s adverts is 3.6 s); the gap is what the
+// client's 20 ms UDP probe saw, measured in the guest.
+type Bounds struct {
+	Election time.Duration // fwpaird start to fw1 MASTER
+	Graceful time.Duration // SIGTERM on the MASTER
+	Crash    time.Duration // VM frozen or powered off
+	Cable    time.Duration // link down on a tracked interface
+	Failback time.Duration // fault cleared to fw1 MASTER again
+	Reboot   time.Duration // relaunched VM ready
+}
+
+// DefaultBounds fit a 2-core machine running four TCG guests.
+var DefaultBounds = Bounds{
+	Election: 20 * time.Second,
+	Graceful: 3 * time.Second,
+	Crash:    7 * time.Second,
+	Cable:    6 * time.Second,
+	Failback: 10 * time.Second,
+	Reboot:   60 * time.Second,
+}
+
+const ctlSocket = "/run/fwpair/fwpaird.sock"
+
+// status is the part of `fwpairctl status --json` the checks read.
+type status struct {
+	Node string `json:"node"`
+	VRRP struct {
+		GroupState string `json:"group_state"`
+		Instances  []struct {
+			Name      string   `json:"name"`
+			Interface string   `json:"interface"`
+			State     string   `json:"state"`
+			Priority  int      `json:"priority"`
+			VIPs      []string `json:"vips"`
+		} `json:"instances"`
+	} `json:"vrrp"`
+	Sync struct {
+		Mode            string `json:"mode"`
+		PeerAlive       bool   `json:"peer_alive"`
+		InternalEntries int    `json:"internal_entries"`
+		ExternalEntries int    `json:"external_entries"`
+	} `json:"sync"`
+	LastTransition struct {
+		To            string  `json:"to"`
+		Reason        string  `json:"reason"`
+		CommitEntries int     `json:"commit_entries"`
+		CommitSeconds float64 `json:"commit_seconds"`
+	} `json:"last_transition"`
+}
+
+func getStatus(fw *VM) (status, error) {
+	var st status
+	out, err := sh(fw, "fwpairctl -socket "+ctlSocket+" status --json", 3*time.Second)
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return st, fmt.Errorf("%s: status: %v: %.200s", fw.Name, err, out)
+	}
+	return st, nil
+}
+
+// state returns fw's group state, or a short error text in its place.
+func state(fw *VM) string {
+	st, err := getStatus(fw)
+	if err != nil {
+		return "unreachable"
+	}
+	return st.VRRP.GroupState
+}
+
+// waitState polls fw until its group state is want or d passes; it returns
+// the time it took.
+func waitState(fw *VM, want string, d time.Duration) (time.Duration, string) {
+	start := time.Now()
+	last := ""
+	for time.Since(start) < d {
+		if last = state(fw); last == want {
+			return time.Since(start), last
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	return time.Since(start), last
+}
+
+// vips counts the VIPs configured on fw.
+func vips(fw *VM) (int, error) {
+	out, err := sh(fw, "ip -4 -o addr show", 3*time.Second)
+	if err != nil {
+		return -1, err
+	}
+	return strings.Count(out, "192.168.0.100/") + strings.Count(out, "192.168.1.100/"), nil
+}
+
+// forwarded returns how many packets each reachable firewall sent on eth1
+// (towards the server) in one second: the forwarding node sends the
+// client's probe stream (50 packets/s), the other next to nothing.
+func (l *Lab) forwarded(fws ...*VM) map[string]int {
+	res := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, fw := range fws {
+		wg.Go(func() {
+			out, err := sh(fw, "f=/sys/class/net/eth1/statistics/tx_packets; a=$(cat $f); sleep 1; b=$(cat $f); echo $((b-a))", 5*time.Second)
+			n := -1
+			if err == nil {
+				n, _ = strconv.Atoi(out)
+			}
+			mu.Lock()
+			res[fw.Name] = n
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+// kv parses "a=1 b=2 err=..." status lines.
+func kv(s string) map[string]string {
+	m := map[string]string{}
+	for _, f := range strings.Fields(s) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			m[k] = v
+		}
+	}
+	if i := strings.Index(s, "err="); i >= 0 {
+		m["err"] = s[i+4:]
+	}
+	return m
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func (l *Lab) probeReset() {
+	_, _ = sh(l.Client, "touch /tmp/probe.reset; sleep 0.15", 3*time.Second)
+}
+
+// probeGap waits until the probe gets answers again (no silence longer than
+// 300 ms) and returns the largest gap since the last reset.
+func (l *Lab) probeGap(d time.Duration) (time.Duration, bool) {
+	end := time.Now().Add(d)
+	var gap int
+	for time.Now().Before(end) {
+		out, err := sh(l.Client, "cat /tmp/probe.status", 3*time.Second)
+		if err == nil {
+			m := kv(out)
+			gap = atoi(m["maxgap_ms"])
+			if atoi(m["since_ms"]) < 300 && atoi(m["recv"]) > 0 {
+				return time.Duration(gap) * time.Millisecond, true
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Duration(gap) * time.Millisecond, false
+}
+
+// master checks that fw is the only MASTER, holds both VIPs alone and
+// forwards the traffic. other may be nil when it cannot be asked (frozen,
+// powered off).
+func (l *Lab) master(tag string, fw, other *VM) {
+	var parts []string
+	ok := true
+	if s := state(fw); s != "MASTER" {
+		ok = false
+		parts = append(parts, fw.Name+" "+s)
+	}
+	n, err := vips(fw)
+	if n != 2 {
+		ok = false
+	}
+	parts = append(parts, fmt.Sprintf("%s VIPs %d%s", fw.Name, n, errText(err)))
+	fws := []*VM{fw}
+	if other != nil {
+		s := state(other)
+		if s == "MASTER" {
+			ok = false
+		}
+		on, err := vips(other)
+		if on != 0 {
+			ok = false
+		}
+		parts = append(parts, fmt.Sprintf("%s %s VIPs %d%s", other.Name, s, on, errText(err)))
+		fws = append(fws, other)
+	}
+	l.Check(ok, tag+": "+fw.Name+" alone MASTER with both VIPs", "%s", strings.Join(parts, ", "))
+	fwd := l.forwarded(fws...)
+	fok := fwd[fw.Name] >= 20
+	desc := fmt.Sprintf("eth1 tx/s %s=%d", fw.Name, fwd[fw.Name])
+	if other != nil {
+		fok = fok && fwd[other.Name] >= 0 && fwd[other.Name] <= 5
+		desc += fmt.Sprintf(" %s=%d", other.Name, fwd[other.Name])
+	}
+	l.Check(fok, tag+": "+fw.Name+" forwards the client's traffic", "%s", desc)
+}
+
+// settled checks, twice a second apart, that exactly one node is MASTER.
+func (l *Lab) settled(tag string) {
+	ok := true
+	var seen []string
+	for range 2 {
+		s1, s2 := "", ""
+		var wg sync.WaitGroup
+		wg.Go(func() { s1 = state(l.FW1) })
+		wg.Go(func() { s2 = state(l.FW2) })
+		wg.Wait()
+		seen = append(seen, "fw1 "+s1+"/fw2 "+s2)
+		if (s1 == "MASTER") == (s2 == "MASTER") {
+			ok = false
+		}
+		time.Sleep(time.Second)
+	}
+	l.Check(ok, tag+": exactly one MASTER after settling", "%s", strings.Join(seen, ", "))
+}
+
+// Times are the measured times, for the summary.
+type Times struct {
+	Election  time.Duration
+	Detect    map[string]time.Duration
+	Gap       map[string]time.Duration
+	Failback  map[string]time.Duration
+	FailGap   map[string]time.Duration
+	Rebooted  time.Duration
+	Transfers []string
+}
+
+// failover runs one fault: inject, fw2 takes over within bound, clear,
+// fw1 fails back.
+func (l *Lab) failover(name string, bound time.Duration, fw1Reachable bool, fw1Fault string, inject, clear func() error, t *Times) {
+	l.logf("---- %s", name)
+	l.probeReset()
+	if err := inject(); !l.Check(err == nil, name+": fault injected", "%s", oneLine("", err)) {
+		return
+	}
+	d, s := waitState(l.FW2, "MASTER", bound+2*time.Second)
+	t.Detect[name] = d
+	l.Check(s == "MASTER" && d <= bound, name+": fw2 MASTER within "+bound.String(), "%.2fs (%s)", d.Seconds(), s)
+	gap, back := l.probeGap(bound + 3*time.Second)
+	t.Gap[name] = gap
+	l.Check(back && gap <= bound, name+": traffic back within "+bound.String(), "gap %dms", gap.Milliseconds())
+	var other *VM
+	if fw1Reachable {
+		other = l.FW1
+		if fw1Fault != "" {
+			s := state(l.FW1)
+			l.Check(s == fw1Fault, name+": fw1 "+fw1Fault, "%s", s)
+		}
+	}
+	l.master(name, l.FW2, other)
+	l.probeReset()
+	start := time.Now()
+	if err := clear(); !l.Check(err == nil, name+": fault cleared", "%s", oneLine("", err)) {
+		return
+	}
+	_, s = waitState(l.FW1, "MASTER", DefaultBounds.Failback)
+	t.Failback[name] = time.Since(start)
+	l.Check(s == "MASTER", name+": fw1 fails back to MASTER", "%.2fs after the fault was cleared (%s)", t.Failback[name].Seconds(), s)
+	_, s2 := waitState(l.FW2, "BACKUP", 5*time.Second)
+	l.Check(s2 == "BACKUP", name+": fw2 back to BACKUP", "%s", s2)
+	gap, back = l.probeGap(5 * time.Second)
+	t.FailGap[name] = gap
+	l.Check(back, name+": traffic after failback", "gap %dms", gap.Milliseconds())
+	l.settled(name)
+	l.master(name+" failback", l.FW1, l.FW2)
+}
+
+func (l *Lab) fwLog(fw *VM) string { return fwLogTail(fw) }
+
+func fwLogTail(fw *VM) string {
+	out, _ := sh(fw, "tail -n 15 /run/fwpaird.log", 3*time.Second)
+	return out
+}
+
+// Scenarios runs the fwpaird checks: election, traffic, sync, the four
+// failovers, the long-lived TCP session.
+func (l *Lab) Scenarios() Times {
+	t := Times{Detect: map[string]time.Duration{}, Gap: map[string]time.Duration{}, Failback: map[string]time.Duration{}, FailGap: map[string]time.Duration{}}
+	b := DefaultBounds
+
+	// Election.
+	for _, fw := range []*VM{l.FW1, l.FW2} {
+		if _, err := sh(fw, "sleep 1; kill -0 $(cat /run/fwpaird.pid)", 5*time.Second); err != nil {
+			l.Check(false, fw.Name+": fwpaird running", "%s", fwLogTail(fw))
+			return t
+		}
+	}
+	d, s := waitState(l.FW1, "MASTER", b.Election)
+	t.Election = d
+	if !l.Check(s == "MASTER", "election: fw1 MASTER", "%.1fs after boot (%s)", d.Seconds(), s) {
+		l.logf("fw1 fwpaird log:\n%s\nfw2 fwpaird log:\n%s", l.fwLog(l.FW1), l.fwLog(l.FW2))
+		return t
+	}
+	_, s = waitState(l.FW2, "BACKUP", 5*time.Second)
+	l.Check(s == "BACKUP", "election: fw2 BACKUP", "%s", s)
+	n1, _ := vips(l.FW1)
+	n2, _ := vips(l.FW2)
+	l.Check(n1 == 2 && n2 == 0, "election: both VIPs on fw1 only", "fw1 %d, fw2 %d", n1, n2)
+
+	// Traffic through the VIPs, then the long-lived flows.
+	out, err := sh(l.Client, "ping -c 3 -W 2 192.168.1.10", 10*time.Second)
+	l.Check(err == nil, "traffic: client pings server through the VIPs", "%s", oneLine(lastLines(out, 1), err))
+	_, err = sh(l.Client, "setsid qemu-guest probe -addr 192.168.1.10:7001 >/run/probe.log 2>&1 </dev/null & setsid qemu-guest tcp-client -addr 192.168.1.10:7000 >/run/tcp.log 2>&1 </dev/null &", 3*time.Second)
+	l.Check(err == nil, "traffic: UDP probe and long-lived TCP session started", "%s", oneLine("", err))
+	gap, back := l.probeGap(5 * time.Second)
+	l.Check(back, "traffic: probe answered", "max gap %dms", gap.Milliseconds())
+	tcp0 := l.tcpStatus()
+	l.Check(tcp0["alive"] == "1", "traffic: TCP session up", "%v", tcp0)
+	l.master("steady", l.FW1, l.FW2)
+
+	// Sync: fw2's external cache holds the flows fw1 forwards.
+	var ext status
+	synced := false
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		if ext, err = getStatus(l.FW2); err == nil && ext.Sync.ExternalEntries >= 2 {
+			synced = true
+			break
+		}
+	}
+	cache, _ := sh(l.FW2, "fwpairctl -socket "+ctlSocket+" --json cache external", 5*time.Second)
+	tcpSynced := strings.Contains(cache, "192.168.1.10") && strings.Contains(cache, "7000")
+	l.Check(synced && tcpSynced, "sync: flows in fw2's external cache", "external_entries %d, peer_alive %v, TCP flow present %v", ext.Sync.ExternalEntries, ext.Sync.PeerAlive, tcpSynced)
+
+	l.failover("graceful stop", b.Graceful, true, "",
+		func() error { _, err := sh(l.FW1, "fwpair-stop", 8*time.Second); return err },
+		func() error { _, err := sh(l.FW1, "fwpair-start", 3*time.Second); return err }, &t)
+
+	l.failover("VM frozen", b.Crash, false, "",
+		func() error { _, err := l.FW1.QMP("stop", nil); return err },
+		func() error { _, err := l.FW1.QMP("cont", nil); return err }, &t)
+
+	l.failover("VM powered off", b.Crash, false, "",
+		func() error {
+			l.FW1.closeCtl()
+			_, err := l.FW1.QMP("quit", nil)
+			if err == nil && !l.FW1.Wait(5*time.Second) {
+				err = fmt.Errorf("fw1 still running after quit")
+			}
+			return err
+		},
+		func() error {
+			if err := l.FW1.Start(); err != nil {
+				return err
+			}
+			d, err := l.FW1.WaitReady(b.Reboot)
+			t.Rebooted = d
+			if err == nil {
+				l.logf("     fw1 relaunched, ready after %.1fs", d.Seconds())
+			}
+			return err
+		}, &t)
+
+	l.failover("cable pull", b.Cable, true, "FAULT",
+		func() error { _, err := l.FW1.QMP("set_link", map[string]any{"name": "eth1", "up": false}); return err },
+		func() error { _, err := l.FW1.QMP("set_link", map[string]any{"name": "eth1", "up": true}); return err }, &t)
+
+	tcp := l.tcpStatus()
+	l.Check(tcp["alive"] == "1" && tcp["err"] == "" && atoi(tcp["ok"]) > atoi(tcp0["ok"]),
+		"long-lived TCP session survived every failover", "%d lines echoed over %ss, longest wait %sms%s",
+		atoi(tcp["ok"]), secs(tcp["age_ms"]), tcp["maxgap_ms"], errText(errIf(tcp["err"])))
+	return t
+}
+
+func secs(ms string) string { return fmt.Sprintf("%.0f", float64(atoi(ms))/1000) }
+
+func errIf(s string) error {
+	if s == "" {
+		return nil
+	}
+	return fmt.Errorf("%s", s)
+}
+
+func errText(err error) string {
+	if err != nil {
+		return ": " + err.Error()
+	}
+	return ""
+}
+
+func (l *Lab) tcpStatus() map[string]string {
+	out, err := sh(l.Client, "cat /tmp/tcp.status", 3*time.Second)
+	if err != nil {
+		return map[string]string{"err": err.Error()}
+	}
+	return kv(out)
+}
