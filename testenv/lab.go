@@ -366,17 +366,18 @@ func HasAddr(ns *NS, ifname string, addr netip.Addr) (bool, error) {
 	return false, nil
 }
 
-// VIPHolders returns which firewalls (1, 2) hold each lab VIP.
+// VIPHolders returns which firewalls (1, 2) hold each lab VIP on a link
+// that is up (a crashed node's VIPs on its downed links attract nothing).
 func (l *Lab) VIPHolders() (eth0, eth1 []int, err error) {
 	for n := 1; n <= 2; n++ {
-		ok, err := HasAddr(l.FW(n), "eth0", VIP0.Addr())
+		ok, err := holdsOnUpLink(l.FW(n), "eth0", VIP0.Addr())
 		if err != nil {
 			return nil, nil, err
 		}
 		if ok {
 			eth0 = append(eth0, n)
 		}
-		ok, err = HasAddr(l.FW(n), "eth1", VIP1.Addr())
+		ok, err = holdsOnUpLink(l.FW(n), "eth1", VIP1.Addr())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -385,6 +386,17 @@ func (l *Lab) VIPHolders() (eth0, eth1 []int, err error) {
 		}
 	}
 	return eth0, eth1, nil
+}
+
+func holdsOnUpLink(ns *NS, ifname string, addr netip.Addr) (bool, error) {
+	link, err := ns.Handle().LinkByName(ifname)
+	if err != nil {
+		return false, err
+	}
+	if link.Attrs().Flags&net.FlagUp == 0 {
+		return false, nil
+	}
+	return HasAddr(ns, ifname, addr)
 }
 
 // PlaceVIPs puts both VIPs on firewall n only (removing them from the

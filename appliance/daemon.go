@@ -1,0 +1,371 @@
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fwpair/fwpair/appliance/api"
+	"github.com/fwpair/fwpair/vrrp"
+)
+
+// Options carries the daemon's dependencies. Nil fields get defaults.
+type Options struct {
+	// Logger is the daemon's logger; nil discards.
+	Logger *slog.Logger
+	// Level is the variable behind Logger's level, changed by
+	// `fwpairctl log-level` and SIGHUP. Nil makes log-level refuse.
+	Level *slog.LevelVar
+	// Registry receives the metrics; nil keeps them unregistered.
+	Registry prometheus.Registerer
+	// Notifier sends systemd notifications; nil sends none.
+	Notifier Notifier
+	// Version is reported in status.
+	Version string
+	// Socket overrides the configured control socket path.
+	Socket string
+
+	// noControl skips the control socket (simulated tests, where a real
+	// socket would keep testing/synctest's clock from advancing).
+	noControl bool
+	// newVRRP and newSync build the engines; tests replace them.
+	newVRRP func(cfg vrrp.Config, opts vrrp.Options) (vrrpGroup, error)
+	newSync func(cfg *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error)
+}
+
+// vrrpGroup is what the daemon needs of vrrp.Group.
+type vrrpGroup interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+	Status() vrrp.Status
+	SetPriority(name string, priority uint8) error
+}
+
+// syncEngine is what the daemon needs of the conntrack sync engine; the
+// adapter over ctsync.Engine lives in sync.go.
+type syncEngine interface {
+	Run(ctx context.Context) error
+	Ready() <-chan struct{}
+	// Commit writes the external cache into the kernel (batched).
+	Commit(ctx context.Context) (api.CommitResult, error)
+	// Resync reloads the internal cache from the kernel.
+	Resync(ctx context.Context) error
+	Flush(which string) error
+	BulkSend() error
+	RequestResync() error
+	// SchedulePurge deletes, after delay, the kernel entries this node
+	// owned that the new MASTER does not know.
+	SchedulePurge(delay time.Duration)
+	// DirectInject tells whether received states go straight into the
+	// kernel (then there is nothing to commit on takeover).
+	DirectInject() bool
+	Status() api.SyncStatus
+	Stats() map[string]uint64
+	Cache(which string) ([]api.CacheEntry, error)
+}
+
+// ownAddrs are the addresses the sync filter ignores by default.
+type ownAddrs struct {
+	VIPs     []netip.Prefix
+	SyncLink []netip.Prefix
+}
+
+// Daemon runs one node: the VRRP group, the sync engine, the control
+// socket, metrics and systemd integration.
+type Daemon struct {
+	log      *slog.Logger
+	level    *slog.LevelVar
+	notifier Notifier
+	version  string
+	started  time.Time
+	socket   string
+	noCtl    bool
+
+	mu   sync.Mutex // guards cfg and last
+	cfg  *Config
+	last *api.Transition
+
+	vrrp    vrrpGroup
+	sync    syncEngine
+	metrics *metrics
+
+	// bg runs the post-transition work (flush, resync, bulk, hooks) off
+	// the critical path; Run waits for it before returning.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+}
+
+// New builds a daemon from a validated configuration.
+func New(cfg *Config, opts Options) (*Daemon, error) {
+	d := &Daemon{
+		log:      opts.Logger,
+		level:    opts.Level,
+		notifier: opts.Notifier,
+		version:  opts.Version,
+		started:  time.Now(),
+		socket:   cfg.Control.Socket,
+		cfg:      cfg,
+		noCtl:    opts.noControl,
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.notifier == nil {
+		d.notifier = discardNotifier{}
+	}
+	if opts.Socket != "" {
+		d.socket = opts.Socket
+	}
+	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
+	d.metrics = newMetrics(d)
+	if opts.Registry != nil {
+		if err := opts.Registry.Register(d.metrics); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	newSync := opts.newSync
+	if newSync == nil {
+		newSync = newCtsyncEngine
+	}
+	newVRRP := opts.newVRRP
+	if newVRRP == nil {
+		newVRRP = func(c vrrp.Config, o vrrp.Options) (vrrpGroup, error) { return vrrp.New(c, o) }
+	}
+	if cfg.Sync != nil {
+		eng, err := newSync(cfg.Sync, ownAddresses(cfg), d.log.With("engine", "sync"))
+		if err != nil {
+			return nil, fmt.Errorf("sync engine: %w", err)
+		}
+		d.sync = eng
+	}
+	if cfg.VRRP != nil {
+		g, err := newVRRP(vrrpConfig(cfg.VRRP), vrrp.Options{
+			Logger: d.log.With("engine", "vrrp"),
+			Hooks: vrrp.Hooks{
+				BeforeMaster:    d.beforeMaster,
+				AfterTransition: d.afterTransition,
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("vrrp: %w", err)
+		}
+		d.vrrp = g
+	}
+	return d, nil
+}
+
+func ownAddresses(cfg *Config) ownAddrs {
+	var o ownAddrs
+	if cfg.VRRP != nil {
+		for _, in := range cfg.VRRP.Instances {
+			for _, p := range in.VIPs {
+				o.VIPs = append(o.VIPs, netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+			}
+		}
+	}
+	if cfg.Sync != nil {
+		for _, l := range cfg.Sync.Links {
+			if l.Local.IsValid() {
+				o.SyncLink = append(o.SyncLink, netip.PrefixFrom(l.Local, l.Local.BitLen()))
+			}
+			if l.Peer.IsValid() {
+				o.SyncLink = append(o.SyncLink, netip.PrefixFrom(l.Peer, l.Peer.BitLen()))
+			}
+		}
+	}
+	return o
+}
+
+func vrrpConfig(c *VRRPConfig) vrrp.Config {
+	out := vrrp.Config{GARP: vrrp.GARPConfig{Count: c.GARPBurst, Spacing: c.GARPSpacing, Refresh: c.GARPRefresh}}
+	if c.GARPBurst == 0 {
+		out.GARP.Count = -1 // explicitly off
+	}
+	for _, in := range c.Instances {
+		vi := vrrp.InstanceConfig{
+			Name:            in.Name,
+			Interface:       in.Interface,
+			VRID:            in.VRID,
+			Priority:        in.Priority,
+			AdvertInterval:  in.AdvertInterval,
+			Preempt:         in.Preempt,
+			PreemptDelay:    in.PreemptDelay,
+			TrackInterfaces: append(append([]string(nil), c.TrackIfaces...), in.TrackIfaces...),
+			UnicastPeers:    in.UnicastPeers,
+			UnicastSource:   in.UnicastSource,
+			AuthPassword:    in.AuthPassword,
+		}
+		for _, p := range in.VIPs {
+			vi.VIPs = append(vi.VIPs, vrrp.VIP{Prefix: p, Label: in.VIPLabel})
+		}
+		out.Instances = append(out.Instances, vi)
+	}
+	return out
+}
+
+// Run runs the node until ctx ends, then stops in the order that lets the
+// peer take over at once: VRRP first (priority-0 adverts, VIPs removed),
+// then the sync engine, then the control socket.
+func (d *Daemon) Run(ctx context.Context) error {
+	var ctl *controlServer
+	if !d.noCtl {
+		var err error
+		if ctl, err = newControlServer(d.socket, d.log, d); err != nil {
+			return err
+		}
+	}
+	ctlCtx, ctlCancel := context.WithCancel(context.Background())
+	syncCtx, syncCancel := context.WithCancel(context.Background())
+	vrrpCtx, vrrpCancel := context.WithCancel(ctx)
+	defer ctlCancel()
+	defer syncCancel()
+	defer vrrpCancel()
+
+	var (
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		runErrs []error
+	)
+	fail := func(name string, err error) {
+		if err == nil || errors.Is(err, context.Canceled) {
+			return
+		}
+		errMu.Lock()
+		runErrs = append(runErrs, fmt.Errorf("%s: %w", name, err))
+		errMu.Unlock()
+		d.log.Error("task failed, stopping", "task", name, "err", err)
+		vrrpCancel()
+	}
+	start := func(name string, ctx context.Context, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fail(name, run(ctx))
+		}()
+	}
+
+	if ctl != nil {
+		start("control", ctlCtx, ctl.Run)
+	}
+	ready := []<-chan struct{}{}
+	var syncDone chan struct{}
+	if d.sync != nil {
+		syncDone = make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(syncDone)
+			fail("sync", d.sync.Run(syncCtx))
+		}()
+		ready = append(ready, d.sync.Ready())
+	}
+	var vrrpDone chan struct{}
+	if d.vrrp != nil {
+		vrrpDone = make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(vrrpDone)
+			fail("vrrp", d.vrrp.Run(vrrpCtx))
+		}()
+		ready = append(ready, d.vrrp.Ready())
+	}
+
+	// READY=1 only once every engine has its sockets open.
+	allReady := true
+	for _, r := range ready {
+		select {
+		case <-r:
+		case <-vrrpCtx.Done():
+			allReady = false
+		}
+		if !allReady {
+			break
+		}
+	}
+	if allReady {
+		d.log.Info("fwpaird ready", "node", d.config().Node, "socket", d.socket, "version", d.version)
+		d.notifier.Notify(daemon.SdNotifyReady + "\n" + d.statusLine())
+	}
+
+	var eg errgroup.Group
+	eg.Go(func() error { d.supervise(vrrpCtx); return nil })
+
+	<-vrrpCtx.Done()
+	d.notifier.Notify(daemon.SdNotifyStopping + "\nSTATUS=stopping")
+	d.log.Info("stopping: VRRP first (priority-0 adverts, VIPs removed)")
+	if vrrpDone != nil {
+		<-vrrpDone
+	}
+	eg.Wait()
+	d.bgCancel()
+	d.bg.Wait()
+	syncCancel()
+	if syncDone != nil {
+		<-syncDone
+	}
+	ctlCancel()
+	wg.Wait()
+	d.log.Info("stopped")
+	return errors.Join(runErrs...)
+}
+
+// supervise keeps systemd informed: STATUS= on every state change and
+// WATCHDOG=1 while the engines answer.
+func (d *Daemon) supervise(ctx context.Context) {
+	interval := time.Second
+	watchdog, _ := daemon.SdWatchdogEnabled(false)
+	if watchdog > 0 && watchdog/2 < interval {
+		interval = watchdog / 2
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		line := d.statusLine() // reads both engines: proves they answer
+		if line != last {
+			d.notifier.Notify(line)
+			last = line
+		}
+		if watchdog > 0 {
+			d.notifier.Notify(daemon.SdNotifyWatchdog)
+		}
+	}
+}
+
+func (d *Daemon) statusLine() string {
+	var parts []string
+	if d.vrrp != nil {
+		parts = append(parts, "vrrp "+d.vrrp.Status().State.String())
+	}
+	if d.sync != nil {
+		s := d.sync.Status()
+		peer := "peer down"
+		if s.PeerAlive {
+			peer = "peer alive"
+		}
+		parts = append(parts, fmt.Sprintf("sync %s, %s, %d internal, %d external", s.Mode, peer, s.InternalEntries, s.ExternalEntries))
+	}
+	return "STATUS=" + strings.Join(parts, "; ")
+}
+
+func (d *Daemon) config() *Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}

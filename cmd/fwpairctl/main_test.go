@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fwpair/fwpair/appliance/api"
+)
+
+// serve answers the control API on a UNIX socket with canned data.
+func serve(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(api.PathStatus, func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(api.Status{Node: "fw9", VRRP: &api.VRRPStatus{GroupState: "BACKUP",
+			Instances: []api.Instance{{Name: "inside", Interface: "eth0", VRID: 51, State: "BACKUP", Priority: 100, VIPs: []string{"192.168.0.100/24"}}}},
+			Sync: &api.SyncStatus{Mode: "ftfw", PeerAlive: true, ExternalEntries: 12}})
+	})
+	mux.HandleFunc(api.PathCommit, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(api.Error{Error: "no [sync] section", Code: "unavailable"})
+	})
+	mux.HandleFunc(api.PathFlush, func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(api.Result{OK: true, Message: "flushed " + r.URL.Query().Get("cache")})
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return path
+}
+
+func TestCommands(t *testing.T) {
+	sock := serve(t)
+	tests := []struct {
+		args     []string
+		code     int
+		stdout   string
+		stderrIn string
+	}{
+		{[]string{"-socket", sock, "status"}, exitOK, "vrrp group : BACKUP", ""},
+		{[]string{"-socket", sock, "--json", "status"}, exitOK, `"group_state": "BACKUP"`, ""},
+		{[]string{"-socket", sock, "-f", "external"}, exitOK, "flushed external", ""},
+		{[]string{"-socket", sock, "flush"}, exitOK, "flushed all", ""},
+		{[]string{"-socket", sock, "-c"}, exitRefused, "", "no [sync] section"},
+		{[]string{"-socket", sock, "cache"}, exitUsage, "", "cache needs internal or external"},
+		{[]string{"-socket", sock, "frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{[]string{"-socket"}, exitUsage, "", "needs a path"},
+		{[]string{"-x"}, exitUsage, "", "unknown flag -x"},
+		{[]string{}, exitUsage, "", "usage:"},
+		{[]string{"-socket", filepath.Join(t.TempDir(), "none.sock"), "status"}, exitUnreachable, "", "daemon not reachable"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tc.args, &out, &errb)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out.String(), errb.String())
+			}
+			if tc.stdout != "" && !strings.Contains(strings.Join(strings.Fields(out.String()), " "), strings.Join(strings.Fields(tc.stdout), " ")) {
+				t.Errorf("stdout %q does not contain %q", out.String(), tc.stdout)
+			}
+			if tc.stderrIn != "" && !strings.Contains(errb.String(), tc.stderrIn) {
+				t.Errorf("stderr %q does not contain %q", errb.String(), tc.stderrIn)
+			}
+		})
+	}
+}

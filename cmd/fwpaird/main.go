@@ -1,0 +1,173 @@
+// Command fwpaird is the fwpair daemon: VRRP and conntrack state sync for
+// one node of a firewall pair, in one process.
+//
+//	fwpaird -c /etc/fwpair/fwpair.toml          run (foreground, logs to stderr)
+//	fwpaird -check -c /etc/fwpair/fwpair.toml   validate the file, exit 0 or 1
+//
+// SIGTERM/SIGINT stop it gracefully (priority-0 adverts, VIPs removed);
+// SIGHUP reloads the configuration.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fwpair/fwpair/appliance"
+)
+
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fwpaird", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath = fs.String("c", "/etc/fwpair/fwpair.toml", "configuration `file`")
+		check      = fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 invalid)")
+		socket     = fs.String("socket", "", "control socket `path` (overrides control.socket)")
+		logFormat  = fs.String("log-format", "", "text or json (overrides log.format)")
+		showVer    = fs.Bool("version", false, "print the version and exit")
+	)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fwpaird: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *showVer {
+		fmt.Fprintln(os.Stdout, "fwpaird", version)
+		return 0
+	}
+	cfg, err := appliance.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(os.Stdout, "%s: ok\n", *configPath)
+		return 0
+	}
+	if *logFormat != "" {
+		if *logFormat != "text" && *logFormat != "json" {
+			fmt.Fprintf(stderr, "fwpaird: -log-format %q is not text or json\n", *logFormat)
+			return 2
+		}
+		cfg.Log.Format = *logFormat
+	}
+	level := new(slog.LevelVar)
+	l, _ := appliance.ParseLevel(cfg.Log.Level)
+	level.Set(l)
+	log := slog.New(logHandler(stderr, cfg.Log.Format, level))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d, err := appliance.New(cfg, appliance.Options{
+		Logger:   log,
+		Level:    level,
+		Registry: reg,
+		Notifier: appliance.SystemdNotifier{},
+		Version:  version,
+		Socket:   *socket,
+	})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if cfg.Metrics.Listen != "" {
+		srv, err := serveMetrics(cfg.Metrics.Listen, reg, log)
+		if err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		defer srv.Close()
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			reload(d, *configPath, log)
+		}
+	}()
+
+	if err := d.Run(ctx); err != nil {
+		log.Error("fwpaird failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// logHandler logs to stderr: text without timestamps under journald
+// (which adds its own), JSON on request.
+func logHandler(w io.Writer, format string, level *slog.LevelVar) slog.Handler {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	if os.Getenv("JOURNAL_STREAM") != "" {
+		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+func reload(d *appliance.Daemon, path string, log *slog.Logger) {
+	next, err := appliance.LoadConfig(path)
+	if err != nil {
+		log.Error("reload refused: keeping the running configuration", "err", err)
+		return
+	}
+	applied, restart, err := d.Reload(next)
+	if err != nil {
+		log.Error("reload failed: keeping the running configuration", "err", err)
+		return
+	}
+	log.Info("configuration reloaded", "applied", strings.Join(applied, ","), "needs_restart", strings.Join(restart, ","))
+	if len(restart) > 0 {
+		log.Warn("some changes take effect only after a restart", "keys", strings.Join(restart, ","))
+	}
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return srv, nil
+}

@@ -1,0 +1,275 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ClusterOptions tunes a two-node fwpaird cluster in the lab.
+type ClusterOptions struct {
+	// Bin holds fwpaird and fwpairctl.
+	Bin string
+	// Dir receives sockets, logs and generated configs.
+	Dir string
+	// Configs are the node configs; empty means etc/node1.toml and
+	// etc/node2.toml.
+	Configs [2]string
+	// NoSync starts the nodes from copies of the configs without [sync]
+	// (the control run that must lose sessions).
+	NoSync bool
+	// Sessions is the number of long-lived TCP sessions (default 200).
+	Sessions int
+}
+
+// Cluster is fwpaird running on both firewalls of a lab, with sessions and
+// a probe through the VIPs.
+type Cluster struct {
+	Lab      *Lab
+	Nodes    [2]*Daemon
+	Sessions *Sessions
+	Probe    *Probe
+
+	opts  ClusterOptions
+	echo  *EchoServer
+	udp   *UDPEcho
+	extra [2][]string
+}
+
+// StartCluster starts fwpaird on fw1 then fw2 and waits for the election
+// (fw1 MASTER, fw2 BACKUP), then opens the sessions and the probe.
+func StartCluster(l *Lab, opts ClusterOptions) (*Cluster, error) {
+	if opts.Sessions == 0 {
+		opts.Sessions = 200
+	}
+	c := &Cluster{Lab: l, opts: opts}
+	for i := range 2 {
+		cfg := opts.Configs[i]
+		if cfg == "" {
+			p, err := RepoFile(fmt.Sprintf("etc/node%d.toml", i+1))
+			if err != nil {
+				return nil, err
+			}
+			cfg = p
+		}
+		if opts.NoSync {
+			stripped, err := withoutSync(cfg, opts.Dir, i+1)
+			if err != nil {
+				return nil, err
+			}
+			cfg = stripped
+		}
+		d, err := StartDaemon(l.FW(i+1), opts.Bin, fmt.Sprintf("fw%d", i+1), cfg, opts.Dir)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		c.Nodes[i] = d
+	}
+	if _, err := c.Nodes[0].WaitGroupState("MASTER", 10*time.Second); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("election: %w\n%s", err, c.Nodes[0].LogTail(3000))
+	}
+	if _, err := c.Nodes[1].WaitGroupState("BACKUP", 5*time.Second); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("election: %w\n%s", err, c.Nodes[1].LogTail(3000))
+	}
+	var err error
+	if c.echo, err = StartEchoServer(l.Server, netip.AddrPortFrom(ServerAddr.Addr(), EchoPort)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.udp, err = StartUDPEcho(l.Server, netip.AddrPortFrom(ServerAddr.Addr(), ProbePort)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if c.Probe, err = StartProbe(l.Client, netip.AddrPortFrom(ServerAddr.Addr(), ProbePort), 10*time.Millisecond); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if !c.Probe.WaitReply(time.Now(), 5*time.Second) {
+		c.Close()
+		return nil, errors.New("probe gets no answer through the VIPs after the election")
+	}
+	if c.Sessions, err = OpenSessions(l.Client, netip.AddrPortFrom(ServerAddr.Addr(), EchoPort), opts.Sessions, 100*time.Millisecond); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if v := c.Sessions.WaitKept(time.Now(), 10*time.Second); v.Kept != v.Total {
+		c.Close()
+		return nil, fmt.Errorf("sessions not flowing before any failover: %v", v)
+	}
+	return c, nil
+}
+
+// withoutSync writes a copy of a node config with the [sync] part removed.
+func withoutSync(path, dir string, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	skip := false
+	for _, line := range strings.Split(string(b), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			skip = strings.HasPrefix(t, "[sync") || strings.HasPrefix(t, "[[sync")
+		}
+		if !skip {
+			out = append(out, line)
+		}
+	}
+	p := filepath.Join(dir, fmt.Sprintf("node%d-nosync.toml", n))
+	return p, os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o644)
+}
+
+// Close stops everything the cluster started (not the lab).
+func (c *Cluster) Close() {
+	if c.Sessions != nil {
+		c.Sessions.Close()
+	}
+	if c.Probe != nil {
+		c.Probe.Close()
+	}
+	if c.echo != nil {
+		c.echo.Close()
+	}
+	if c.udp != nil {
+		c.udp.Close()
+	}
+	for _, d := range c.Nodes {
+		if d != nil && d.Running() {
+			d.Kill()
+		}
+	}
+}
+
+// ScenarioResult is what one failover did.
+type ScenarioResult struct {
+	Name string
+	// Holder is the firewall (1 or 2) holding both VIPs after settling;
+	// 0 if none or split.
+	Holder int
+	// Split is true if both firewalls held a VIP after settling.
+	Split    bool
+	Gap      time.Duration
+	Verdict  Verdict
+	Takeover time.Duration // event to new MASTER reporting its VIPs up
+	// From the new MASTER's last transition.
+	CommitEntries int
+	CommitSeconds float64
+	VIPsSeconds   float64
+}
+
+// Fault is a way to take the MASTER down.
+type Fault string
+
+// The scenarios of the demo and the end-to-end tests.
+const (
+	// Crash: the node's links go down and its fwpaird is SIGKILLed.
+	Crash Fault = "crash"
+	// Graceful: SIGTERM (priority-0 adverts, VIPs removed).
+	Graceful Fault = "graceful"
+	// Restart: the crashed node's links come back and its fwpaird is
+	// restarted; with preemption it takes the VIPs back.
+	Restart Fault = "restart"
+	// LinkDown: only the MASTER's eth0 link goes down (interface
+	// tracking); its fwpaird keeps running.
+	LinkDown Fault = "link-down"
+)
+
+// Run applies fault to node n (1 or 2), waits for the other node (or, for
+// Restart, node n) to be MASTER, and measures the probe gap and sessions.
+func (c *Cluster) Run(fault Fault, n int) (ScenarioResult, error) {
+	res := ScenarioResult{Name: fmt.Sprintf("%s fw%d", fault, n)}
+	node := c.Nodes[n-1]
+	winner := c.Nodes[2-n]
+	if fault == Restart {
+		winner = node
+	}
+	c.Sessions.ResetStalls()
+	at := time.Now()
+	switch fault {
+	case Crash:
+		// Killed first, so it cannot react to its links going down.
+		node.Kill()
+		for _, ifname := range []string{"eth0", "eth1", "eth2"} {
+			if err := c.Lab.LinkDown(node.NS, ifname); err != nil {
+				return res, err
+			}
+		}
+	case Graceful:
+		if err := node.Stop(); err != nil {
+			return res, fmt.Errorf("SIGTERM fw%d: %w\n%s", n, err, node.LogTail(2000))
+		}
+	case LinkDown:
+		if err := c.Lab.LinkDown(node.NS, "eth0"); err != nil {
+			return res, err
+		}
+	case Restart:
+		for _, ifname := range []string{"eth0", "eth1", "eth2"} {
+			if err := c.Lab.LinkUp(node.NS, ifname); err != nil {
+				return res, err
+			}
+		}
+		if node.Running() {
+			return res, fmt.Errorf("fw%d is still running", n)
+		}
+		if err := node.Start(c.extra[n-1]...); err != nil {
+			return res, err
+		}
+	default:
+		return res, fmt.Errorf("unknown fault %q", fault)
+	}
+	st, err := winner.WaitTransition("MASTER", at, 15*time.Second)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w\n%s", res.Name, err, winner.LogTail(3000))
+	}
+	if err := waitVIPs(c.Lab, winnerIndex(c, winner), 5*time.Second); err != nil {
+		return res, fmt.Errorf("%s: %w", res.Name, err)
+	}
+	res.Takeover = time.Since(at)
+	if t := st.LastTransition; t != nil {
+		res.CommitEntries, res.CommitSeconds, res.VIPsSeconds = t.CommitEntries, t.CommitSeconds, t.VIPsSeconds
+	}
+	// Let traffic show whether it flows again: every session must echo
+	// after the takeover.
+	res.Verdict = c.Sessions.WaitKept(time.Now(), 10*time.Second)
+	c.Probe.WaitReply(time.Now(), 3*time.Second)
+	res.Gap, _ = c.Probe.Gap(at, time.Now())
+	e0, e1, err := c.Lab.VIPHolders()
+	if err != nil {
+		return res, err
+	}
+	res.Split = len(e0) > 1 || len(e1) > 1
+	if len(e0) == 1 && len(e1) == 1 && e0[0] == e1[0] {
+		res.Holder = e0[0]
+	}
+	return res, nil
+}
+
+func winnerIndex(c *Cluster, d *Daemon) int {
+	if c.Nodes[0] == d {
+		return 1
+	}
+	return 2
+}
+
+// waitVIPs waits until firewall n holds both VIPs and the other holds none.
+func waitVIPs(l *Lab, n int, timeout time.Duration) error {
+	end := time.Now().Add(timeout)
+	var e0, e1 []int
+	var err error
+	for time.Now().Before(end) {
+		e0, e1, err = l.VIPHolders()
+		if err == nil && len(e0) == 1 && len(e1) == 1 && e0[0] == n && e1[0] == n {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("VIPs not settled on fw%d: eth0 VIP on %v, eth1 VIP on %v (%v)", n, e0, e1, err)
+}

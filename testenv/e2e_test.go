@@ -1,0 +1,72 @@
+package testenv
+
+import (
+	"testing"
+)
+
+// TestPrivilegedFailover runs the product's promise end to end with the
+// real binaries: 200 established TCP sessions survive a crash, a failback
+// with preemption and a graceful stop, with plain forwarding and with the
+// client LAN masqueraded behind the eth1 VIP; the VIPs are never on both
+// nodes once settled. The control run without sync must lose sessions,
+// which shows the test can fail.
+func TestPrivilegedFailover(t *testing.T) {
+	RequirePrivileged(t)
+	bin, err := Binaries(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		masquerade bool
+		noSync     bool
+	}{
+		{"plain", false, false},
+		{"masquerade", true, false},
+		{"control-without-sync", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lab := NewLab(t, LabOptions{Prefix: "fwe", Masquerade: tc.masquerade})
+			c, err := StartCluster(lab, ClusterOptions{Bin: bin, Dir: t.TempDir(), NoSync: tc.noSync, Sessions: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			steps := []struct {
+				fault  Fault
+				node   int
+				holder int
+			}{
+				{Crash, 1, 2},
+				{Restart, 1, 1},
+				{Graceful, 1, 2},
+			}
+			if tc.noSync {
+				steps = steps[:1]
+			}
+			for _, s := range steps {
+				res, err := c.Run(s.fault, s.node)
+				if err != nil {
+					t.Fatalf("%s fw%d: %v", s.fault, s.node, err)
+				}
+				t.Logf("%s: holder fw%d, gap %s, takeover %s, %v, commit %d entries in %.3fs, VIPs after %.3fs",
+					res.Name, res.Holder, res.Gap, res.Takeover, res.Verdict, res.CommitEntries, res.CommitSeconds, res.VIPsSeconds)
+				if res.Split {
+					t.Errorf("%s: VIPs on both nodes after settling", res.Name)
+				}
+				if res.Holder != s.holder {
+					t.Errorf("%s: VIPs on fw%d, want fw%d", res.Name, res.Holder, s.holder)
+				}
+				if tc.noSync {
+					if res.Verdict.Kept == res.Verdict.Total {
+						t.Errorf("%s without sync kept every session: the lab cannot tell a good failover from a bad one", res.Name)
+					}
+					continue
+				}
+				if res.Verdict.Kept != res.Verdict.Total || res.Verdict.Reset != 0 {
+					t.Errorf("%s: %v", res.Name, res.Verdict)
+				}
+			}
+		})
+	}
+}
