@@ -29,7 +29,7 @@ type metrics struct {
 	d *Daemon
 
 	groupState, instanceState, sent, received, discarded *prometheus.Desc
-	syncCounter, cacheEntries, peerAlive                  *prometheus.Desc
+	syncCounter, cacheEntries, peerAlive                 *prometheus.Desc
 
 	mu          sync.Mutex
 	transitions *prometheus.CounterVec

@@ -204,4 +204,6 @@ func natString(n ctsync.NAT) string {
 
 // syncFilter builds the replication filter: the operator's lists plus, by
 // default, the node's own VIPs and sync-link addresses.
-func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) { return nil, nil }
+func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) {
+	return nil, nil
+}

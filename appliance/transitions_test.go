@@ -85,12 +85,12 @@ func (f *fakeSync) Flush(which string) error {
 	f.record("flush "+which, time.Now())
 	return nil
 }
-func (f *fakeSync) BulkSend() error                   { f.record("bulk", time.Now()); return nil }
-func (f *fakeSync) RequestResync() error              { f.record("request-resync", time.Now()); return nil }
-func (f *fakeSync) SchedulePurge(time.Duration)       { f.record("purge", time.Now()) }
-func (f *fakeSync) DirectInject() bool                { return f.direct }
-func (f *fakeSync) Status() api.SyncStatus            { return api.SyncStatus{Mode: "ftfw"} }
-func (f *fakeSync) Stats() map[string]uint64          { return map[string]uint64{"x": 1} }
+func (f *fakeSync) BulkSend() error                        { f.record("bulk", time.Now()); return nil }
+func (f *fakeSync) RequestResync() error                   { f.record("request-resync", time.Now()); return nil }
+func (f *fakeSync) SchedulePurge(time.Duration)            { f.record("purge", time.Now()) }
+func (f *fakeSync) DirectInject() bool                     { return f.direct }
+func (f *fakeSync) Status() api.SyncStatus                 { return api.SyncStatus{Mode: "ftfw"} }
+func (f *fakeSync) Stats() map[string]uint64               { return map[string]uint64{"x": 1} }
 func (f *fakeSync) Cache(string) ([]api.CacheEntry, error) { return nil, nil }
 
 func simConfig(t *testing.T, node string, prio int) *Config {
