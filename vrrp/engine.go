@@ -85,7 +85,7 @@ type Group struct {
 	ready   chan struct{}
 	killed  chan struct{}
 	kill    sync.Once
-	started chan struct{} // closed when Run starts; Run may be called once
+	started bool          // guarded by mu: Run may be called once
 	done    chan struct{} // closed when Run returns
 	cmds    chan func(e *engine, now time.Time)
 
@@ -165,14 +165,13 @@ func New(cfg Config, opts Options) (*Group, error) {
 	}
 	cfg = cfg.withDefaults()
 	g := &Group{
-		cfg:     cfg,
-		opts:    opts,
-		log:     opts.Logger,
-		ready:   make(chan struct{}),
-		killed:  make(chan struct{}),
-		started: make(chan struct{}),
-		done:    make(chan struct{}),
-		cmds:    make(chan func(*engine, time.Time)),
+		cfg:    cfg,
+		opts:   opts,
+		log:    opts.Logger,
+		ready:  make(chan struct{}),
+		killed: make(chan struct{}),
+		done:   make(chan struct{}),
+		cmds:   make(chan func(*engine, time.Time)),
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -251,21 +250,18 @@ func (g *Group) SetPriority(name string, priority uint8) error {
 	if inst.cfg.Priority == OwnerPriority {
 		return fmt.Errorf("vrrp: instance %q is the address owner (priority 255)", name)
 	}
-	select {
-	case <-g.started:
-	default:
-		g.mu.Lock()
+	g.mu.Lock()
+	if !g.started {
+		// Run reads the priority under mu after setting started.
 		inst.priority = priority
 		g.mu.Unlock()
 		return nil
 	}
+	g.mu.Unlock()
 	applied := make(chan struct{})
 	select {
 	case g.cmds <- func(e *engine, now time.Time) {
 		e.step(now, idx, PriorityChanged{Priority: priority})
-		g.mu.Lock()
-		inst.priority = priority
-		g.mu.Unlock()
 		close(applied)
 	}:
 		<-applied
@@ -281,12 +277,13 @@ func (g *Group) SetPriority(name string, priority uint8) error {
 // removes any configured VIP found on the interfaces, left behind by a
 // killed predecessor: a node that is not MASTER must not hold them.
 func (g *Group) Run(ctx context.Context) error {
-	select {
-	case <-g.started:
+	g.mu.Lock()
+	if g.started {
+		g.mu.Unlock()
 		return errors.New("vrrp: Run called twice")
-	default:
 	}
-	close(g.started)
+	g.started = true
+	g.mu.Unlock()
 	defer close(g.done)
 	defer func() {
 		if g.defaults != nil {

@@ -653,3 +653,31 @@ func TestEngineKillDuringHook(t *testing.T) {
 		}
 	})
 }
+
+func TestEngineSetPriorityBeforeRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		g, err := vrrp.New(pairConfig(100, true), lab.fw1.Options())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.SetPriority("vi_lan1", 42); err != nil {
+			t.Fatal(err)
+		}
+		if st := g.Status(); st.State != vrrp.StateInit || st.Instances[1].Priority != 42 {
+			t.Fatalf("before Run: %v, priority %d", st.State, st.Instances[1].Priority)
+		}
+		r := newRunning(g, t.Context())
+		<-g.Ready()
+		synctest.Wait()
+		if p := g.Status().Instances[1].Priority; p != 42 {
+			t.Errorf("running priority %d, want 42", p)
+		}
+		if err := r.stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.SetPriority("vi_lan1", 43); err == nil {
+			t.Error("SetPriority after Run returned")
+		}
+	})
+}

@@ -223,17 +223,18 @@ func (e *engine) execute(now time.Time, acts []Action) {
 }
 
 func (e *engine) send(in *instance, prio uint8) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	// Only the event loop touches conn and sendBuf; mu is for the counters.
 	conn := in.iface.conn
 	if conn == nil {
+		e.mu.Lock()
 		in.counters.sendErrors++
+		e.mu.Unlock()
 		return
 	}
 	adv := in.advert
 	adv.Priority = prio
 	b, err := adv.AppendBinary(e.sendBuf[:0])
-	if err != nil { // the config was validated; this is a bug
+	if err != nil { // the config was validated: this is a bug
 		panic(err)
 	}
 	e.sendBuf = b
@@ -242,14 +243,20 @@ func (e *engine) send(in *instance, prio uint8) {
 		dsts = in.cfg.UnicastPeers
 	}
 	for _, dst := range dsts {
-		if err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst); err != nil {
+		err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
+		e.mu.Lock()
+		switch {
+		case err != nil:
 			in.counters.sendErrors++
-			e.logLimited(slog.LevelWarn, "send:"+in.cfg.Name, "sending advert failed", "instance", in.cfg.Name, "dst", dst, "err", err)
-			continue
-		}
-		in.counters.sent++
-		if prio == ShutdownPriority {
+		case prio == ShutdownPriority:
+			in.counters.sent++
 			in.counters.zeroSent++
+		default:
+			in.counters.sent++
+		}
+		e.mu.Unlock()
+		if err != nil {
+			e.logLimited(slog.LevelWarn, "send:"+in.cfg.Name, "sending advert failed", "instance", in.cfg.Name, "dst", dst, "err", err)
 		}
 	}
 }
