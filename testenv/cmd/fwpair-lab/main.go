@@ -1,64 +1,163 @@
 // Command fwpair-lab builds the reference lab in network namespaces and
-// runs the failover demonstration (`make lab`). It needs root.
+// runs the live failover demo (`make lab`): fwpaird on both firewalls, 200
+// long-lived TCP sessions and a 10 ms probe through the VIPs, then a crash,
+// a failback and a graceful stop. It needs root.
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fwpair/fwpair/testenv"
 )
+
+const prefix = "fwdemo"
 
 func main() {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "fwpair-lab: needs root (network namespaces, nftables, conntrack)")
 		os.Exit(2)
 	}
-	if stale := testenv.RemoveStale("fwdemo"); len(stale) > 0 {
+	if stale := testenv.RemoveStale(prefix); len(stale) > 0 {
 		fmt.Printf("removed %d namespaces left by an interrupted run\n", len(stale))
 	}
-	if err := stateExperiment(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	var cleanup []func()
+	go func() { errc <- demo(&cleanup) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		err = errors.New("interrupted")
+	}
+	for i := len(cleanup) - 1; i >= 0; i-- {
+		cleanup[i]()
+	}
+	testenv.RemoveStale(prefix)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fwpair-lab:", err)
 		os.Exit(1)
 	}
 }
 
-const topology = `topology (each box a network namespace):
+const topology = `topology (each box a network namespace, built for this run):
 
-  client 192.168.0.10 ──┐ lan0 192.168.0.0/24      lan1 192.168.1.0/24 ┌── server 192.168.1.10
-                        ├── fw1 eth0 .1 ── fw1 ── eth1 .1 ──┤
-                        └── fw2 eth0 .2 ── fw2 ── eth1 .2 ──┘
-      VIP 192.168.0.100      fw1 eth2 10.0.0.1 ══ sync ══ 10.0.0.2 fw2 eth2      VIP 192.168.1.100
-  strict nftables ruleset on both firewalls, nf_conntrack_tcp_loose=0
+  client 192.168.0.10 ── lan0 ──┬── eth0 fw1 eth1 ──┬── lan1 ── server 192.168.1.10
+   (gateway VIP .0.100)         └── eth0 fw2 eth1 ──┘       (gateway VIP .1.100)
+                         fw1 eth2 10.0.0.1 ══ sync link ══ 10.0.0.2 fw2 eth2
+  strict nftables ruleset (etc/fwpair.nft), nf_conntrack_tcp_loose=0
+  fwpaird on fw1 (etc/node1.toml, priority 150) and fw2 (etc/node2.toml, priority 100)
 `
 
-// stateExperiment shows why state sync matters: a VIP move without the
-// conntrack state breaks established sessions, with it they survive.
-func stateExperiment() error {
+func demo(cleanup *[]func()) error {
+	start := time.Now()
 	fmt.Print(topology)
 	fmt.Println()
-	const sessions = 20
-	results := make([]testenv.ExperimentResult, 0, 2)
+
+	// 1. Why state matters: a bare VIP move, without and with the state.
+	fmt.Println("== 1. the lab is strict: moving the VIPs by hand")
 	for _, copyState := range []bool{false, true} {
-		lab, err := testenv.BuildLab(testenv.LabOptions{Prefix: "fwdemo"})
+		lab, err := testenv.BuildLab(testenv.LabOptions{Prefix: prefix})
 		if err != nil {
 			return err
 		}
-		res, err := testenv.MoveExperiment(lab, sessions, copyState, 3*time.Second)
+		res, err := testenv.MoveExperiment(lab, 20, copyState, 2*time.Second)
 		lab.Close()
 		if err != nil {
 			return err
 		}
-		results = append(results, res)
+		label := "without conntrack state"
+		if copyState {
+			label = fmt.Sprintf("after copying %d entries", res.Copied)
+		}
+		fmt.Printf("   %-28s %v\n", label, res.Verdict)
 	}
-	fmt.Printf("%-40s %s\n", "VIPs moved fw1 -> fw2", "result")
-	fmt.Printf("%-40s %v\n", "without conntrack state", results[0].Verdict)
-	fmt.Printf("%-40s %v\n", fmt.Sprintf("with %d entries copied first", results[1].Copied), results[1].Verdict)
-	ok := results[0].Verdict.Kept == 0 && results[1].Verdict.Kept == results[1].Verdict.Total
-	if ok {
-		fmt.Println("verdict: the lab is strict: sessions break without state and survive with it")
-		return nil
+	fmt.Println()
+
+	// 2. The product: fwpaird on both nodes.
+	dir, err := os.MkdirTemp("", "fwpair-lab-")
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("verdict: unexpected outcome, the lab cannot judge a failover")
+	*cleanup = append(*cleanup, func() { os.RemoveAll(dir) })
+	bin, err := testenv.Binaries(dir)
+	if err != nil {
+		return err
+	}
+	lab, err := testenv.BuildLab(testenv.LabOptions{Prefix: prefix})
+	if err != nil {
+		return err
+	}
+	*cleanup = append(*cleanup, func() { lab.Close() })
+	fmt.Println("== 2. fwpaird on fw1 and fw2: election, then 200 TCP sessions and a 10 ms probe through the VIPs")
+	c, err := testenv.StartCluster(lab, testenv.ClusterOptions{Bin: bin, Dir: dir, Sessions: 200})
+	if err != nil {
+		return err
+	}
+	*cleanup = append(*cleanup, c.Close)
+	fmt.Printf("   fw1 MASTER, fw2 BACKUP; %d sessions flowing\n\n", c.Sessions.Check(time.Now().Add(-time.Second)).Total)
+
+	scenarios := []struct {
+		title string
+		fault testenv.Fault
+		node  int
+	}{
+		{"fw1 dies: links down, fwpaird SIGKILLed (crash failover)", testenv.Crash, 1},
+		{"fw1 comes back: links up, fwpaird restarted (failback with preemption)", testenv.Restart, 1},
+		{"SIGTERM the MASTER fw1 (graceful failover)", testenv.Graceful, 1},
+	}
+	allKept := true
+	for i, s := range scenarios {
+		res, err := c.Run(s.fault, s.node)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("== %d. %s\n", i+3, s.title)
+		printResult(res)
+		if res.Verdict.Kept != res.Verdict.Total || res.Verdict.Reset != 0 || res.Split {
+			allKept = false
+		}
+	}
+	fmt.Printf("lab run took %s\n", time.Since(start).Round(time.Second))
+	if !allKept {
+		fmt.Println("verdict: FAIL: sessions were lost in a failover (logs in", dir+")")
+		return errors.New("sessions lost")
+	}
+	fmt.Println("verdict: PASS: every established session survived all three failovers")
+	return nil
 }
+
+func printResult(r testenv.ScenarioResult) {
+	holder := "none"
+	if r.Holder != 0 {
+		holder = fmt.Sprintf("fw%d", r.Holder)
+	}
+	if r.Split {
+		holder = "BOTH (split)"
+	}
+	rows := [][2]string{
+		{"VIPs held by", holder},
+		{"takeover (fault to VIPs up)", ms(r.Takeover)},
+		{"traffic gap (10 ms probe)", ms(r.Gap)},
+		{"entries committed", fmt.Sprintf("%d in %.1f ms", r.CommitEntries, r.CommitSeconds*1000)},
+		{"longest session stall", ms(r.Verdict.MaxStall)},
+	}
+	for _, row := range rows {
+		fmt.Printf("   %-30s %s\n", row[0], row[1])
+	}
+	fmt.Printf("   sessions kept: %d/%d, reset: %d\n", r.Verdict.Kept, r.Verdict.Total, r.Verdict.Reset)
+	if r.Verdict.Stalled > 0 {
+		fmt.Printf("   %s\n", strings.TrimSpace(fmt.Sprintf("stalled: %d", r.Verdict.Stalled)))
+	}
+	fmt.Println()
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
