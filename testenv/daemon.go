@@ -46,6 +46,8 @@ type Daemon struct {
 	Config string
 	Socket string
 	Log    string // path of its log file
+	// Env is added to the process environment (e.g. NOTIFY_SOCKET).
+	Env []string
 
 	bin    string
 	cmd    *exec.Cmd
@@ -58,6 +60,12 @@ type Daemon struct {
 // StartDaemon starts fwpaird in ns from config; its control socket and log
 // go to dir. Extra arguments are appended.
 func StartDaemon(ns *NS, bin, name, config, dir string, extra ...string) (*Daemon, error) {
+	d := NewDaemon(ns, bin, name, config, dir)
+	return d, d.Start(extra...)
+}
+
+// NewDaemon prepares a daemon without starting it (set Env, then Start).
+func NewDaemon(ns *NS, bin, name, config, dir string) *Daemon {
 	d := &Daemon{
 		NS: ns, Name: name, Config: config, bin: bin,
 		Socket: filepath.Join(dir, name+".sock"),
@@ -65,7 +73,7 @@ func StartDaemon(ns *NS, bin, name, config, dir string, extra ...string) (*Daemo
 	}
 	d.client = client.New(d.Socket)
 	d.client.Timeout = 10 * time.Second
-	return d, d.Start(extra...)
+	return d
 }
 
 // Start (re)starts the process.
@@ -79,6 +87,7 @@ func (d *Daemon) Start(extra ...string) error {
 	args := append([]string{"netns", "exec", d.NS.Name, filepath.Join(d.bin, "fwpaird"), "-c", d.Config, "-socket", d.Socket}, extra...)
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), d.Env...)
 	// ip netns exec replaces itself with fwpaird: the PID is the daemon's.
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start fwpaird in %s: %w", d.NS.Name, err)
