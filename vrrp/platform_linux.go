@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -22,8 +23,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// linkPollInterval bounds how late a link change is seen.
-const linkPollInterval = 100 * time.Millisecond
+// Link changes are seen at once through an rtnetlink link-group
+// subscription; the poll catches anything a lost notification would hide.
+// Without the subscription the poll is fast.
+const (
+	linkPollInterval     = time.Second
+	linkFastPollInterval = 100 * time.Millisecond
+)
 
 // linuxPlatform holds the namespace handle and the rtnetlink handle shared
 // by the Linux adapters. Everything it opens is bound to that namespace:
@@ -373,9 +379,10 @@ func (p *linuxPlatform) dropGARPConn(ifname string) {
 	}
 }
 
-// linuxLinks polls link state through the namespace's rtnetlink handle.
-// Polling (every 100 ms) is simpler than a subscription and cannot miss a
-// change by losing a notification.
+// linuxLinks reports link state read through the namespace's rtnetlink
+// handle. It re-reads the state whenever the kernel announces any link
+// change (an RTMGRP_LINK subscription, used only as a wake-up, so no
+// message needs decoding) and on a slow poll as a safety net.
 type linuxLinks linuxPlatform
 
 var _ LinkSource = (*linuxLinks)(nil)
@@ -387,6 +394,40 @@ func linkUp(l netlink.Link) bool {
 
 func (ll *linuxLinks) WatchLinks(ctx context.Context, names []string, updates chan<- LinkUpdate) error {
 	p := (*linuxPlatform)(ll)
+	wake := make(chan struct{}, 1)
+	dead := make(chan struct{}) // closed if the subscription fails
+	sub, err := p.subscribeLinks()
+	if err != nil {
+		p.log.Warn("no rtnetlink link notifications; polling link state", "err", err)
+		close(dead)
+	} else {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(dead)
+			buf := make([]byte, 16<<10)
+			for {
+				_, err := sub.Read(buf)
+				if errors.Is(err, unix.ENOBUFS) {
+					err = nil // overrun: events were lost, re-read anyway
+				}
+				if err != nil {
+					if !errors.Is(err, os.ErrClosed) {
+						p.log.Warn("rtnetlink link notifications failed; polling link state", "err", err)
+					}
+					return
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		defer wg.Wait()
+		defer sub.Close() // unblocks Read through the runtime poller
+	}
+
 	last := map[string]bool{}
 	tick := time.NewTicker(linkPollInterval)
 	defer tick.Stop()
@@ -404,9 +445,36 @@ func (ll *linuxLinks) WatchLinks(ctx context.Context, names []string, updates ch
 			}
 		}
 		select {
+		case <-wake:
 		case <-tick.C:
+		case <-dead:
+			dead = nil
+			tick.Reset(linkFastPollInterval)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// subscribeLinks opens a non-blocking rtnetlink socket in the namespace,
+// subscribed to link notifications. As an *os.File it uses the runtime
+// poller, so Close unblocks a pending Read.
+func (p *linuxPlatform) subscribeLinks() (*os.File, error) {
+	fd := -1
+	err := p.inNamespace(func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_LINK}); err != nil {
+			_ = unix.Close(fd)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rtnetlink link subscription: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "rtnetlink-link"), nil
 }
