@@ -36,8 +36,9 @@ const ctlSocket = "/run/fwpair/fwpaird.sock"
 
 // status is the part of `fwpairctl status --json` the checks read.
 type status struct {
-	Node string `json:"node"`
-	VRRP struct {
+	Node      string    `json:"node"`
+	StartedAt time.Time `json:"started_at"`
+	VRRP      struct {
 		GroupState string `json:"group_state"`
 		Instances  []struct {
 			Name      string   `json:"name"`
@@ -54,10 +55,11 @@ type status struct {
 		ExternalEntries int    `json:"external_entries"`
 	} `json:"sync"`
 	LastTransition struct {
-		To            string  `json:"to"`
-		Reason        string  `json:"reason"`
-		CommitEntries int     `json:"commit_entries"`
-		CommitSeconds float64 `json:"commit_seconds"`
+		At            time.Time `json:"at"`
+		To            string    `json:"to"`
+		Reason        string    `json:"reason"`
+		CommitEntries int       `json:"commit_entries"`
+		CommitSeconds float64   `json:"commit_seconds"`
 	} `json:"last_transition"`
 }
 
@@ -246,7 +248,13 @@ func (l *Lab) failover(name string, bound time.Duration, fw1Reachable bool, fw1F
 	}
 	d, s := waitState(l.FW2, "MASTER", bound+2*time.Second)
 	t.Detect[name] = d
-	l.Check(s == "MASTER" && d <= bound, name+": fw2 MASTER within "+bound.String(), "%.2fs (%s)", d.Seconds(), s)
+	tr := ""
+	if st, err := getStatus(l.FW2); err == nil {
+		lt := st.LastTransition
+		tr = fmt.Sprintf(", %s, committed %d entries in %.1fms", lt.Reason, lt.CommitEntries, lt.CommitSeconds*1000)
+		t.Transfers = append(t.Transfers, fmt.Sprintf("%s: fw2 %s", name, strings.TrimPrefix(tr, ", ")))
+	}
+	l.Check(s == "MASTER" && d <= bound, name+": fw2 MASTER within "+bound.String(), "%.2fs%s", d.Seconds(), tr)
 	gap, back := l.probeGap(bound + 3*time.Second)
 	t.Gap[name] = gap
 	l.Check(back && gap <= bound, name+": traffic back within "+bound.String(), "gap %dms", gap.Milliseconds())
@@ -298,7 +306,12 @@ func (l *Lab) Scenarios() Times {
 	}
 	d, s := waitState(l.FW1, "MASTER", b.Election)
 	t.Election = d
-	if !l.Check(s == "MASTER", "election: fw1 MASTER", "%.1fs after boot (%s)", d.Seconds(), s) {
+	detail := fmt.Sprintf("%.1fs after the VMs were ready", d.Seconds())
+	if st, err := getStatus(l.FW1); err == nil && !st.StartedAt.IsZero() && st.LastTransition.At.After(st.StartedAt) {
+		t.Election = st.LastTransition.At.Sub(st.StartedAt)
+		detail = fmt.Sprintf("%.2fs after fwpaird started (%s)", t.Election.Seconds(), st.LastTransition.Reason)
+	}
+	if !l.Check(s == "MASTER", "election: fw1 MASTER", "%s", detail) {
 		l.logf("fw1 fwpaird log:\n%s\nfw2 fwpaird log:\n%s", l.fwLog(l.FW1), l.fwLog(l.FW2))
 		return t
 	}

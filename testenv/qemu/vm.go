@@ -302,3 +302,26 @@ func (v *VM) WaitReady(d time.Duration) (time.Duration, error) {
 	}
 	return 0, fmt.Errorf("%s: agent not ready after %v: %v (console: %s)", v.Name, d, last, v.ConsoleLog())
 }
+
+// KillStale stops the VMs an earlier, killed run left behind in runDir: it
+// reads their pid files and sends SIGKILL to each PID whose command line
+// still names runDir.
+func KillStale(runDir string, logf func(string, ...any)) {
+	pids, _ := filepath.Glob(filepath.Join(runDir, "*.pid"))
+	for _, f := range pids {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 1 {
+			continue
+		}
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !strings.Contains(string(cmdline), runDir) {
+			continue
+		}
+		logf("stopping VM %d left over from an earlier run", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}

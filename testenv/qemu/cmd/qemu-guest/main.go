@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -141,6 +142,9 @@ func runRequest(req string) []byte {
 	// A command that leaves a background child holding the output open
 	// must not hang the answer.
 	cmd.WaitDelay = time.Second
+	// On timeout, kill the command's whole process group, not only sh.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	rc := 0
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError

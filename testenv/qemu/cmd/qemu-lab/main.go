@@ -68,6 +68,7 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 	logf("kernel %s, initramfs %s, built in %.1fs", k.Version, initrd, time.Since(t0).Seconds())
 
 	runDir := filepath.Join(dir, "run")
+	qemu.KillStale(runDir, logf)
 	_ = os.RemoveAll(runDir)
 	lab := qemu.NewLab(k.Image(), initrd, runDir, limit, os.Stdout)
 
@@ -109,6 +110,9 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 			logf("%-15s fw2 MASTER after %.2fs, traffic gap %dms; failback %.2fs, gap %dms",
 				name, d.Seconds(), times.Gap[name].Milliseconds(), times.Failback[name].Seconds(), times.FailGap[name].Milliseconds())
 		}
+	}
+	for _, tr := range times.Transfers {
+		logf("%s", tr)
 	}
 	if times.Rebooted > 0 {
 		logf("fw1 relaunch to ready %.1fs", times.Rebooted.Seconds())
