@@ -28,7 +28,8 @@
 //     interface control messages), VIPs through a vishvananda/netlink
 //     Handle bound to the namespace (idempotent add/remove with prefix and
 //     label), gratuitous ARP requests through AF_PACKET (mdlayher/packet,
-//     arp, ethernet), and link state by polling that Handle every 100 ms.
+//     arp, ethernet), and link state read through that Handle whenever an
+//     rtnetlink link notification arrives (plus a slow safety poll).
 //
 // # Using it
 //

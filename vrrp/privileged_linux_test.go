@@ -18,6 +18,7 @@ import (
 
 	"github.com/fwpair/fwpair/testenv"
 	"github.com/fwpair/fwpair/vrrp"
+	"github.com/vishvananda/netlink"
 )
 
 // Privileged tests: real raw sockets, rtnetlink and AF_PACKET in the
@@ -151,6 +152,31 @@ func pingThrough(t *testing.T, lab *testenv.Lab) {
 	t.Fatalf("client cannot reach the server through the VIPs: %v\n%s", err, out)
 }
 
+// checkVIPLabel checks that the VIP is on ifname with its prefix length
+// and label.
+func checkVIPLabel(t *testing.T, ns *testenv.NS, ifname string, vip netip.Prefix, label string) {
+	t.Helper()
+	h := ns.Handle()
+	link, err := h.LinkByName(ifname)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		ones, _ := a.Mask.Size()
+		if ip, _ := netip.AddrFromSlice(a.IP.To4()); ip == vip.Addr() {
+			if ones != vip.Bits() || a.Label != label {
+				t.Errorf("VIP %v on %s: /%d label %q, want /%d %q", ip, ifname, ones, a.Label, vip.Bits(), label)
+			}
+			return
+		}
+	}
+	t.Errorf("VIP %v not on %s", vip, ifname)
+}
+
 func TestPrivilegedPair(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	t.Parallel()
@@ -166,6 +192,7 @@ func TestPrivilegedPair(t *testing.T) {
 	// Election: fw1 (150) wins, both VIPs on fw1 only.
 	eventually(t, mdi150+2*time.Second, "fw1 elected with both VIPs", holders(lab, 1))
 	eventually(t, time.Second, "fw2 BACKUP", state(fw2, vrrp.StateBackup))
+	checkVIPLabel(t, lab.FW1, "eth0", testenv.VIP0, "eth0:vip")
 	pingThrough(t, lab)
 
 	// Crash: fw1 stops without priority 0 and leaves its VIPs (SIGKILL).
