@@ -298,3 +298,27 @@ func TestRouterAddressFailureHoldDown(t *testing.T) {
 		t.Fatalf("state %v after hold-down, want BACKUP", r.State())
 	}
 }
+
+// A timer armed in one state must not act in the next (ze's generation
+// counters solve the same problem; here the machine compares its own
+// deadlines with now).
+func TestRouterStaleTimerAfterTransition(t *testing.T) {
+	r := inState(t, testRouter(100), StateMaster)
+	now := t0.Add(time.Hour)
+	_, oldNext := r.Step(now, TimerExpired{}) // Adver_Timer armed for now+1s
+	r.Step(now.Add(time.Second/2), AdvertReceived{Priority: 200, Src: lowerIP})
+	if r.State() != StateBackup {
+		t.Fatalf("state %v", r.State())
+	}
+	if acts, _ := r.Step(oldNext, TimerExpired{}); len(acts) != 0 || r.State() != StateBackup {
+		t.Errorf("stale Adver_Timer expiry in BACKUP: %v, state %v", acts, r.State())
+	}
+	// And the stale Master_Down deadline of an earlier BACKUP period.
+	r2 := inState(t, testRouter(100), StateBackup)
+	_, staleDown := r2.Step(t0, TimerExpired{})
+	r2.Step(t0.Add(time.Second), LinkChanged{Up: false})
+	r2.Step(t0.Add(2*time.Second), LinkChanged{Up: true}) // new Master_Down from t0+2s
+	if r2.Step(staleDown, TimerExpired{}); r2.State() != StateBackup {
+		t.Errorf("stale Master_Down expiry made it %v", r2.State())
+	}
+}

@@ -100,10 +100,9 @@ func (e *engine) run(ctx context.Context) error {
 	var names []string
 	for _, in := range e.insts {
 		names = append(names, in.cfg.Name)
-		g := e.Group
-		g.mu.Lock()
+		e.mu.Lock()
 		prio := in.priority
-		g.mu.Unlock()
+		e.mu.Unlock()
 		r := NewRouter(RouterConfig{
 			Index:          in.index,
 			Priority:       prio,
