@@ -24,6 +24,9 @@ type ClusterOptions struct {
 	NoSync bool
 	// Sessions is the number of long-lived TCP sessions (default 200).
 	Sessions int
+	// DirectInject, when set, overrides sync.direct_inject in copies of
+	// the configs (false: external cache committed on takeover).
+	DirectInject *bool
 }
 
 // Cluster is fwpaird running on both firewalls of a lab, with sessions and
@@ -62,6 +65,12 @@ func StartCluster(l *Lab, opts ClusterOptions) (*Cluster, error) {
 				return nil, err
 			}
 			cfg = stripped
+		} else if opts.DirectInject != nil {
+			set, err := withDirectInject(cfg, opts.Dir, i+1, *opts.DirectInject)
+			if err != nil {
+				return nil, err
+			}
+			cfg = set
 		}
 		d, err := StartDaemon(l.FW(i+1), opts.Bin, fmt.Sprintf("fw%d", i+1), cfg, opts.Dir)
 		if err != nil {
@@ -127,6 +136,21 @@ func withoutSync(path, dir string, n int) (string, error) {
 	return p, os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o644)
 }
 
+// withDirectInject writes a copy of a node config with sync.direct_inject set.
+func withDirectInject(path, dir string, n int, on bool) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	text := string(b)
+	if !strings.Contains(text, "\n[sync]\n") {
+		return "", fmt.Errorf("%s has no [sync] table", path)
+	}
+	text = strings.Replace(text, "\n[sync]\n", fmt.Sprintf("\n[sync]\ndirect_inject = %v\n", on), 1)
+	p := filepath.Join(dir, fmt.Sprintf("node%d-inject-%v.toml", n, on))
+	return p, os.WriteFile(p, []byte(text), 0o644)
+}
+
 // Close stops everything the cluster started (not the lab).
 func (c *Cluster) Close() {
 	if c.Sessions != nil {
@@ -163,6 +187,8 @@ type ScenarioResult struct {
 	CommitEntries int
 	CommitSeconds float64
 	VIPsSeconds   float64
+	// DirectInject: the new MASTER had the states in its kernel already.
+	DirectInject bool
 }
 
 // Fault is a way to take the MASTER down.
@@ -236,6 +262,7 @@ func (c *Cluster) Run(fault Fault, n int) (ScenarioResult, error) {
 	if t := st.LastTransition; t != nil {
 		res.CommitEntries, res.CommitSeconds, res.VIPsSeconds = t.CommitEntries, t.CommitSeconds, t.VIPsSeconds
 	}
+	res.DirectInject = st.Sync != nil && st.Sync.DirectInject
 	// Let traffic show whether it flows again: every session must echo
 	// after the takeover.
 	res.Verdict = c.Sessions.WaitKept(time.Now(), 10*time.Second)

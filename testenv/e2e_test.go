@@ -20,14 +20,23 @@ func TestPrivilegedFailover(t *testing.T) {
 		name       string
 		masquerade bool
 		noSync     bool
+		// commit runs with the external cache committed on takeover
+		// instead of the default direct inject.
+		commit bool
 	}{
-		{"plain", false, false},
-		{"masquerade", true, false},
-		{"control-without-sync", false, true},
+		{"plain", false, false, false},
+		{"masquerade", true, false, false},
+		{"masquerade-commit", true, false, true},
+		{"control-without-sync", false, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := NewLab(t, LabOptions{Prefix: "fwe", Masquerade: tc.masquerade})
-			c, err := StartCluster(lab, ClusterOptions{Bin: bin, Dir: t.TempDir(), NoSync: tc.noSync, Sessions: 200})
+			opts := ClusterOptions{Bin: bin, Dir: t.TempDir(), NoSync: tc.noSync, Sessions: 200}
+			if tc.commit {
+				off := false
+				opts.DirectInject = &off
+			}
+			c, err := StartCluster(lab, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,6 +74,9 @@ func TestPrivilegedFailover(t *testing.T) {
 				}
 				if res.Verdict.Kept != res.Verdict.Total || res.Verdict.Reset != 0 {
 					t.Errorf("%s: %v", res.Name, res.Verdict)
+				}
+				if tc.commit && (res.DirectInject || res.CommitEntries < 200) {
+					t.Errorf("%s: external-cache mode committed %d entries (direct inject %v)", res.Name, res.CommitEntries, res.DirectInject)
 				}
 			}
 		})

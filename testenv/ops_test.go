@@ -209,7 +209,7 @@ func TestPrivilegedDaemonOperations(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	end := time.Now().Add(timeout)
 	for time.Now().Before(end) {
@@ -221,7 +221,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-func mustRepoFile(t *testing.T, rel string) string {
+func mustRepoFile(t testing.TB, rel string) string {
 	t.Helper()
 	p, err := RepoFile(rel)
 	if err != nil {

@@ -146,8 +146,9 @@ func printResult(r testenv.ScenarioResult) {
 	rows := [][2]string{
 		{"VIPs held by", holder},
 		{"takeover (fault to VIPs up)", ms(r.Takeover)},
+		{"decision to VIPs up", fmt.Sprintf("%.1f ms", r.VIPsSeconds*1000)},
 		{"traffic gap (10 ms probe)", ms(r.Gap)},
-		{"entries committed", fmt.Sprintf("%d in %.1f ms", r.CommitEntries, r.CommitSeconds*1000)},
+		{"entries committed", committed(r)},
 		{"longest session stall", ms(r.Verdict.MaxStall)},
 	}
 	for _, row := range rows {
@@ -158,6 +159,13 @@ func printResult(r testenv.ScenarioResult) {
 		fmt.Printf("   %s\n", strings.TrimSpace(fmt.Sprintf("stalled: %d", r.Verdict.Stalled)))
 	}
 	fmt.Println()
+}
+
+func committed(r testenv.ScenarioResult) string {
+	if r.DirectInject {
+		return "none needed: direct inject kept the states in the kernel"
+	}
+	return fmt.Sprintf("%d in %.1f ms", r.CommitEntries, r.CommitSeconds*1000)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
