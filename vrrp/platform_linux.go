@@ -220,10 +220,13 @@ func (c *rawConn) ReadAdvert(b []byte) (int, RecvMeta, error) {
 }
 
 func (c *rawConn) WriteAdvert(b []byte, src, dst netip.Addr) error {
-	cm := &ipv4.ControlMessage{IfIndex: c.index}
-	if src.IsValid() {
-		cm.Src = src.AsSlice()
+	if !src.IsValid() {
+		// Pin the source to the address the engine uses for the
+		// tie-break and to recognise its own adverts, whatever the
+		// kernel's source selection would pick once VIPs are present.
+		src = c.local
 	}
+	cm := &ipv4.ControlMessage{IfIndex: c.index, Src: src.AsSlice()}
 	_, err := c.pc.WriteTo(b, cm, &net.IPAddr{IP: dst.AsSlice()})
 	return err
 }
