@@ -4,20 +4,20 @@
 //
 // # Layers
 //
-//	kernel (Kernel: ctnetlink events, dump, batched commit)
-//	   │ events                      ▲ Commit / inject
-//	   ▼                             │
-//	internal cache ──► Session ──► Channel (UDP, ≤4 links) ══► peer
-//	                  (FTFW/NOTRACK)                      ◄══
-//	external cache ◄── Session ◄── Channel
+//		kernel (Kernel: ctnetlink events, dump, batched commit)
+//		   │ events                      ▲ Commit / inject
+//		   ▼                             │
+//		internal cache ──► Session ──► Channel (UDP, ≤4 links) ══► peer
+//		                  (FTFW/NOTRACK)                      ◄══
+//		external cache ◄── Session ◄── Channel
 //
-//   - wire.go: the version-1 codec (pure). NextMessage splits datagrams,
-//     WireOptions.AppendCT/DecodeFlow map Flow to and from the TLVs.
-//   - ftfw.go, notrack.go: Session, the pure protocol: takes now, returns
-//     datagrams and the next deadline.
-//   - cache.go: Cache, compact tables keyed by original tuple and zone.
-//   - channel.go, channel_linux.go: Channel, UDP links and an in-memory one.
-//   - engine.go: Engine, goroutines and timers around all of the above.
+//	  - wire.go: the version-1 codec (pure). NextMessage splits datagrams,
+//	    WireOptions.AppendCT/DecodeFlow map Flow to and from the TLVs.
+//	  - ftfw.go, notrack.go: Session, the pure protocol: takes now, returns
+//	    datagrams and the next deadline.
+//	  - cache.go: Cache, compact tables keyed by original tuple and zone.
+//	  - channel.go, channel_linux.go: Channel, UDP links and an in-memory one.
+//	  - engine.go: Engine, goroutines and timers around all of the above.
 //
 // # Wire format (conntrackd.md §4)
 //

@@ -59,6 +59,10 @@ func (c *SessionConfig) defaults() {
 	}
 }
 
+// lostKeysMin is the least number of keys of dropped resend-queue states
+// remembered for retransmission (about 100 bytes each).
+const lostKeysMin = 1 << 16
+
 type helloState uint8
 
 const (
@@ -128,6 +132,11 @@ type Session struct {
 	rsObj    int    // live object items (not control) in the resend queue
 	overflow bool   // the resend queue dropped an entry
 	ovSeq    uint32 // the newest sequence number dropped from it
+	// lost holds the keys of states dropped from the full resend queue,
+	// so a NACK for them can still be answered (with the current state);
+	// lostAll means even that set overflowed: answer with everything.
+	lost    map[ckey]struct{}
+	lostAll bool
 
 	rxInit     bool
 	peerHello  bool // the previous message from the peer carried HELLO
@@ -147,6 +156,7 @@ func NewSession(cfg SessionConfig, now time.Time) *Session {
 		cfg:    cfg,
 		seq:    uint32(now.Unix()),
 		txHint: make(map[ckey]MsgType),
+		lost:   make(map[ckey]struct{}),
 		window: cfg.ACKWindow,
 	}
 }
@@ -193,8 +203,29 @@ func (s *Session) DropQueues() {
 	s.resetResend()
 }
 
+// requeueResend moves every un-ACKed message (and the states dropped by
+// an overflow) back to the TX queue.
+func (s *Session) requeueResend() {
+	for i := s.rsHead; i < len(s.rs); i++ {
+		it := &s.rs[i]
+		switch {
+		case it.dead:
+		case it.ctl:
+			s.txCtl = append(s.txCtl, it.c)
+		default:
+			s.Enqueue(it.key.key(), MsgCTUpd)
+		}
+	}
+	for k := range s.lost {
+		s.Enqueue(k.key(), MsgCTUpd)
+	}
+	s.resetResend()
+}
+
 func (s *Session) resetResend() {
 	s.rs, s.rsHead, s.rsLive, s.rsObj = nil, 0, 0, 0
+	s.overflow, s.lostAll = false, false
+	clear(s.lost)
 }
 
 // Deadline returns when Poll must next be called if nothing else happens.
@@ -345,6 +376,13 @@ func (s *Session) pushResend(it rsItem) {
 			s.overflow = true
 			s.ovSeq = h.seq
 			s.stats.ResendOverflow++
+			if !h.ctl {
+				if len(s.lost) < max(s.cfg.ResendQueue, lostKeysMin) {
+					s.lost[h.key] = struct{}{}
+				} else {
+					s.lostAll = true
+				}
+			}
 		}
 		s.rsHead++
 	}
@@ -430,8 +468,15 @@ func (s *Session) handleNACK(from, to uint32) bool {
 	}
 	s.compactResend()
 	if s.overflow && !before(s.ovSeq, from) {
-		s.overflow = false
-		return true
+		// The range reaches into states the full queue dropped: send
+		// their current state again (absent ones as CT_DEL).
+		for k := range s.lost {
+			s.Enqueue(k.key(), MsgCTUpd)
+		}
+		clear(s.lost)
+		all := s.lostAll
+		s.overflow, s.lostAll = false, false
+		return all
 	}
 	return false
 }
@@ -445,20 +490,27 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 	}
 	var res RecvResult
 	inSync := false
-	if m.Flags&FlagHello != 0 {
+	hello := m.Flags&FlagHello != 0
+	if hello && s.peerHello && s.rxInit && before(m.Seq, s.lastRecv+1) {
+		// An old or duplicate message of the peer's current HELLO period,
+		// not a new restart: plain sequence tracking drops it.
+		hello = false
+	}
+	if hello {
 		s.stats.HellosRecv++
 		s.sayBack = true
 		if s.ackPending && before(m.Seq, s.ackFrom) {
 			s.window = s.cfg.ACKWindow - 1
 			s.ackFrom = m.Seq
 		}
-		// The peer (re)started and will never NACK what we sent before:
-		// forget it. conntrackd flushes on every HELLO message; flushing
-		// only when a HELLO period begins keeps what was sent during the
-		// handshake itself retransmittable.
+		// The peer (re)started and will never ACK or NACK what we sent
+		// before. conntrackd flushes its resend queue on every HELLO
+		// message. We do it only when a HELLO period begins, and queue the
+		// flushed messages again instead of dropping them: a delayed
+		// duplicate of an old HELLO (reordering) then costs a few
+		// retransmissions instead of losing un-ACKed states.
 		if !s.peerHello {
-			s.resetResend()
-			s.overflow = false
+			s.requeueResend()
 		}
 		inSync = true
 	}

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -189,15 +188,22 @@ func TestFTFWConvergesUnderLoss(t *testing.T) {
 		{"loss10", 0.10, 0, 0, 300, 0},
 		{"loss30-dup-reorder", 0.30, 0.10, 0.30, 300, 0},
 		{"small-window", 0.10, 0.05, 0.2, 7, 0},
-		// A resend queue smaller than the traffic: NACKs of dropped entries
-		// trigger a full resend, so nothing is missing or wrong, but a
-		// CT_DEL that fell out of the queue leaves a stale entry (as in
-		// conntrackd); allowed here, counted.
-		{"small-resend-queue", 0.20, 0.05, 0.2, 50, 1500},
+		// A resend queue smaller than the traffic: NACKs of dropped
+		// entries are answered from the set of dropped keys.
+		{"small-resend-queue", 0.20, 0.05, 0.2, 300, 40},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			p := newSimPair(t, SessionConfig{ACKWindow: c.window, ResendQueue: c.rsq, MaxDatagram: 1472}, uint64(i+10))
+			// A clean HELLO handshake first: a duplicate of a HELLO message
+			// delayed past the handshake looks like a peer restart (in
+			// conntrackd too); on a real sync link that does not happen.
+			for range 1000 {
+				p.step(10 * time.Millisecond)
+				if p.nodes[0].s.hello == helloDone && p.nodes[1].s.hello == helloDone && len(p.net.q) == 0 {
+					break
+				}
+			}
 			p.net.loss, p.net.dup, p.net.reorder = c.loss, c.dup, c.reorder
 			r := rand.New(rand.NewPCG(uint64(i), 99))
 			var keys [2][]Key
@@ -237,10 +243,6 @@ func TestFTFWConvergesUnderLoss(t *testing.T) {
 			healed := false
 			for range 20000 { // bounded: 200 s of simulated time
 				p.step(10 * time.Millisecond)
-				if p.quiet() && c.rsq != 0 {
-					healed = true
-					break
-				}
 				if p.quiet() && cacheDiff(p.nodes[0].internal, p.nodes[1].external) == "" &&
 					cacheDiff(p.nodes[1].internal, p.nodes[0].external) == "" {
 					healed = true
@@ -248,20 +250,32 @@ func TestFTFWConvergesUnderLoss(t *testing.T) {
 				}
 			}
 			for side := range 2 {
-				if d := cacheDiff(p.nodes[side].internal, p.nodes[1-side].external); d != "" && (c.rsq == 0 || !strings.HasPrefix(d, "0 missing")) {
+				if d := cacheDiff(p.nodes[side].internal, p.nodes[1-side].external); d != "" {
 					t.Errorf("node %d -> %d: %s", side, 1-side, d)
 				}
 				if p.nodes[side].bad != 0 {
 					t.Errorf("node %d rejected %d messages", side, p.nodes[side].bad)
 				}
 			}
-			if !healed && c.rsq == 0 {
+			if !healed {
+				for i, n := range p.nodes {
+					tx, un := n.s.Pending()
+					t.Logf("node %d: tx %d unacked %d rsLive %d ctl %d keys %d lastRecv %d rxInit %v ackPending %v seq %d hello %d", i, tx, un, n.s.rsLive, len(n.s.txCtl), len(n.s.txKeys)-n.s.txHead, n.s.lastRecv, n.s.rxInit, n.s.ackPending, n.s.seq, n.s.hello)
+					for j := n.s.rsHead; j < len(n.s.rs) && j < n.s.rsHead+5; j++ {
+						t.Logf("  rs %+v", n.s.rs[j])
+					}
+				}
 				t.Errorf("not quiet after heal")
 			}
 			st := p.nodes[0].s.Stats()
+			st1 := p.nodes[1].s.Stats()
+			st.ResendOverflow += st1.ResendOverflow
 			t.Logf("sent %d datagrams, dropped %d, duplicated %d; node0: %+v", p.net.sent, p.net.dropped, p.net.duped, st)
 			if c.loss > 0 && st.Retransmits == 0 {
 				t.Errorf("no retransmission under loss")
+			}
+			if c.rsq != 0 && st.ResendOverflow == 0 {
+				t.Errorf("resend queue never overflowed")
 			}
 		})
 	}
@@ -367,12 +381,14 @@ func TestFTFWSessionRules(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].Flags != FlagAlive {
 		t.Fatalf("idle ALIVE: %+v", msgs)
 	}
-	// Peer restart: HELLO with an older seq is accepted, resend queue flushed,
-	// and our next message carries HELLO_BACK once.
+	// Peer restart: HELLO with an older seq is accepted, the resend queue
+	// is flushed (its content queued again), and our next message carries
+	// HELLO_BACK once.
 	s.Receive(later, &Message{Type: MsgCtl, Flags: FlagAlive | FlagHello, Seq: 10})
-	if _, un := s.Pending(); un != 0 {
-		t.Fatalf("resend queue not flushed on HELLO: %d", un)
+	if tx, un := s.Pending(); un != 0 || tx == 0 {
+		t.Fatalf("resend queue not flushed to TX on HELLO: tx %d, unacked %d", tx, un)
 	}
+	parseAll(t, first(s.Poll(later, lookup, 0)))
 	if res := s.Receive(later, &Message{Type: MsgCTNew, Flags: FlagHello, Seq: 11}); !res.Apply {
 		t.Fatal("post-HELLO message not applied")
 	}
@@ -400,13 +416,16 @@ func TestFTFWResendQueueBound(t *testing.T) {
 	if _, un := s.Pending(); un != 10 {
 		t.Fatalf("resend queue holds %d, want 10", un)
 	}
-	if st := s.Stats(); st.ResendOverflow != 16 { // 25 objects + 1 ALIVE? no: ALIVE is not kept
-		t.Logf("overflow %d", st.ResendOverflow)
+	if st := s.Stats(); st.ResendOverflow != 15 {
+		t.Errorf("overflow %d, want 15", st.ResendOverflow)
 	}
 	base := uint32(now.Unix())
-	// NACK of a dropped entry asks for a full resend.
-	if res := s.Receive(now, &Message{Type: MsgCtl, Flags: FlagNACK, Seq: 1, From: base, To: base + 2}); !res.SendAll {
-		t.Fatal("NACK beyond the resend queue did not ask for a full resend")
+	// A NACK reaching into dropped entries queues their current state again.
+	if res := s.Receive(now, &Message{Type: MsgCtl, Flags: FlagNACK, Seq: 1, From: base, To: base + 2}); res.SendAll {
+		t.Fatal("NACK of remembered keys asked for a full resend")
+	}
+	if tx, _ := s.Pending(); tx != 15 {
+		t.Fatalf("%d states queued again, want the 15 dropped ones", tx)
 	}
 }
 

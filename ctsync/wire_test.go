@@ -283,7 +283,7 @@ func randFlow(r *rand.Rand) Flow {
 func TestWireRoundTripRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var o WireOptions
-	for i := range 20000 {
+	for i := range 5000 {
 		f := randFlow(r)
 		b, err := o.AppendCT(nil, MsgType(i%3), 0, uint32(i), &f)
 		if err != nil {
