@@ -1,0 +1,233 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fwpair/fwpair/testenv"
+)
+
+// Scale sizes a run.
+type Scale struct {
+	Name string `json:"name"`
+	// Flows is the number of synced flows held in the caches during the
+	// failovers, and the size of each replication burst, commit and
+	// kernel measurement.
+	Flows int `json:"flows"`
+	// Sessions is the number of long-lived TCP sessions carrying data.
+	Sessions int `json:"sessions"`
+	// Reps is the repetitions of each failover scenario per stack;
+	// ReplReps of the replication burst; KernelReps of the kernel limit.
+	Reps       int `json:"reps"`
+	ReplReps   int `json:"repl_reps"`
+	KernelReps int `json:"kernel_reps"`
+	Modes      []Mode
+	Faults     []Fault
+	// KeptWait bounds the wait for every session to echo after a
+	// takeover; SyncWait the wait for the preloaded flows to reach the
+	// BACKUP; ReplWait and ReplStall the watch of a replication burst
+	// (overall, and without any progress).
+	KeptWait  time.Duration `json:"-"`
+	SyncWait  time.Duration `json:"-"`
+	ReplWait  time.Duration `json:"-"`
+	ReplStall time.Duration `json:"-"`
+}
+
+// Scales: "full" for make bench, "small" for make test's smoke run.
+var (
+	Full = Scale{
+		Name: "full", Flows: 100_000, Sessions: 1000,
+		Reps: 3, ReplReps: 3, KernelReps: 3,
+		Modes: []Mode{Strict, Typical}, Faults: []Fault{Crash, Term, Link},
+		KeptWait: 8 * time.Second, SyncWait: 40 * time.Second, ReplWait: 40 * time.Second, ReplStall: 5 * time.Second,
+	}
+	Small = Scale{
+		Name: "small", Flows: 10_000, Sessions: 100,
+		Reps: 1, ReplReps: 1, KernelReps: 1,
+		Modes: []Mode{Strict, Typical}, Faults: []Fault{Crash, Term, Link},
+		KeptWait: 5 * time.Second, SyncWait: 15 * time.Second, ReplWait: 15 * time.Second, ReplStall: 3 * time.Second,
+	}
+)
+
+// ScaleByName returns Full for "" or "full" and Small for "small".
+func ScaleByName(name string) (Scale, error) {
+	switch strings.ToLower(name) {
+	case "", "full":
+		return Full, nil
+	case "small":
+		return Small, nil
+	}
+	return Scale{}, fmt.Errorf("BENCH_SCALE=%q: want full or small", name)
+}
+
+// Options configure Run.
+type Options struct {
+	Scale Scale
+	// Bin holds fwpaird and fwpairctl.
+	Bin string
+	// Dir receives configs, sockets and logs of every run.
+	Dir string
+	// Log receives progress lines (may be nil).
+	Log io.Writer
+	// Janitor collects cleanups; main runs them on an interrupt.
+	Janitor *Janitor
+}
+
+// Results is everything one benchmark run measured.
+type Results struct {
+	Started     time.Time        `json:"started"`
+	Seconds     float64          `json:"seconds"`
+	Scale       Scale            `json:"scale"`
+	Host        Host             `json:"host"`
+	Kernel      []KernelRun      `json:"kernel"`
+	Replication []ReplicationRun `json:"replication"`
+	Failover    []FailoverRun    `json:"failover"`
+	Rows        []Row            `json:"rows"`
+}
+
+// Host describes the machine.
+type Host struct {
+	Kernel     string `json:"kernel"`
+	CPUs       int    `json:"cpus"`
+	Go         string `json:"go"`
+	Keepalived string `json:"keepalived"`
+	Conntrackd string `json:"conntrackd"`
+}
+
+type env struct {
+	scale Scale
+	bin   string
+	dir   string
+	jan   *Janitor
+	log   io.Writer
+	seq   int
+}
+
+// runDir is a fresh folder for one run's configs, sockets and logs.
+func (e *env) runDir() string {
+	e.seq++
+	d := filepath.Join(e.dir, fmt.Sprintf("run%03d", e.seq))
+	_ = os.MkdirAll(d, 0o755)
+	return d
+}
+
+func (e *env) logf(format string, args ...any) {
+	if e.log != nil {
+		fmt.Fprintf(e.log, format+"\n", args...)
+	}
+}
+
+// Run runs the whole benchmark: the kernel limit, the replication bursts
+// and every failover scenario, alternating the stacks.
+func Run(opts Options) (*Results, error) {
+	if opts.Janitor == nil {
+		opts.Janitor = &Janitor{}
+	}
+	e := &env{scale: opts.Scale, bin: opts.Bin, dir: opts.Dir, jan: opts.Janitor, log: opts.Log}
+	res := &Results{Started: time.Now().UTC(), Scale: opts.Scale, Host: host()}
+	testenv.RemoveStale(Prefix)
+	defer testenv.RemoveStale(Prefix)
+	sc := opts.Scale
+
+	for i := range sc.KernelReps {
+		for _, l := range []bool{false, true} {
+			k := e.kernelLimit(l)
+			res.Kernel = append(res.Kernel, k)
+			e.logf("kernel  rep %d listener=%-5v %8.0f creates/s %s", i+1, l, k.PerSec, k.Error)
+		}
+	}
+	stacks := [2]string{FWPair, Reference}
+	turn := 0
+	next := func() [2]string {
+		turn++
+		if turn%2 == 0 {
+			return [2]string{stacks[1], stacks[0]}
+		}
+		return stacks
+	}
+	for i := range sc.ReplReps {
+		for _, name := range next() {
+			r := e.replication(name, i+1)
+			res.Replication = append(res.Replication, r)
+			e.logf("replication %-9s rep %d: %d/%d arrived, %.0f flows/s, last %.0f ms after creation, receiver %.0f B/entry %s",
+				name, i+1, r.Arrived, r.Flows, r.FlowsPerSec, r.LastLagMS, r.ReceiverPerEntry, firstLine(r.Error))
+		}
+	}
+	for i := range sc.Reps {
+		for _, mode := range sc.Modes {
+			for _, fault := range sc.Faults {
+				for _, name := range next() {
+					f := e.failover(name, mode, fault, i+1)
+					res.Failover = append(res.Failover, f)
+					e.logf("failover %-9s %-7s %-7s rep %d: takeover %5.0f ms, gap %5.0f ms, kept %d/%d (reset %d), stall %5.0f ms, commit %d in %.0f ms (%+.0f ms vs VIPs), synced %d %s",
+						name, mode, fault, i+1, f.TakeoverMS, f.GapMS, f.Kept, f.Sessions, f.Reset, f.MaxStallMS,
+						f.CommitEntries, f.CommitMS, f.CommitVsVIPsMS, f.SyncedFlows, firstLine(f.Error))
+				}
+			}
+		}
+	}
+	res.Seconds = time.Since(res.Started).Seconds()
+	res.Rows = buildRows(res)
+	return res, nil
+}
+
+func firstLine(s string) string {
+	if s == "" {
+		return ""
+	}
+	l, _, _ := strings.Cut(s, "\n")
+	return "ERROR: " + l
+}
+
+func host() Host {
+	h := Host{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	h.Keepalived = versionOf("keepalived", "--version")
+	h.Conntrackd = versionOf("conntrackd", "-v")
+	return h
+}
+
+// Janitor is a stack of cleanups, run in reverse on success, failure or
+// interrupt.
+type Janitor struct {
+	mu    sync.Mutex
+	funcs []func()
+}
+
+func (j *Janitor) push(f func()) {
+	j.mu.Lock()
+	j.funcs = append(j.funcs, f)
+	j.mu.Unlock()
+}
+
+func (j *Janitor) mark() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.funcs)
+}
+
+// popTo runs and drops the cleanups pushed after mark.
+func (j *Janitor) popTo(mark int) {
+	for {
+		j.mu.Lock()
+		if len(j.funcs) <= mark {
+			j.mu.Unlock()
+			return
+		}
+		f := j.funcs[len(j.funcs)-1]
+		j.funcs = j.funcs[:len(j.funcs)-1]
+		j.mu.Unlock()
+		f()
+	}
+}
+
+// Cleanup runs every pending cleanup.
+func (j *Janitor) Cleanup() { j.popTo(0) }

@@ -1,0 +1,386 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Stat is the spread of one figure over the repetitions.
+type Stat struct {
+	N      int     `json:"n"`
+	Min    float64 `json:"min"`
+	Median float64 `json:"median"`
+	Max    float64 `json:"max"`
+}
+
+func stat(vs []float64) Stat {
+	if len(vs) == 0 {
+		return Stat{}
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stat{N: len(s), Min: s[0], Median: med, Max: s[len(s)-1]}
+}
+
+// Row is one line of the comparison table.
+type Row struct {
+	Group     string  `json:"group"`
+	Metric    string  `json:"metric"`
+	Unit      string  `json:"unit"`
+	FWPair    Stat    `json:"fwpair"`
+	Reference Stat    `json:"reference"`
+	Ratio     float64 `json:"ratio"` // fwpair median / reference median
+	// LowerBetter tells how to read the ratio.
+	LowerBetter bool   `json:"lower_better"`
+	Target      string `json:"target,omitempty"`
+	Met         *bool  `json:"met,omitempty"`
+	Verdict     string `json:"verdict"`
+	// Failed counts runs that ended in an error and are left out.
+	Failed int `json:"failed,omitempty"`
+
+	format func(float64) string
+}
+
+func fmtMS(v float64) string    { return fmt.Sprintf("%.0f ms", v) }
+func fmtCount(v float64) string { return fmt.Sprintf("%.0f", v) }
+func fmtRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM/s", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.0fk/s", v/1e3)
+	}
+	return fmt.Sprintf("%.0f/s", v)
+}
+func fmtBytes(v float64) string { return fmt.Sprintf("%.0f B", v) }
+func fmtSec(v float64) string   { return fmt.Sprintf("%.2f s", v) }
+func fmtPct(v float64) string   { return fmt.Sprintf("%.0f%%", v) }
+
+// cell formats a Stat as "median (min–max)".
+func (r Row) cell(s Stat) string {
+	f := r.format
+	if f == nil {
+		f = func(v float64) string { return fmt.Sprintf("%.3g %s", v, r.Unit) }
+	}
+	switch {
+	case s.N == 0:
+		return "–"
+	case s.N == 1 || s.Min == s.Max:
+		return f(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", f(s.Median), strings.TrimSuffix(f(s.Min), " "+r.Unit), f(s.Max))
+}
+
+type target struct {
+	text string
+	// check returns whether fwpair's figures meet it and by how much
+	// they miss when not.
+	check func(fw, ref Stat) (bool, string)
+}
+
+func newRow(group, metric, unit string, lower bool, format func(float64) string, fw, ref []float64, failed int, tg *target) Row {
+	r := Row{Group: group, Metric: metric, Unit: unit, LowerBetter: lower, format: format,
+		FWPair: stat(fw), Reference: stat(ref), Failed: failed}
+	if r.FWPair.N > 0 && r.Reference.N > 0 && r.Reference.Median != 0 {
+		r.Ratio = r.FWPair.Median / r.Reference.Median
+	}
+	var parts []string
+	switch {
+	case r.FWPair.N == 0:
+		parts = append(parts, "no fwpair figure")
+	case r.Reference.N == 0:
+		parts = append(parts, "no reference figure")
+	case r.FWPair.Median == r.Reference.Median:
+		parts = append(parts, "same")
+	default:
+		adv := r.Ratio
+		if lower {
+			adv = 1 / r.Ratio
+		}
+		switch {
+		case r.Ratio == 0 || math.IsInf(adv, 0):
+			if (r.FWPair.Median < r.Reference.Median) == lower {
+				parts = append(parts, "fwpair better")
+			} else {
+				parts = append(parts, "fwpair worse")
+			}
+		case adv >= 1.1:
+			parts = append(parts, fmt.Sprintf("fwpair %.1fx better", adv))
+		case adv <= 1/1.1:
+			parts = append(parts, fmt.Sprintf("fwpair %.1fx worse", 1/adv))
+		default:
+			parts = append(parts, "on par")
+		}
+	}
+	if tg != nil && r.FWPair.N > 0 {
+		r.Target = tg.text
+		met, how := tg.check(r.FWPair, r.Reference)
+		r.Met = &met
+		if met {
+			parts = append(parts, "target "+tg.text+": met")
+		} else {
+			parts = append(parts, "target "+tg.text+": MISSED "+how)
+		}
+	}
+	if failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d run(s) failed", failed))
+	}
+	r.Verdict = strings.Join(parts, "; ")
+	return r
+}
+
+func buildRows(res *Results) []Row {
+	var rows []Row
+	by := func(stack string, mode Mode, fault Fault) (ok []FailoverRun, failed int) {
+		for _, f := range res.Failover {
+			if f.Stack != stack || f.Mode != mode || f.Fault != fault {
+				continue
+			}
+			if f.Error != "" {
+				failed++
+				continue
+			}
+			ok = append(ok, f)
+		}
+		return ok, failed
+	}
+	pick := func(runs []FailoverRun, get func(FailoverRun) float64) []float64 {
+		var out []float64
+		for _, r := range runs {
+			out = append(out, get(r))
+		}
+		return out
+	}
+	faultName := map[Fault]string{Crash: "crash (SIGKILL + links down)", Term: "graceful (SIGTERM)", Link: "cable pull (eth0 down)"}
+	fwTerm := map[Mode][]float64{}
+	for _, mode := range res.Scale.Modes {
+		for _, fault := range res.Scale.Faults {
+			fw, f1 := by(FWPair, mode, fault)
+			ref, f2 := by(Reference, mode, fault)
+			failed := f1 + f2
+			g := fmt.Sprintf("failover: %s, %s", faultName[fault], mode)
+			var tg *target
+			if fault == Link && len(fwTerm[mode]) > 0 {
+				term := stat(fwTerm[mode])
+				tg = &target{"≤ keepalived and ≤ fwpair's graceful takeover", func(f, r Stat) (bool, string) {
+					lim := min(r.Median, term.Median)
+					return f.Median <= lim, fmt.Sprintf("by %.0f ms (graceful %.0f ms)", f.Median-lim, term.Median)
+				}}
+			} else {
+				tg = &target{"≤ keepalived", func(f, r Stat) (bool, string) {
+					return r.N == 0 || f.Median <= r.Median, fmt.Sprintf("by %.0f ms", f.Median-r.Median)
+				}}
+			}
+			take := func(r FailoverRun) float64 { return r.TakeoverMS }
+			if fault == Term {
+				fwTerm[mode] = pick(fw, take)
+			}
+			rows = append(rows,
+				newRow(g, "takeover (fault → VIPs on fw2)", "ms", true, fmtMS, pick(fw, take), pick(ref, take), failed, tg),
+				newRow(g, "probe gap (10 ms UDP)", "ms", true, fmtMS, pick(fw, func(r FailoverRun) float64 { return r.GapMS }), pick(ref, func(r FailoverRun) float64 { return r.GapMS }), failed, nil),
+				newRow(g, fmt.Sprintf("sessions kept of %d", res.Scale.Sessions), "", false, fmtCount,
+					pick(fw, func(r FailoverRun) float64 { return float64(r.Kept) }), pick(ref, func(r FailoverRun) float64 { return float64(r.Kept) }), failed,
+					&target{"100%", func(f, _ Stat) (bool, string) {
+						return f.Min == float64(res.Scale.Sessions), fmt.Sprintf("(worst run kept %.0f)", f.Min)
+					}}),
+				newRow(g, "longest session stall", "ms", true, fmtMS, pick(fw, func(r FailoverRun) float64 { return r.MaxStallMS }), pick(ref, func(r FailoverRun) float64 { return r.MaxStallMS }), failed, nil),
+			)
+		}
+	}
+
+	// Replication and footprint.
+	repl := func(stack string, get func(ReplicationRun) float64) (vs []float64, failed int) {
+		for _, r := range res.Replication {
+			if r.Stack != stack {
+				continue
+			}
+			if r.Error != "" || r.Arrived == 0 {
+				failed++
+				continue
+			}
+			vs = append(vs, get(r))
+		}
+		return vs, failed
+	}
+	replRow := func(group, metric, unit string, lower bool, format func(float64) string, get func(ReplicationRun) float64, tg *target) Row {
+		fw, f1 := repl(FWPair, get)
+		ref, f2 := repl(Reference, get)
+		return newRow(group, metric, unit, lower, format, fw, ref, f1+f2, tg)
+	}
+	n := res.Scale.Flows
+	g := fmt.Sprintf("replication: %d new TCP flows in the MASTER's kernel", n)
+	rows = append(rows,
+		replRow(g, "flows/s into the peer's cache", "/s", false, fmtRate, func(r ReplicationRun) float64 { return r.FlowsPerSec }, nil),
+		replRow(g, "last flow in the peer's cache after creation", "ms", true, fmtMS, func(r ReplicationRun) float64 { return r.LastLagMS },
+			&target{"≤ 100 ms", func(f, _ Stat) (bool, string) { return f.Max <= 100, fmt.Sprintf("by %.0f ms (worst run)", f.Max-100) }}),
+		replRow(g, "flows missing when the watch ended", "", true, fmtCount, func(r ReplicationRun) float64 { return float64(r.Missing) },
+			&target{"0", func(f, _ Stat) (bool, string) { return f.Max == 0, fmt.Sprintf("(up to %.0f missing)", f.Max) }}),
+	)
+	g = fmt.Sprintf("footprint at %d cached entries", n)
+	rows = append(rows,
+		replRow(g, "receiver RSS per cached entry", "B", true, fmtBytes, func(r ReplicationRun) float64 { return r.ReceiverPerEntry },
+			&target{"≤ 300 B", func(f, _ Stat) (bool, string) { return f.Median <= 300, fmt.Sprintf("by %.0f B", f.Median-300) }}),
+		replRow(g, "sender RSS per cached entry", "B", true, fmtBytes, func(r ReplicationRun) float64 { return r.SenderPerEntry }, nil),
+		replRow(g, "sender CPU per 100k replicated flows", "s", true, fmtSec, func(r ReplicationRun) float64 { return r.SenderCPUPer100k }, halfOfRef),
+		replRow(g, "receiver CPU per 100k replicated flows", "s", true, fmtSec, func(r ReplicationRun) float64 { return r.RecvCPUPer100k }, halfOfRef),
+	)
+
+	// Commit, from the failovers.
+	var kern, kernL []float64
+	for _, k := range res.Kernel {
+		if k.Error != "" {
+			continue
+		}
+		if k.Listener {
+			kernL = append(kernL, k.PerSec)
+		} else {
+			kern = append(kern, k.PerSec)
+		}
+	}
+	limit := stat(kern)
+	commits := func(stack string, get func(FailoverRun) float64) (vs []float64, failed int) {
+		for _, f := range res.Failover {
+			if f.Stack != stack {
+				continue
+			}
+			if f.Error != "" || f.CommitEntries < n/2 || f.CommitMS <= 0 {
+				failed++
+				continue
+			}
+			vs = append(vs, get(f))
+		}
+		return vs, failed
+	}
+	commitRow := func(metric, unit string, lower bool, format func(float64) string, get func(FailoverRun) float64, tg *target) Row {
+		fw, f1 := commits(FWPair, get)
+		ref, f2 := commits(Reference, get)
+		return newRow(fmt.Sprintf("commit of the external cache (%d+ entries) on takeover", n), metric, unit, lower, format, fw, ref, f1+f2, tg)
+	}
+	rate := func(f FailoverRun) float64 { return float64(f.CommitEntries) / (f.CommitMS / 1000) }
+	rows = append(rows,
+		commitRow("commit rate", "/s", false, fmtRate, rate, &target{"≥ 3x reference and ≥ 70% of the kernel limit", func(f, r Stat) (bool, string) {
+			ok3 := r.N == 0 || f.Median >= 3*r.Median
+			ok70 := limit.N == 0 || f.Median >= 0.7*limit.Median
+			var miss []string
+			if !ok3 {
+				miss = append(miss, fmt.Sprintf("%.1fx reference instead of 3x", f.Median/r.Median))
+			}
+			if !ok70 {
+				miss = append(miss, fmt.Sprintf("%.0f%% of the kernel limit instead of 70%%", 100*f.Median/limit.Median))
+			}
+			return ok3 && ok70, strings.Join(miss, ", ")
+		}}),
+		commitRow("commit duration", "ms", true, fmtMS, func(f FailoverRun) float64 { return f.CommitMS }, nil),
+		commitRow("commit done relative to VIPs up (< 0: before)", "ms", true, fmtMS, func(f FailoverRun) float64 { return f.CommitVsVIPsMS },
+			&target{"< 0 (state before traffic)", func(f, _ Stat) (bool, string) { return f.Max < 0, fmt.Sprintf("(worst run %+.0f ms)", f.Max) }}),
+	)
+	if limit.N > 0 {
+		fw, _ := commits(FWPair, rate)
+		ref, _ := commits(Reference, rate)
+		pct := func(vs []float64) []float64 {
+			var out []float64
+			for _, v := range vs {
+				out = append(out, 100*v/limit.Median)
+			}
+			return out
+		}
+		rows = append(rows, newRow(rows[len(rows)-1].Group, "commit rate as % of the kernel limit", "%", false, fmtPct, pct(fw), pct(ref), 0, nil))
+	}
+	g = "kernel: batched ctnetlink creates (ctsync, 1024 per write, errors only), context"
+	rows = append(rows,
+		newRow(g, "kernel limit, no listener", "/s", false, fmtRate, kern, nil, 0, nil),
+		newRow(g, "kernel limit, one event listener attached", "/s", false, fmtRate, kernL, nil, 0, nil),
+	)
+	for i := len(rows) - 2; i < len(rows); i++ {
+		rows[i].Verdict = "the physical ceiling for a commit on this machine"
+	}
+	return rows
+}
+
+var halfOfRef = &target{"≤ ½ reference", func(f, r Stat) (bool, string) {
+	if r.N == 0 {
+		return true, ""
+	}
+	return f.Median <= r.Median/2, fmt.Sprintf("(%.0f%% of reference)", 100*f.Median/r.Median)
+}}
+
+// Table writes the comparison as a Markdown table.
+func (res *Results) Table(w io.Writer) {
+	fmt.Fprintf(w, "fwpair vs keepalived + conntrackd: %s scale (%d flows, %d sessions, %d reps), %s, %d CPUs, %s; %s; %s; run took %.0f s. Cells: median (min–max).\n\n",
+		res.Scale.Name, res.Scale.Flows, res.Scale.Sessions, res.Scale.Reps, res.Host.Kernel, res.Host.CPUs, res.Host.Go, res.Host.Keepalived, res.Host.Conntrackd, res.Seconds)
+	fmt.Fprintln(w, "| measure | fwpair | reference | ratio | verdict |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---|")
+	group := ""
+	for _, r := range res.Rows {
+		if r.Group != group {
+			group = r.Group
+			fmt.Fprintf(w, "| **%s** | | | | |\n", group)
+		}
+		ratio := "–"
+		if r.Ratio != 0 {
+			ratio = fmt.Sprintf("%.2f", r.Ratio)
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", r.Metric, r.cell(r.FWPair), r.cell(r.Reference), ratio, r.Verdict)
+	}
+	var errs []string
+	for _, f := range res.Failover {
+		if f.Error != "" {
+			errs = append(errs, fmt.Sprintf("failover %s %s %s rep %d: %s", f.Stack, f.Mode, f.Fault, f.Rep, firstLine(f.Error)))
+		}
+	}
+	for _, r := range res.Replication {
+		if r.Error != "" {
+			errs = append(errs, fmt.Sprintf("replication %s rep %d: %s", r.Stack, r.Rep, firstLine(r.Error)))
+		}
+	}
+	for _, k := range res.Kernel {
+		if k.Error != "" {
+			errs = append(errs, fmt.Sprintf("kernel listener=%v: %s", k.Listener, firstLine(k.Error)))
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintln(w, "\nRuns that failed (left out of the figures):")
+		for _, e := range errs {
+			fmt.Fprintln(w, "- "+e)
+		}
+	}
+}
+
+// Errors counts the runs that ended in an error.
+func (res *Results) Errors() int {
+	n := 0
+	for _, f := range res.Failover {
+		if f.Error != "" {
+			n++
+		}
+	}
+	for _, r := range res.Replication {
+		if r.Error != "" {
+			n++
+		}
+	}
+	for _, k := range res.Kernel {
+		if k.Error != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteJSON writes the raw figures.
+func (res *Results) WriteJSON(path string) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
