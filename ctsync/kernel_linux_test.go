@@ -13,12 +13,6 @@ import (
 	"github.com/fwpair/fwpair/testenv"
 )
 
-// TCP_CONNTRACK_* values used by the tests.
-const (
-	ktTCPSynSent     = 1
-	ktTCPEstablished = 3
-)
-
 // ktKernel opens a LinuxKernel bound to a fresh lab namespace.
 func ktKernel(t testing.TB, opts KernelOptions) (*LinuxKernel, *testenv.NS) {
 	t.Helper()
@@ -120,48 +114,6 @@ func ktFind(t testing.TB, es []ktEntry, f *Flow) ktEntry {
 	}
 	t.Fatalf("conntrack -L has no entry for %v:%d -> %v:%d proto %d zone %d", f.Src, f.SrcPort, f.Dst, f.DstPort, f.Proto, f.Zone)
 	return ktEntry{}
-}
-
-// ktTCP builds an established, assured TCP flow.
-func ktTCP(src, dst string, sport, dport uint16) Flow {
-	return Flow{
-		Key: Key{Tuple: Tuple{
-			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			SrcPort: sport, DstPort: dport, Proto: nlProtoTCP,
-		}},
-		Status:        nlIPSSeenReply | nlIPSAssured | nlIPSConfirmed,
-		Timeout:       3600,
-		ProtoState:    ktTCPEstablished,
-		HasProtoState: true,
-	}
-}
-
-// ktUDP builds a UDP flow that has seen replies.
-func ktUDP(src, dst string, sport, dport uint16) Flow {
-	return Flow{
-		Key: Key{Tuple: Tuple{
-			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			SrcPort: sport, DstPort: dport, Proto: nlProtoUDP,
-		}},
-		Status:  nlIPSSeenReply | nlIPSConfirmed,
-		Timeout: 120,
-	}
-}
-
-// ktPing builds an ICMP or ICMPv6 echo flow.
-func ktPing(src, dst string, id uint16) Flow {
-	f := Flow{
-		Key: Key{Tuple: Tuple{
-			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			ICMPID: id, ICMPType: 8, Proto: nlProtoICMP,
-		}},
-		Status:  nlIPSSeenReply,
-		Timeout: 25,
-	}
-	if f.Src.Is6() {
-		f.Proto, f.ICMPType = nlProtoICMPv6, 128
-	}
-	return f
 }
 
 func ktCommitFlows() []Flow {

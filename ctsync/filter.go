@@ -1,0 +1,203 @@
+package ctsync
+
+// Flow filters, as conntrackd's Filter block: which kernel flows are
+// replicated. A flow passes when it passes every configured category
+// (address, protocol, TCP state); within a category an accept list, when
+// not empty, admits only what it lists, and an ignore list drops what it
+// lists. Addresses are matched against both ends of the original tuple.
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// FilterConfig lists what to replicate. Empty lists do not filter.
+type FilterConfig struct {
+	// AcceptAddrs, when not empty, admits only flows whose original source
+	// or destination lies in one of the prefixes (a single address is a
+	// /32 or /128 prefix). IgnoreAddrs drops such flows.
+	AcceptAddrs, IgnoreAddrs []netip.Prefix
+	// AcceptProtos / IgnoreProtos filter by L4 protocol number
+	// (see ParseProto).
+	AcceptProtos, IgnoreProtos []uint8
+	// AcceptTCPStates / IgnoreTCPStates filter TCP flows by their
+	// TCP_CONNTRACK_* state (see ParseTCPState); other protocols, and TCP
+	// flows without a state, are not affected.
+	AcceptTCPStates, IgnoreTCPStates []uint8
+}
+
+// Filter decides which flows are replicated. A nil *Filter accepts
+// everything. It is immutable and safe for concurrent use.
+type Filter struct {
+	acceptAddrs, ignoreAddrs []netip.Prefix
+	// Protocols and states are bitmaps: 256 bits for protocols, 16 for
+	// TCP states.
+	acceptProtos, ignoreProtos [4]uint64
+	anyAcceptProto             bool
+	acceptStates, ignoreStates uint16
+}
+
+// tcpStateMax is TCP_CONNTRACK_MAX: states are 0..tcpStateMax-1.
+const tcpStateMax = 10
+
+// NewFilter validates cfg and builds a Filter.
+func NewFilter(cfg FilterConfig) (*Filter, error) {
+	f := &Filter{}
+	var err error
+	if f.acceptAddrs, err = filterPrefixes(cfg.AcceptAddrs); err != nil {
+		return nil, fmt.Errorf("filter: accept address: %w", err)
+	}
+	if f.ignoreAddrs, err = filterPrefixes(cfg.IgnoreAddrs); err != nil {
+		return nil, fmt.Errorf("filter: ignore address: %w", err)
+	}
+	for _, p := range cfg.AcceptProtos {
+		f.acceptProtos[p/64] |= 1 << (p % 64)
+		f.anyAcceptProto = true
+	}
+	for _, p := range cfg.IgnoreProtos {
+		f.ignoreProtos[p/64] |= 1 << (p % 64)
+	}
+	for _, s := range cfg.AcceptTCPStates {
+		if s >= tcpStateMax {
+			return nil, fmt.Errorf("filter: accept TCP state %d out of range", s)
+		}
+		f.acceptStates |= 1 << s
+	}
+	for _, s := range cfg.IgnoreTCPStates {
+		if s >= tcpStateMax {
+			return nil, fmt.Errorf("filter: ignore TCP state %d out of range", s)
+		}
+		f.ignoreStates |= 1 << s
+	}
+	return f, nil
+}
+
+// filterPrefixes checks and normalises prefixes (masked, IPv4-mapped IPv6
+// turned into IPv4).
+func filterPrefixes(in []netip.Prefix) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, p := range in {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("invalid prefix %v", p)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// Accept reports whether the flow is to be replicated.
+func (f *Filter) Accept(fl *Flow) bool {
+	if f == nil {
+		return true
+	}
+	p := fl.Proto
+	if f.anyAcceptProto && f.acceptProtos[p/64]&(1<<(p%64)) == 0 {
+		return false
+	}
+	if f.ignoreProtos[p/64]&(1<<(p%64)) != 0 {
+		return false
+	}
+	if p == nlProtoTCP && fl.HasProtoState && fl.ProtoState < tcpStateMax {
+		bit := uint16(1) << fl.ProtoState
+		if f.acceptStates != 0 && f.acceptStates&bit == 0 {
+			return false
+		}
+		if f.ignoreStates&bit != 0 {
+			return false
+		}
+	}
+	src, dst := fl.Src.Unmap(), fl.Dst.Unmap()
+	if len(f.acceptAddrs) > 0 && !filterMatch(f.acceptAddrs, src, dst) {
+		return false
+	}
+	return !filterMatch(f.ignoreAddrs, src, dst)
+}
+
+func filterMatch(ps []netip.Prefix, a, b netip.Addr) bool {
+	for _, p := range ps {
+		if p.Contains(a) || p.Contains(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultIgnore returns the addresses conntrackd users ignore so that the
+// firewall's own traffic is not replicated: loopback, the node's own
+// addresses, the virtual addresses and the sync link prefix (an invalid
+// prefix is skipped). The result goes into FilterConfig.IgnoreAddrs.
+func DefaultIgnore(own, vips []netip.Addr, syncLink netip.Prefix) []netip.Prefix {
+	out := []netip.Prefix{
+		netip.MustParsePrefix("127.0.0.0/8"),
+		netip.MustParsePrefix("::1/128"),
+	}
+	for _, lists := range [][]netip.Addr{own, vips} {
+		for _, a := range lists {
+			if a.IsValid() {
+				a = a.Unmap()
+				out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+	}
+	if syncLink.IsValid() {
+		out = append(out, syncLink.Masked())
+	}
+	return out
+}
+
+// ParseTCPState maps a conntrackd TCP state name (case-insensitive;
+// SYN_SENT2 and LISTEN are the same value, CLOSED is CLOSE) to its
+// TCP_CONNTRACK_* value.
+func ParseTCPState(name string) (uint8, error) {
+	n := strings.ToUpper(strings.TrimSpace(name))
+	switch n {
+	case "CLOSED":
+		n = "CLOSE"
+	case "SYN_SENT2":
+		n = "LISTEN"
+	}
+	// conntrackd's names for the TCP_CONNTRACK_* states, by value.
+	names := [tcpStateMax]string{
+		"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
+		"CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "LISTEN",
+	}
+	for i, s := range names {
+		if s == n {
+			return uint8(i), nil
+		}
+	}
+	return 0, fmt.Errorf("filter: unknown TCP state %q", name)
+}
+
+// ParseProto maps a protocol name as conntrackd's config accepts it
+// (TCP, UDP, UDPLite, SCTP, DCCP, ICMP, IPv6-ICMP/ICMPv6, GRE;
+// case-insensitive) or a decimal number to the IP protocol number.
+func ParseProto(name string) (uint8, error) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "tcp":
+		return nlProtoTCP, nil
+	case "udp":
+		return nlProtoUDP, nil
+	case "udplite":
+		return nlProtoUDPLite, nil
+	case "sctp":
+		return nlProtoSCTP, nil
+	case "dccp":
+		return nlProtoDCCP, nil
+	case "icmp":
+		return nlProtoICMP, nil
+	case "ipv6-icmp", "icmpv6", "icmp6":
+		return nlProtoICMPv6, nil
+	case "gre":
+		return nlProtoGRE, nil
+	}
+	if v, err := strconv.ParseUint(strings.TrimSpace(name), 10, 8); err == nil {
+		return uint8(v), nil
+	}
+	return 0, fmt.Errorf("filter: unknown protocol %q", name)
+}

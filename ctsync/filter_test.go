@@ -1,0 +1,145 @@
+package ctsync
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestFilterAccept(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	tcp := func(src, dst string, state uint8) *Flow {
+		f := ktTCP(src, dst, 1000, 80)
+		f.ProtoState = state
+		return &f
+	}
+	udp := func(src, dst string) *Flow {
+		f := ktUDP(src, dst, 1000, 53)
+		return &f
+	}
+	ping := ktPing("192.168.0.10", "192.168.1.20", 1)
+	defaults := FilterConfig{IgnoreAddrs: DefaultIgnore(
+		[]netip.Addr{netip.MustParseAddr("192.168.0.1"), netip.MustParseAddr("2001:db8::1")},
+		[]netip.Addr{netip.MustParseAddr("192.168.0.100")},
+		netip.MustParsePrefix("10.0.0.1/30"))}
+	tests := []struct {
+		name string
+		cfg  FilterConfig
+		flow *Flow
+		want bool
+	}{
+		{"empty accepts all", FilterConfig{}, tcp("1.2.3.4", "5.6.7.8", ktTCPEstablished), true},
+		{"ignore src host", FilterConfig{IgnoreAddrs: pfx("1.2.3.4/32")}, tcp("1.2.3.4", "5.6.7.8", 3), false},
+		{"ignore dst in CIDR", FilterConfig{IgnoreAddrs: pfx("5.6.0.0/16")}, tcp("1.2.3.4", "5.6.7.8", 3), false},
+		{"ignore other CIDR", FilterConfig{IgnoreAddrs: pfx("5.7.0.0/16")}, tcp("1.2.3.4", "5.6.7.8", 3), true},
+		{"ignore IPv6 CIDR", FilterConfig{IgnoreAddrs: pfx("2001:db8::/32")}, udp("2001:db8::5", "2001:db9::1"), false},
+		{"IPv4 prefix does not match IPv6", FilterConfig{IgnoreAddrs: pfx("0.0.0.0/0")}, udp("2001:db8::5", "2001:db9::1"), true},
+		{"IPv4-mapped prefix matches IPv4", FilterConfig{IgnoreAddrs: pfx("::ffff:1.2.3.0/120")}, udp("1.2.3.4", "9.9.9.9"), false},
+		{"accept list hit", FilterConfig{AcceptAddrs: pfx("192.168.0.0/24")}, tcp("192.168.0.10", "8.8.8.8", 3), true},
+		{"accept list hit on dst", FilterConfig{AcceptAddrs: pfx("8.8.8.0/24")}, tcp("192.168.0.10", "8.8.8.8", 3), true},
+		{"accept list miss", FilterConfig{AcceptAddrs: pfx("10.0.0.0/8")}, tcp("192.168.0.10", "8.8.8.8", 3), false},
+		{"accept and ignore", FilterConfig{AcceptAddrs: pfx("192.168.0.0/16"), IgnoreAddrs: pfx("192.168.0.10/32")}, tcp("192.168.0.10", "192.168.1.1", 3), false},
+		{"NAT addresses are not matched", FilterConfig{IgnoreAddrs: pfx("192.168.1.100/32")}, func() *Flow {
+			f := tcp("192.168.0.10", "8.8.8.8", 3)
+			f.SNAT.Addr = netip.MustParseAddr("192.168.1.100")
+			return f
+		}(), true},
+		{"accept protos hit", FilterConfig{AcceptProtos: []uint8{nlProtoTCP, nlProtoUDP}}, udp("1.1.1.1", "2.2.2.2"), true},
+		{"accept protos miss", FilterConfig{AcceptProtos: []uint8{nlProtoTCP, nlProtoUDP}}, &ping, false},
+		{"ignore protos", FilterConfig{IgnoreProtos: []uint8{nlProtoICMP}}, &ping, false},
+		{"ignore protos other", FilterConfig{IgnoreProtos: []uint8{nlProtoICMP}}, udp("1.1.1.1", "2.2.2.2"), true},
+		{"ignore high proto", FilterConfig{IgnoreProtos: []uint8{nlProtoUDPLite}}, func() *Flow { f := udp("1.1.1.1", "2.2.2.2"); f.Proto = nlProtoUDPLite; return f }(), false},
+		{"accept states hit", FilterConfig{AcceptTCPStates: []uint8{ktTCPEstablished}}, tcp("1.1.1.1", "2.2.2.2", ktTCPEstablished), true},
+		{"accept states miss", FilterConfig{AcceptTCPStates: []uint8{ktTCPEstablished}}, tcp("1.1.1.1", "2.2.2.2", ktTCPSynSent), false},
+		{"states do not filter UDP", FilterConfig{AcceptTCPStates: []uint8{ktTCPEstablished}}, udp("1.1.1.1", "2.2.2.2"), true},
+		{"ignore states", FilterConfig{IgnoreTCPStates: []uint8{7, 8}}, tcp("1.1.1.1", "2.2.2.2", 7), false},
+		{"ignore states other", FilterConfig{IgnoreTCPStates: []uint8{7, 8}}, tcp("1.1.1.1", "2.2.2.2", 3), true},
+		{"default: own address", defaults, tcp("192.168.0.1", "192.168.0.50", 3), false},
+		{"default: own IPv6", defaults, udp("2001:db8::7", "2001:db8::1"), false},
+		{"default: VIP", defaults, tcp("192.168.0.50", "192.168.0.100", 3), false},
+		{"default: sync link", defaults, udp("10.0.0.2", "10.0.0.1"), false},
+		{"default: loopback", defaults, tcp("127.0.0.1", "127.0.0.1", 3), false},
+		{"default: forwarded", defaults, tcp("192.168.0.50", "192.168.1.20", 3), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := NewFilter(tt.cfg)
+			if err != nil {
+				t.Fatalf("NewFilter: %v", err)
+			}
+			if got := f.Accept(tt.flow); got != tt.want {
+				t.Errorf("Accept(%v -> %v proto %d state %d) = %v, want %v",
+					tt.flow.Src, tt.flow.Dst, tt.flow.Proto, tt.flow.ProtoState, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFilterNil(t *testing.T) {
+	var f *Filter
+	if !f.Accept(&Flow{}) {
+		t.Error("nil filter rejected a flow")
+	}
+}
+
+func TestNewFilterErrors(t *testing.T) {
+	for _, cfg := range []FilterConfig{
+		{AcceptAddrs: []netip.Prefix{{}}},
+		{IgnoreAddrs: []netip.Prefix{{}}},
+		{AcceptTCPStates: []uint8{10}},
+		{IgnoreTCPStates: []uint8{200}},
+	} {
+		if _, err := NewFilter(cfg); err == nil {
+			t.Errorf("NewFilter(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestDefaultIgnore(t *testing.T) {
+	got := DefaultIgnore(
+		[]netip.Addr{netip.MustParseAddr("::ffff:192.168.0.1"), {}},
+		[]netip.Addr{netip.MustParseAddr("2001:db8::100")},
+		netip.MustParsePrefix("10.0.0.1/30"))
+	want := []string{"127.0.0.0/8", "::1/128", "192.168.0.1/32", "2001:db8::100/128", "10.0.0.0/30"}
+	if len(got) != len(want) {
+		t.Fatalf("DefaultIgnore = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("DefaultIgnore[%d] = %v, want %s", i, got[i], want[i])
+		}
+	}
+	if n := len(DefaultIgnore(nil, nil, netip.Prefix{})); n != 2 {
+		t.Errorf("DefaultIgnore with nothing = %d prefixes, want 2 (loopback)", n)
+	}
+}
+
+func TestParseNames(t *testing.T) {
+	states := map[string]uint8{"ESTABLISHED": 3, "established": 3, "SYN_SENT": 1, "CLOSED": 8, "CLOSE": 8,
+		"TIME_WAIT": 7, "LISTEN": 9, "SYN_SENT2": 9, "NONE": 0}
+	for name, want := range states {
+		if got, err := ParseTCPState(name); err != nil || got != want {
+			t.Errorf("ParseTCPState(%q) = %d, %v, want %d", name, got, err, want)
+		}
+	}
+	if _, err := ParseTCPState("BOGUS"); err == nil {
+		t.Error("ParseTCPState(BOGUS) accepted")
+	}
+	protos := map[string]uint8{"TCP": 6, "udp": 17, "ICMP": 1, "IPv6-ICMP": 58, "icmpv6": 58, "SCTP": 132,
+		"DCCP": 33, "UDPLite": 136, "GRE": 47, "47": 47, "0": 0, "255": 255}
+	for name, want := range protos {
+		if got, err := ParseProto(name); err != nil || got != want {
+			t.Errorf("ParseProto(%q) = %d, %v, want %d", name, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "foo", "256", "-1", "0x6"} {
+		if _, err := ParseProto(bad); err == nil {
+			t.Errorf("ParseProto(%q) accepted", bad)
+		}
+	}
+}
