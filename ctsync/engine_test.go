@@ -548,3 +548,41 @@ func TestCacheBytesPerEntry(t *testing.T) {
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(flows)
 }
+
+// TestEngineThroughput measures replication through the in-memory link
+// (fake kernel): flows/s until the peer's external cache holds them all.
+func TestEngineThroughput(t *testing.T) {
+	for _, mode := range []Mode{ModeFTFW, ModeNotrack} {
+		if testing.Short() || raceEnabled {
+			t.Skip("measurement")
+		}
+		_, la, lb := memPair(mode)
+		ka, kb := newFakeKernel(), newFakeKernel()
+		a := startNode(t, Config{Mode: mode}, ka, la, nil)
+		b := startNode(t, Config{Mode: mode}, kb, lb, nil)
+		flows := genFlows(50000, 0, 0)
+		start := time.Now()
+		for i := 0; i < len(flows); i += 1000 {
+			ka.mu.Lock()
+			for _, f := range flows[i : i+1000] {
+				ka.table[f.Key] = f
+				ka.emitLocked(Event{Type: EventNew, Flow: f})
+			}
+			backlog := len(ka.pending)
+			ka.mu.Unlock()
+			if backlog > 20000 {
+				time.Sleep(time.Millisecond) // pacing like a socket buffer would
+			}
+		}
+		for deadline := time.Now().Add(30 * time.Second); b.e.Status().ExternalEntries < len(flows); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of %d", mode, b.e.Status().ExternalEntries, len(flows))
+			}
+			time.Sleep(time.Millisecond)
+		}
+		el := time.Since(start)
+		t.Logf("%s: %d flows in %v = %.0f flows/s", mode, len(flows), el, float64(len(flows))/el.Seconds())
+		sa, sb := a.e.Stats(), b.e.Stats()
+		t.Logf("sender: %d msgs in %d datagrams, %d retransmits; receiver lost %d", sa.MessagesSent, sa.DatagramsSent, sa.Retransmits, sb.Lost)
+	}
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package ctsync
+
+const raceEnabled = true
