@@ -681,3 +681,46 @@ func TestEngineSetPriorityBeforeRun(t *testing.T) {
 		}
 	})
 }
+
+// The address owner (priority 255) goes MASTER at startup without waiting
+// and, per RFC 3768 §7.1, discards every advert it receives.
+func TestEngineAddressOwner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
+		owner := start(t, lab.fw1, pairConfig(255, true), vrrp.Hooks{})
+		took := waitFor(t, 2*time.Second, "owner MASTER", func() bool { return holdsBoth(lab.fw1) && len(lab.fw2.VIPs()) == 0 })
+		if took > 100*time.Millisecond {
+			t.Errorf("owner took %v to become MASTER, want at once", took)
+		}
+		time.Sleep(5 * time.Second)
+		if groupState(owner.Group) != vrrp.StateMaster || groupState(fw2.Group) != vrrp.StateBackup {
+			t.Errorf("owner %v, fw2 %v", groupState(owner.Group), groupState(fw2.Group))
+		}
+		if d := owner.Status().Instances[0].Counters.Discarded["local_owner"]; d == 0 {
+			t.Errorf("owner did not count fw2's adverts as local_owner discards")
+		}
+	})
+}
+
+// With a preempt delay the better node tolerates the worse master for
+// that long after first hearing it, then preempts after
+// Master_Down_Interval.
+func TestEnginePreemptDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
+		cfg := pairConfig(150, true)
+		for i := range cfg.Instances {
+			cfg.Instances[i].PreemptDelay = 10 * time.Second
+		}
+		start(t, lab.fw1, cfg, vrrp.Hooks{})
+		took := waitFor(t, 20*time.Second, "fw1 preempts after the delay", func() bool { return holdsBoth(lab.fw1) })
+		// First advert heard within 1 s, tolerated 10 s, then Master_Down_Interval.
+		if low, high := 10*time.Second+vrrp.MasterDownInterval(time.Second, 150)-time.Second, 11*time.Second+vrrp.MasterDownInterval(time.Second, 150); took < low || took > high {
+			t.Errorf("preempted after %v, want between %v and %v", took, low, high)
+		}
+	})
+}
