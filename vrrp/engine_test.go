@@ -698,7 +698,13 @@ func TestEngineAddressOwner(t *testing.T) {
 		if groupState(owner.Group) != vrrp.StateMaster || groupState(fw2.Group) != vrrp.StateBackup {
 			t.Errorf("owner %v, fw2 %v", groupState(owner.Group), groupState(fw2.Group))
 		}
-		if d := owner.Status().Instances[0].Counters.Discarded["local_owner"]; d == 0 {
+		// fw2 sends one last advert when it yields, from the instance that
+		// heard the owner first; the other is dragged along silently.
+		var discarded uint64
+		for _, in := range owner.Status().Instances {
+			discarded += in.Counters.Discarded["local_owner"]
+		}
+		if discarded == 0 {
 			t.Errorf("owner did not count fw2's adverts as local_owner discards")
 		}
 	})
