@@ -20,7 +20,8 @@ type KernelOptions struct {
 	// The sockets are created inside it by a throwaway locked thread and
 	// stay there; the caller may close the fd after NewKernel returns.
 	NetNS int
-	// BatchSize is the number of requests per write (default 1024).
+	// BatchSize is the number of requests per write (default 1024, at
+	// most 8192 so that one batch's error replies fit the receive buffer).
 	BatchSize int
 	// SocketBuffer is the send and receive buffer of the writer and dump
 	// sockets, set with SO_SNDBUFFORCE/SO_RCVBUFFORCE (default 16 MiB).
@@ -100,6 +101,7 @@ func NewKernel(opts KernelOptions) (*LinuxKernel, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 1024
 	}
+	opts.BatchSize = min(opts.BatchSize, 8192)
 	if opts.SocketBuffer <= 0 {
 		opts.SocketBuffer = 16 << 20
 	}

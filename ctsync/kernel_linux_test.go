@@ -520,3 +520,60 @@ func TestPrivilegedEventsOverrun(t *testing.T) {
 		t.Errorf("Stats = %+v (buffer before %d), want an overrun and a grown buffer", s, before)
 	}
 }
+
+// TestPrivilegedCommitExtras commits what the basic test does not: a
+// helper, sequence adjustment, connlabels and an SCTP association.
+func TestPrivilegedCommitExtras(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, ns := ktKernel(t, KernelOptions{})
+	ctx := ktCtx(t, 20*time.Second)
+	// The kernel keeps labels only in a namespace where something uses
+	// them (else it drops them silently): a ct label rule does.
+	if _, err := ns.Run(ctx, "nft", "add table ip fwk; add chain ip fwk c { type filter hook prerouting priority 0; }; add rule ip fwk c ct label set 1"); err != nil {
+		t.Fatal(err)
+	}
+	helper := ktTCP("10.0.0.1", "10.0.0.2", 3000, 21)
+	helper.Helper = "ftp"
+	labels := ktTCP("10.0.0.1", "10.0.0.2", 3001, 22)
+	labels.Labels = []byte{1, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0}
+	seq := ktTCP("10.0.0.1", "10.0.0.2", 3002, 23)
+	seq.HasSeqAdj = true
+	seq.SeqAdjOrig = SeqAdj{CorrectionPos: 1, OffsetBefore: 2, OffsetAfter: 3}
+	seq.SeqAdjReply = SeqAdj{CorrectionPos: 4, OffsetBefore: 5, OffsetAfter: 6}
+	sctp := Flow{
+		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 5000, DstPort: 6000, Proto: nlProtoSCTP}},
+		Status: nlIPSSeenReply | nlIPSAssured, Timeout: 200,
+		ProtoState: 3, HasProtoState: true, SCTPVTagOrig: 0x01020304, SCTPVTagReply: 0x0a0b0c0d, // COOKIE_ECHOED
+	}
+	flows := []Flow{helper, labels, seq, sctp}
+	if res, err := k.Commit(ctx, flows); err != nil || res.Created != len(flows) || len(res.Failed) != 0 {
+		t.Fatalf("Commit = %+v, %v", res, err)
+	}
+	es := ktList(t, ns)
+	if e := ktFind(t, es, &helper); !strings.Contains(e.line, "helper=ftp") {
+		t.Errorf("helper entry %q lacks helper=ftp", e.line)
+	}
+	if e := ktFind(t, es, &sctp); e.state != "COOKIE_ECHOED" {
+		t.Errorf("sctp entry %q: state %q, want COOKIE_ECHOED", e.line, e.state)
+	}
+	got, err := k.Dump(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[Key]Flow{}
+	for _, f := range got {
+		byKey[f.Key] = f
+	}
+	if g := byKey[helper.Key]; g.Helper != "ftp" {
+		t.Errorf("helper: dumped %q", g.Helper)
+	}
+	if g := byKey[labels.Key]; string(g.Labels) != string(labels.Labels) {
+		t.Errorf("labels: dumped %x, want %x", g.Labels, labels.Labels)
+	}
+	if g := byKey[seq.Key]; !g.HasSeqAdj || g.SeqAdjOrig != seq.SeqAdjOrig || g.SeqAdjReply != seq.SeqAdjReply {
+		t.Errorf("seqadj: dumped %v %+v %+v", g.HasSeqAdj, g.SeqAdjOrig, g.SeqAdjReply)
+	}
+	if g := byKey[sctp.Key]; g.ProtoState != 3 || g.SCTPVTagOrig != sctp.SCTPVTagOrig || g.SCTPVTagReply != sctp.SCTPVTagReply {
+		t.Errorf("sctp: dumped state %d vtags %#x %#x", g.ProtoState, g.SCTPVTagOrig, g.SCTPVTagReply)
+	}
+}

@@ -8,6 +8,12 @@ package ctsync
 // differs from the original source, DNAT the reply source when it differs
 // from the original destination (same for the ports). Malformed input gives
 // an error, never a panic.
+//
+// Flow.Labels holds CTA_LABELS as the kernel sends and takes it: the raw
+// connlabel bitmap in host word order (on the little-endian targets, bit b
+// of byte i is label 8i+b), 16 bytes when the namespace uses labels; nil
+// when no bit is set. conntrackd's NTA_LABELS are big-endian 32-bit words,
+// so the wire codec converts.
 
 import (
 	"encoding/binary"
