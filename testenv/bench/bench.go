@@ -50,7 +50,7 @@ var (
 	Small = Scale{
 		Name: "small", Flows: 10_000, Sessions: 100,
 		Reps: 1, ReplReps: 1, KernelReps: 1,
-		Modes: []Mode{Strict, Typical}, Faults: []Fault{Crash, Term, Link},
+		Modes: []Mode{Strict}, Faults: []Fault{Crash, Term, Link},
 		KeptWait: 5 * time.Second, SyncWait: 15 * time.Second, ReplWait: 15 * time.Second, ReplStall: 3 * time.Second,
 	}
 )
@@ -133,8 +133,17 @@ func Run(opts Options) (*Results, error) {
 	res := &Results{Started: time.Now().UTC(), Scale: opts.Scale, Host: host()}
 	testenv.RemoveStale(Prefix)
 	defer testenv.RemoveStale(Prefix)
+	logRun := func(f FailoverRun) {
+		e.logf("failover %-15s %-7s %-7s rep %d: takeover %5.0f ms (%4.0f after last advert), gap %5.0f ms, kept %d/%d (reset %d), stall %5.0f ms, commit %d in %.0f ms (%+.0f ms vs VIPs), synced %d [%.0f s] %s",
+			f.Stack, f.Mode, f.Fault, f.Rep, f.TakeoverMS, f.AfterAdvertMS, f.GapMS, f.Kept, f.Sessions, f.Reset, f.MaxStallMS,
+			f.CommitEntries, f.CommitMS, f.CommitVsVIPsMS, f.SyncedFlows, f.Seconds, firstLine(f.Error))
+	}
 	sc := opts.Scale
 
+	if os.Getenv("BENCH_ONLY") == "crash" {
+		logRun(e.failover(FWPair, Strict, Crash, 1))
+		return res, nil
+	}
 	for i := range sc.KernelReps {
 		for _, l := range []bool{false, true} {
 			k := e.kernelLimit(l)
@@ -152,22 +161,26 @@ func Run(opts Options) (*Results, error) {
 		return stacks
 	}
 	for i := range sc.ReplReps {
-		for _, name := range next() {
+		order := next()
+		for _, name := range append(order[:], FWPairCache) {
 			r := e.replication(name, i+1)
 			res.Replication = append(res.Replication, r)
-			e.logf("replication %-9s rep %d: %d/%d arrived, %.0f flows/s, last %.0f ms after creation, receiver %.0f B/entry %s",
-				name, i+1, r.Arrived, r.Flows, r.FlowsPerSec, r.LastLagMS, r.ReceiverPerEntry, firstLine(r.Error))
+			e.logf("replication %-15s rep %d: %d/%d arrived, %.0f flows/s, last %.0f ms after creation, receiver %.0f B/entry, sender %.0f B/entry, cpu %.2f/%.2f s [%.0f s] %s",
+				name, i+1, r.Arrived, r.Flows, r.FlowsPerSec, r.LastLagMS, r.ReceiverPerEntry, r.SenderPerEntry, r.SenderCPUSec, r.ReceiverCPUSec, r.Seconds, firstLine(r.Error))
 		}
 	}
 	for i := range sc.Reps {
+		// fwpaird with an external cache, for the commit figures: a
+		// graceful failover that commits the preloaded flows.
+		f := e.failover(FWPairCache, Strict, Term, i+1)
+		res.Failover = append(res.Failover, f)
+		logRun(f)
 		for _, mode := range sc.Modes {
 			for _, fault := range sc.Faults {
 				for _, name := range next() {
 					f := e.failover(name, mode, fault, i+1)
 					res.Failover = append(res.Failover, f)
-					e.logf("failover %-9s %-7s %-7s rep %d: takeover %5.0f ms, gap %5.0f ms, kept %d/%d (reset %d), stall %5.0f ms, commit %d in %.0f ms (%+.0f ms vs VIPs), synced %d %s",
-						name, mode, fault, i+1, f.TakeoverMS, f.GapMS, f.Kept, f.Sessions, f.Reset, f.MaxStallMS,
-						f.CommitEntries, f.CommitMS, f.CommitVsVIPsMS, f.SyncedFlows, firstLine(f.Error))
+					logRun(f)
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync"
@@ -43,6 +44,12 @@ type FailoverRun struct {
 	SyncedFlows int `json:"synced_flows"`
 	// TakeoverMS: fault until the other node holds both VIPs.
 	TakeoverMS float64 `json:"takeover_ms"`
+	// AfterAdvertMS: fw1's last VRRP advert seen on fw2 until fw2 holds
+	// both VIPs; unlike TakeoverMS it does not depend on where in the
+	// advert interval the fault hit.
+	AfterAdvertMS float64 `json:"after_last_advert_ms"`
+	// Seconds is how long the whole run took, lab included.
+	Seconds float64 `json:"seconds"`
 	// GapMS: the longest time without a probe echo after the fault.
 	GapMS    float64 `json:"gap_ms"`
 	Sessions int     `json:"sessions"`
@@ -80,8 +87,11 @@ type ReplicationRun struct {
 	FlowsPerSec float64 `json:"flows_per_sec"`
 	// LastLagMS: last arrival - end of creation.
 	LastLagMS float64 `json:"last_lag_ms"`
-	// WaitedMS is how long the benchmark watched the peer's cache.
+	// WaitedMS is how long the benchmark watched the peer's cache; for
+	// an incomplete run, LastLagMS is the watch after creation (a lower
+	// bound).
 	WaitedMS float64 `json:"waited_ms"`
+	Seconds  float64 `json:"seconds"`
 	// Sender is fw1's sync process, receiver fw2's.
 	SenderCPUSec      float64 `json:"sender_cpu_s"`
 	ReceiverCPUSec    float64 `json:"receiver_cpu_s"`
@@ -222,8 +232,8 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 		}
 	}
 	switch name {
-	case FWPair:
-		r.stack = newFWPair(lab, e.bin, e.runDir())
+	case FWPair, FWPairCache:
+		r.stack = newFWPair(lab, e.bin, e.runDir(), name == FWPairCache)
 	default:
 		ref, err := newReference(lab, e.runDir())
 		if err != nil {
@@ -266,7 +276,7 @@ func waitSynced(s stack, n, want int, timeout, stall time.Duration) (count int, 
 	start := time.Now()
 	last = start
 	for {
-		c, err := s.external(n)
+		c, err := s.held(n)
 		now := time.Now()
 		if err == nil && c > count {
 			count, last = c, now
@@ -284,14 +294,20 @@ func waitSynced(s stack, n, want int, timeout, stall time.Duration) (count int, 
 // failover runs one failover scenario on a fresh lab.
 func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run FailoverRun) {
 	run = FailoverRun{Stack: name, Mode: mode, Fault: fault, Rep: rep, Sessions: e.scale.Sessions}
+	began := time.Now()
 	mark := e.jan.mark()
-	defer e.jan.popTo(mark)
+	defer func() { e.jan.popTo(mark); run.Seconds = time.Since(began).Seconds() }()
 	err := func() error {
 		r, err := e.startStack(name, mode, syntheticFlows(e.scale.Flows, mode == Typical))
 		if err != nil {
 			return err
 		}
 		lab := r.lab
+		adverts, err := startAdvertLog(lab.FW2)
+		if err != nil {
+			return err
+		}
+		e.jan.push(adverts.close)
 		echo, err := testenv.StartEchoServer(lab.Server, netip.AddrPortFrom(testenv.ServerAddr.Addr(), testenv.EchoPort))
 		if err != nil {
 			return err
@@ -341,6 +357,16 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 			return fmt.Errorf("%w\n%s", err, r.stack.diag(2))
 		}
 		run.TakeoverMS = ms(takeover.Sub(at))
+		if last, ok := adverts.last(takeover, testenv.FWAddrs[0][0].Addr().String(), testenv.FWAddrs[0][1].Addr().String()); ok {
+			run.AfterAdvertMS = ms(takeover.Sub(last))
+		}
+		if os.Getenv("BENCH_DEBUG") != "" {
+			adverts.mu.Lock()
+			for _, a := range adverts.seen {
+				fmt.Fprintf(os.Stderr, "advert %s prio %d at %+.0f ms\n", a.from, a.prio, ms(a.at.Sub(at)))
+			}
+			adverts.mu.Unlock()
+		}
 		v := ss.WaitKept(takeover, e.scale.KeptWait)
 		run.Kept, run.Reset, run.Stalled, run.MaxStallMS = v.Kept, v.Reset, v.Stalled, ms(v.MaxStall)
 		pr.waitReply(time.Now(), 3*time.Second)
@@ -370,14 +396,15 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 // one batched burst and watches them arrive in the BACKUP's cache.
 func (e *env) replication(name string, rep int) (run ReplicationRun) {
 	run = ReplicationRun{Stack: name, Rep: rep, Flows: e.scale.Flows}
+	began := time.Now()
 	mark := e.jan.mark()
-	defer e.jan.popTo(mark)
+	defer func() { e.jan.popTo(mark); run.Seconds = time.Since(began).Seconds() }()
 	err := func() error {
 		r, err := e.startStack(name, Strict, nil)
 		if err != nil {
 			return err
 		}
-		base, err := r.stack.external(2)
+		base, err := r.stack.held(2)
 		if err != nil {
 			return err
 		}
@@ -400,7 +427,8 @@ func (e *env) replication(name string, rep int) (run ReplicationRun) {
 		created := start.Add(took)
 		run.InjectMS = ms(took)
 		count, last, ok := waitSynced(r.stack, 2, base+len(flows), e.scale.ReplWait, e.scale.ReplStall)
-		run.WaitedMS = ms(time.Since(start))
+		watchEnd := time.Now()
+		run.WaitedMS = ms(watchEnd.Sub(start))
 		for i := range 2 {
 			if after[i], err = readUsage(pids[i]); err != nil {
 				return err
@@ -412,6 +440,9 @@ func (e *env) replication(name string, rep int) (run ReplicationRun) {
 		if run.Arrived > 0 {
 			run.FlowsPerSec = float64(run.Arrived) / last.Sub(start).Seconds()
 			run.LastLagMS = ms(last.Sub(created))
+			if !ok {
+				run.LastLagMS = ms(watchEnd.Sub(created))
+			}
 			f := float64(run.Arrived)
 			run.SenderRSSBytes = after[0].RSS - before[0].RSS
 			run.ReceiverRSSBytes = after[1].RSS - before[1].RSS

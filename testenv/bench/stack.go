@@ -3,8 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fwpair/fwpair/testenv"
@@ -27,8 +29,14 @@ const (
 
 // Stack names.
 const (
-	FWPair    = "fwpair"
-	Reference = "reference"
+	// FWPair is fwpaird as configured in etc/ (direct inject: received
+	// states go straight into the BACKUP's kernel).
+	FWPair = "fwpair"
+	// FWPairCache is fwpaird with direct_inject = false: received states
+	// wait in the external cache and are committed on takeover, as
+	// conntrackd does. The commit and cache-footprint figures need it.
+	FWPairCache = "fwpair-extcache"
+	Reference   = "reference"
 )
 
 // commitInfo is what a node reports about the commit of its last MASTER
@@ -50,8 +58,10 @@ type stack interface {
 	// ready reports whether fw1 is MASTER with its MASTER follow-up work
 	// done and fw2 is BACKUP.
 	ready() (bool, error)
-	// external is the number of entries in node n's external cache.
-	external(n int) (int, error)
+	// held is the number of the peer's entries node n holds: its external
+	// cache plus, for direct inject, its kernel table (a BACKUP forwards
+	// nothing, so every entry there was injected).
+	held(n int) (int, error)
 	// fault applies f to node n.
 	fault(f Fault, n int) error
 	// commit waits for the commit node n ran on becoming MASTER after
@@ -76,21 +86,36 @@ func crashLinks(lab *testenv.Lab, n int) error {
 // fwpairStack is fwpaird on both firewalls from etc/node1.toml and
 // etc/node2.toml.
 type fwpairStack struct {
-	lab   *testenv.Lab
-	bin   string
-	dir   string
-	nodes [2]*testenv.Daemon
+	lab      *testenv.Lab
+	bin      string
+	dir      string
+	extCache bool
+	nodes    [2]*testenv.Daemon
+	counts   [2]*ctCount
 }
 
-func newFWPair(lab *testenv.Lab, bin, dir string) *fwpairStack {
-	return &fwpairStack{lab: lab, bin: bin, dir: dir}
+func newFWPair(lab *testenv.Lab, bin, dir string, extCache bool) *fwpairStack {
+	return &fwpairStack{lab: lab, bin: bin, dir: dir, extCache: extCache}
 }
 
-func (s *fwpairStack) name() string { return FWPair }
+func (s *fwpairStack) name() string {
+	if s.extCache {
+		return FWPairCache
+	}
+	return FWPair
+}
 
 func (s *fwpairStack) start(n int) error {
 	cfg, err := testenv.RepoFile(fmt.Sprintf("etc/node%d.toml", n))
 	if err != nil {
+		return err
+	}
+	if s.extCache {
+		if cfg, err = withExternalCache(cfg, s.dir, n); err != nil {
+			return err
+		}
+	}
+	if s.counts[n-1], err = openCTCount(s.lab.FW(n)); err != nil {
 		return err
 	}
 	d, err := testenv.StartDaemon(s.lab.FW(n), s.bin, fmt.Sprintf("fw%d", n), cfg, s.dir)
@@ -158,12 +183,40 @@ func (s *fwpairStack) ready() (bool, error) {
 	return g1 == "MASTER" && g2 == "BACKUP" && v1.lastTo == "MASTER" && slices.Contains(v1.steps, "bulk send") && v2.peerAlive, nil
 }
 
-func (s *fwpairStack) external(n int) (int, error) {
+func (s *fwpairStack) held(n int) (int, error) {
 	_, v, err := s.status(n)
 	if err != nil {
 		return 0, err
 	}
-	return v.external, nil
+	k, err := s.counts[n-1].read()
+	return v.external + k, err
+}
+
+// withExternalCache writes a copy of a node config with direct_inject =
+// false in its [sync] section.
+func withExternalCache(path, dir string, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	found := false
+	for _, line := range strings.Split(string(b), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "direct_inject") {
+			continue
+		}
+		out = append(out, line)
+		if t == "[sync]" {
+			out = append(out, "direct_inject = false")
+			found = true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("%s: no [sync] section", path)
+	}
+	p := filepath.Join(dir, fmt.Sprintf("node%d-extcache.toml", n))
+	return p, os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o644)
 }
 
 func (s *fwpairStack) fault(f Fault, n int) error {
@@ -215,9 +268,12 @@ func (s *fwpairStack) diag(n int) string {
 }
 
 func (s *fwpairStack) close() {
-	for _, d := range s.nodes {
+	for i, d := range s.nodes {
 		if d != nil && d.Running() {
 			d.Kill()
+		}
+		if s.counts[i] != nil {
+			s.counts[i].close()
 		}
 	}
 }
