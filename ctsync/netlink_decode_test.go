@@ -217,3 +217,14 @@ func TestDecodeErrors(t *testing.T) {
 		t.Errorf("no attributes: %v, want errNLNoTuple", err)
 	}
 }
+
+func BenchmarkDecodeFlow(b *testing.B) {
+	msg := ktMsg(b, "tcp4 snat zone mark")[nlmsgHdrLen:]
+	var f Flow
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := nlDecodeFlow(msg, &f); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -272,3 +272,17 @@ func TestEncodeFlushDump(t *testing.T) {
 		t.Errorf("dump request = %s, want %s", got, want)
 	}
 }
+
+func BenchmarkEncodeCreate(b *testing.B) {
+	f := ktTCP("192.168.0.10", "192.168.1.20", 40000, 80)
+	f.SNAT = NAT{Addr: netip.MustParseAddr("192.168.1.100"), Port: 61000}
+	opts := nlEncodeOptions{defaultTimeout: 60}
+	buf := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = nlAppendRequest(buf[:0], nlReqCreate, &f, 1, 0, &opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
