@@ -97,7 +97,7 @@ func TestPrivilegedMulticast(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "multicast replication", func() error {
-		return sameCaches(na.e.Entries(CacheInternal), nb.e.Entries(CacheExternal))
+		return sameCaches(na.e.Entries(CacheInternal), nb.e.Entries(CacheExternal), 2000)
 	})
 	if nb.e.Status().ExternalEntries != 2000 {
 		t.Errorf("external entries %d", nb.e.Status().ExternalEntries)
@@ -116,7 +116,7 @@ func TestPrivilegedLinkFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "on link eth2", func() error {
-		return sameCaches(na.e.Entries(CacheInternal), nb.e.Entries(CacheExternal))
+		return sameCaches(na.e.Entries(CacheInternal), nb.e.Entries(CacheExternal), 500)
 	})
 	l, err := a.Handle().LinkByName("eth2")
 	if err == nil {
@@ -129,7 +129,7 @@ func TestPrivilegedLinkFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 15*time.Second, "after eth2 went down", func() error {
-		return sameCaches(na.e.Entries(CacheInternal), nb.e.Entries(CacheExternal))
+		return sameCaches(na.e.Entries(CacheInternal), nb.e.Entries(CacheExternal), 1000)
 	})
 	if st := na.e.Stats(); st.Failovers == 0 {
 		t.Errorf("no failover counted: %+v", na.e.Status().Links)
@@ -209,10 +209,10 @@ func TestPrivilegedOverrunResync(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := sameCaches(kern, na.e.Entries(CacheInternal)); err != nil {
+		if err := sameCaches(kern, na.e.Entries(CacheInternal), 10000); err != nil {
 			return fmt.Errorf("internal vs kernel: %w", err)
 		}
-		return sameCaches(kern, nb.e.Entries(CacheExternal))
+		return sameCaches(kern, nb.e.Entries(CacheExternal), 10000)
 	})
 	st := na.e.Stats()
 	t.Logf("overruns %d, resyncs %d", st.Overruns, st.Resyncs)
