@@ -1,5 +1,38 @@
 package ctsync
 
+// LinuxKernel: the Kernel interface over ctnetlink, with raw netlink sockets
+// for the hot paths (see kernel-limits.md for the measured reasons).
+//
+// Sockets. Three NETLINK_NETFILTER sockets are opened by NewKernel, in the
+// current namespace or, with KernelOptions.NetNS, inside the given one: a
+// goroutine locks its OS thread, setns(2)s into the namespace, opens the
+// sockets and ends without unlocking, so the runtime discards that thread
+// and no other goroutine ever runs in the wrong namespace. A socket keeps
+// the namespace it was created in for its whole life.
+//
+//   - writer: Commit, Delete, Flush. Requests are batched (1024 per write)
+//     in errors-only mode: only the last request of a batch has NLM_F_ACK,
+//     and the kernel, which handles the whole write inside sendmsg, queues
+//     an error reply (NETLINK_CAP_ACK: header only) for each failure before
+//     that final ACK. Buffers are raised with SO_SNDBUFFORCE/SO_RCVBUFFORCE.
+//   - dump: Dump (IPCTNL_MSG_CT_GET|NLM_F_DUMP, all families and zones).
+//   - events: joins NFNLGRP_CONNTRACK_NEW/UPDATE/DESTROY only while Events
+//     runs; 64 MiB receive buffer; drained with recvmmsg(2) 128 datagrams at
+//     a time through Go's poller.
+//
+// Own writes. ctnetlink puts the netlink port id of the socket whose request
+// caused an event into the event's nlmsghdr (conntrack -E shows it as
+// "[USERSPACE] portid=N"); events caused by traffic or timeouts carry 0.
+// An event whose port id equals the writer socket's (PortID) is therefore
+// marked Event.Own: entries we committed, updated, replaced, deleted or
+// flushed are not echoed to the peer (conntrackd's origin tracking does the
+// same). A later traffic-driven update of such an entry is not Own.
+//
+// Caveat: with net.netfilter.nf_conntrack_events=2 (the default) the kernel
+// attaches the event extension only to entries created while some socket
+// listens; entries created before Events joined its groups never report
+// events (not even DESTROY). A resync after Events starts covers them.
+
 import (
 	"context"
 	"encoding/binary"
