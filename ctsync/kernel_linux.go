@@ -27,11 +27,6 @@ package ctsync
 // marked Event.Own: entries we committed, updated, replaced, deleted or
 // flushed are not echoed to the peer (conntrackd's origin tracking does the
 // same). A later traffic-driven update of such an entry is not Own.
-//
-// Caveat: with net.netfilter.nf_conntrack_events=2 (the default) the kernel
-// attaches the event extension only to entries created while some socket
-// listens; entries created before Events joined its groups never report
-// events (not even DESTROY). A resync after Events starts covers them.
 
 import (
 	"context"

@@ -390,8 +390,6 @@ func (c *ktEvents) wait(t testing.TB, d time.Duration, what string, pred func(*E
 
 // ready commits probe flows until one's event shows the listener has
 // joined its groups, then removes them and forgets every event seen so far.
-// Each probe is a new entry: with net.netfilter.nf_conntrack_events=2 (the
-// default) an entry created while nobody listens never reports events.
 func (c *ktEvents) ready(t testing.TB, k *LinuxKernel) {
 	t.Helper()
 	var probes []Key
