@@ -385,3 +385,76 @@ func saveGolden(t *testing.T, mode, name string, raw []byte, f *Flow) {
 		t.Error(err)
 	}
 }
+
+// TestPrivilegedConntrackdFTFWLoss: FTFW between fwpair and conntrackd
+// with 10% loss both ways; after the loss stops both sides hold the
+// other's table exactly (NACK/retransmission interoperate).
+func TestPrivilegedConntrackdFTFWLoss(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwc"})
+	ctd := startConntrackd(t, lab.FW2, "FTFW", syncAddr2, syncAddr1)
+	n1 := startLabNode(t, lab.FW1, syncAddr1, syncAddr2, Config{}, nil)
+	heal2 := addLoss(t, lab.FW2)
+	heal1 := addLoss(t, lab.FW1)
+	traffic1, traffic2 := labKernel(t, lab.FW1), labKernel(t, lab.FW2)
+	ours, theirs := genFlows(5000, 0, 0), genFlows(5000, 100000, 9)
+	for i := 0; i < len(ours); i += 500 { // several bursts, so losses hit many datagrams
+		if _, err := traffic1.Commit(labCtx(t, 10*time.Second), ours[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := traffic2.Commit(labCtx(t, 10*time.Second), theirs[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dels := make([]Key, 0, 1000)
+	for i := 0; i < 2000; i += 2 {
+		dels = append(dels, ours[i].Key)
+	}
+	if _, err := traffic1.Delete(labCtx(t, 10*time.Second), dels); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "our internal cache", func() error {
+		if n := n1.e.Status().InternalEntries; n != 4000 {
+			return fmt.Errorf("%d entries", n)
+		}
+		return nil
+	})
+	heal2()
+	heal1()
+	waitFor(t, 60*time.Second, "conntrackd's flows in our external cache", func() error {
+		kern, err := traffic2.Dump(labCtx(t, 10*time.Second))
+		if err != nil {
+			return err
+		}
+		for i := range kern { // conntrackd sends window scales only with TCPWindowTracking
+			kern[i].HasTCPWScale, kern[i].TCPWScaleOrig, kern[i].TCPWScaleReply = false, 0, 0
+		}
+		return sameAs(n1.e.Entries(CacheExternal), flowMap(kern))
+	})
+	want := flowMap(n1.e.Entries(CacheInternal))
+	waitFor(t, 60*time.Second, "our flows in conntrackd -e", func() error {
+		out, err := ctd.run(t, "-e")
+		if err != nil {
+			return err
+		}
+		n := strings.Count(out, "\n")
+		if n != len(want) {
+			return fmt.Errorf("conntrackd -e has %d lines, want %d", n, len(want))
+		}
+		for _, f := range want {
+			if !strings.Contains(out, flowPattern(&f)) {
+				return fmt.Errorf("missing %s", flowPattern(&f))
+			}
+		}
+		return nil
+	})
+	st := n1.e.Stats()
+	t.Logf("fwpair: lost %d, NACKs sent %d, received %d, retransmits %d, malformed %v",
+		st.Lost, st.NACKsSent, st.NACKsReceived, st.Retransmits, st.Malformed)
+	if out, err := ctd.run(t, "-s", "network"); err == nil {
+		t.Logf("conntrackd -s network:\n%s", out)
+	}
+	if st.Lost == 0 || st.Retransmits == 0 {
+		t.Error("the loss rule had no effect")
+	}
+}
