@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"runtime"
 	"sync"
 	"testing"
@@ -585,4 +586,80 @@ func TestEngineThroughput(t *testing.T) {
 		sa, sb := a.e.Stats(), b.e.Stats()
 		t.Logf("sender: %d msgs in %d datagrams, %d retransmits; receiver lost %d", sa.MessagesSent, sa.DatagramsSent, sa.Retransmits, sb.Lost)
 	}
+}
+
+func TestEngineConfigValidation(t *testing.T) {
+	k := newFakeKernel()
+	ch := func() []Channel { a, _ := (&MemNetwork{}).NewMemLink("x", 1472); return []Channel{a} }
+	bad := []struct {
+		name string
+		cfg  Config
+		opts Options
+	}{
+		{"mode", Config{Mode: "alarm"}, Options{Kernel: k, Channels: ch()}},
+		{"no kernel", Config{}, Options{Channels: ch()}},
+		{"no channel", Config{}, Options{Kernel: k}},
+		{"channel without iface", Config{Channels: []ChannelConfig{{Peer: syncPeer}}}, Options{Kernel: k}},
+		{"peer and group", Config{Channels: []ChannelConfig{{Interface: "eth2", Peer: syncPeer, Group: DefaultGroup()}}}, Options{Kernel: k}},
+		{"unicast group", Config{Channels: []ChannelConfig{{Interface: "eth2", Group: syncPeer}}}, Options{Kernel: k}},
+		{"5 channels", Config{Channels: make([]ChannelConfig, 5)}, Options{Kernel: k, Channels: ch()}},
+		{"max attr", Config{Wire: WireOptions{MaxAttr: 40}}, Options{Kernel: k, Channels: ch()}},
+		{"negative window", Config{ACKWindow: -1}, Options{Kernel: k, Channels: ch()}},
+	}
+	for _, c := range bad {
+		if _, err := New(c.cfg, c.opts); err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+	e, err := New(Config{}, Options{Kernel: k, Channels: ch()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.cfg.Mode != ModeFTFW || e.cfg.PurgeDelay != 60*time.Second || e.sess.cfg.ACKWindow != DefaultACKWindow {
+		t.Errorf("defaults: %+v", e.cfg)
+	}
+}
+
+var syncPeer = netip.MustParseAddr("10.0.0.2")
+
+// TestEngineStopsCleanly: Run returns when ctx ends and leaves no goroutine.
+func TestEngineStopsCleanly(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		_, la, lb := memPair(ModeFTFW)
+		ka, kb := newFakeKernel(), newFakeKernel()
+		for _, side := range []struct {
+			k *fakeKernel
+			l []Channel
+		}{{ka, la}, {kb, lb}} {
+			e, err := New(Config{}, Options{Kernel: side.k, Channels: side.l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- e.Run(ctx) }()
+			<-e.Ready()
+			if err := e.Run(ctx); err == nil {
+				t.Error("second Run accepted")
+			}
+			ka.Create(flowN(1))
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Run did not return")
+			}
+			e.Close()
+		}
+	}()
+	waitFor(t, 5*time.Second, "goroutines gone", func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
+		}
+		return nil
+	})
 }
