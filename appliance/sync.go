@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/fwpair/fwpair/appliance/api"
 	"github.com/fwpair/fwpair/ctsync"
 )
@@ -203,7 +205,61 @@ func natString(n ctsync.NAT) string {
 }
 
 // syncFilter builds the replication filter: the operator's lists plus, by
-// default, the node's own VIPs and sync-link addresses.
+// default (filter.ignore_own), loopback, the node's own addresses, the VIPs
+// and the sync links, whose flows are the firewall's own traffic.
 func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) {
-	return nil, nil
+	fc := ctsync.FilterConfig{AcceptAddrs: c.AcceptAddresses, IgnoreAddrs: c.IgnoreAddresses}
+	for _, name := range c.Protocols {
+		p, err := ctsync.ParseProto(name)
+		if err != nil {
+			return nil, fmt.Errorf("sync filter: %w", err)
+		}
+		fc.AcceptProtos = append(fc.AcceptProtos, p)
+	}
+	for _, name := range c.TCPStates {
+		st, err := ctsync.ParseTCPState(name)
+		if err != nil {
+			return nil, fmt.Errorf("sync filter: %w", err)
+		}
+		fc.AcceptTCPStates = append(fc.AcceptTCPStates, st)
+	}
+	if c.IgnoreOwn {
+		local, err := localAddresses()
+		if err != nil {
+			return nil, fmt.Errorf("sync filter: list the node's addresses: %w", err)
+		}
+		var vips []netip.Addr
+		for _, p := range own.VIPs {
+			vips = append(vips, p.Addr())
+		}
+		fc.IgnoreAddrs = append(fc.IgnoreAddrs, ctsync.DefaultIgnore(local, vips, netip.Prefix{})...)
+		fc.IgnoreAddrs = append(fc.IgnoreAddrs, own.SyncLink...)
+	}
+	f, err := ctsync.NewFilter(fc)
+	if err != nil {
+		return nil, fmt.Errorf("sync filter: %w", err)
+	}
+	return f, nil
+}
+
+// localAddresses lists the addresses configured on this namespace's
+// interfaces when the daemon starts (VIPs it may hold are added by the
+// caller from the configuration).
+func localAddresses() ([]netip.Addr, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
 }

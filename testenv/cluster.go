@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -109,8 +110,9 @@ func StartCluster(l *Lab, opts ClusterOptions) (*Cluster, error) {
 		return nil, err
 	}
 	if v := c.Sessions.WaitKept(time.Now(), 10*time.Second); v.Kept != v.Total {
+		diag := c.Diagnose()
 		c.Close()
-		return nil, fmt.Errorf("sessions not flowing before any failover: %v", v)
+		return nil, fmt.Errorf("sessions not flowing before any failover: %v\n%s", v, diag)
 	}
 	return c, nil
 }
@@ -277,6 +279,33 @@ func (c *Cluster) Run(fault Fault, n int) (ScenarioResult, error) {
 		res.Holder = e0[0]
 	}
 	return res, nil
+}
+
+// Diagnose describes both nodes for a failure message: sync counters
+// that matter, and how many of the sessions' flows each kernel holds.
+func (c *Cluster) Diagnose() string {
+	var b strings.Builder
+	for i, d := range c.Nodes {
+		fmt.Fprintf(&b, "fw%d: ", i+1)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := d.Client().Stats(ctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(&b, "stats: %v; ", err)
+		} else {
+			for _, k := range []string{"injected", "inject_failed", "applied", "events_new", "events_update", "events_destroy", "events_own", "events_filtered", "netlink_overruns", "lost", "retransmits"} {
+				fmt.Fprintf(&b, "%s=%d ", k, st.Sync[k])
+			}
+			for k, v := range st.Sync {
+				if strings.HasPrefix(k, "malformed_") || strings.HasPrefix(k, "inject_failed_") {
+					fmt.Fprintf(&b, "%s=%d ", k, v)
+				}
+			}
+		}
+		out, err := c.Lab.FW(i+1).Run(context.Background(), "conntrack", "-L", "-p", "tcp", "--dport", fmt.Sprint(EchoPort))
+		fmt.Fprintf(&b, "kernel sessions=%d (%v)\n", strings.Count(out, "\n"), err)
+	}
+	return b.String()
 }
 
 func winnerIndex(c *Cluster, d *Daemon) int {

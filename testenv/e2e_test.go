@@ -73,7 +73,7 @@ func TestPrivilegedFailover(t *testing.T) {
 					continue
 				}
 				if res.Verdict.Kept != res.Verdict.Total || res.Verdict.Reset != 0 {
-					t.Errorf("%s: %v", res.Name, res.Verdict)
+					t.Errorf("%s: %v\n%s", res.Name, res.Verdict, c.Diagnose())
 				}
 				if tc.commit && (res.DirectInject || res.CommitEntries < 200) {
 					t.Errorf("%s: external-cache mode committed %d entries (direct inject %v)", res.Name, res.CommitEntries, res.DirectInject)
