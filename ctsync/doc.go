@@ -67,4 +67,19 @@
 // the kernel in one batched Kernel.Commit with the remaining timeouts.
 // Kernel events flagged Own (the daemon's own writes) update the internal
 // cache but are not sent to the peer.
+//
+// # Limitations
+//
+//   - Expectations (NTA_EXP_*) and NTA_SYNPROXY are received and ignored;
+//     window scales are sent only when known (conntrackd sends them only
+//     with TCPWindowTracking). conntrackd always sends NTA_SYNPROXY for
+//     entries created through ctnetlink; the golden test strips it.
+//   - As in conntrackd, FTFW assumes one peer (one receive sequence), so
+//     multicast with more than two nodes mixes the loss accounting.
+//   - A duplicate of an old HELLO message delayed past the end of the
+//     handshake is taken for a peer restart (as in conntrackd); the only
+//     cost here is a retransmission of the un-ACKed messages.
+//   - States dropped from a full resend queue are remembered by key (at
+//     least 65536 keys) so a NACK can still be answered; beyond that the
+//     whole internal cache is sent, which cannot carry deletions.
 package ctsync

@@ -251,6 +251,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("initial kernel dump failed; retrying as overrun resync", "err", err)
 			e.scheduleResync(time.Now())
+		} else {
+			// The event subscription may have started after the dump:
+			// compare once more shortly (only differences are sent).
+			e.scheduleResync(time.Now().Add(e.cfg.OverrunResyncDelay))
 		}
 		if !e.cfg.NoStartupResync {
 			e.RequestResync()
