@@ -1,8 +1,6 @@
 package appliance
 
 import (
-	"sync"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,7 +29,6 @@ type metrics struct {
 	groupState, instanceState, sent, received, discarded *prometheus.Desc
 	syncCounter, cacheEntries, peerAlive                 *prometheus.Desc
 
-	mu          sync.Mutex
 	transitions *prometheus.CounterVec
 	commit      prometheus.Histogram
 }
