@@ -103,6 +103,35 @@ func BenchmarkCommitExistingSNAT(b *testing.B) {
 	ktBenchCommit(b, ktBenchFlows(ktBenchN, nlProtoTCP, true), true)
 }
 
+// BenchmarkCommitListening commits while Events runs, as in the daemon:
+// every write also builds and queues one event per entry.
+func BenchmarkCommitListening(b *testing.B) {
+	testenv.RequirePrivileged(b)
+	k, _ := ktKernel(b, KernelOptions{})
+	c := ktListen(b, k)
+	c.ready(b, k)
+	flows := ktBenchFlows(ktBenchN, nlProtoTCP, false)
+	ctx := ktCtx(b, 10*time.Minute)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if err := k.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		c.mu.Lock()
+		c.evs = nil
+		c.mu.Unlock()
+		b.StartTimer()
+		res, err := k.Commit(ctx, flows)
+		if err != nil || res.Created != len(flows) {
+			b.Fatalf("Commit = %+v, %v", res, err)
+		}
+		total += res.Duration
+	}
+	b.ReportMetric(float64(len(flows)*b.N)/total.Seconds(), "entries/s")
+}
+
 // BenchmarkEvents measures event intake: the time from the start of a
 // 100,000-entry commit until the listener has delivered every NEW event.
 func BenchmarkEvents(b *testing.B) {
