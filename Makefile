@@ -12,6 +12,9 @@ TEST_TIMEOUT ?= 14m
 DEB_PACKAGES := nftables conntrack iproute2 iputils-ping keepalived conntrackd tcpdump
 
 .DEFAULT_GOAL := help
+
+# Targets contributed by the QEMU lab and the benchmark live in mk/.
+-include $(wildcard mk/*.mk)
 .PHONY: help deps build test test-unit lab lint check install fuzz clean
 
 help: ## list the targets
