@@ -575,3 +575,35 @@ func TestPrivilegedCommitExtras(t *testing.T) {
 		t.Errorf("sctp: dumped state %d vtags %#x %#x", g.ProtoState, g.SCTPVTagOrig, g.SCTPVTagReply)
 	}
 }
+
+// TestPrivilegedEventsLifecycle: one listener at a time; Close ends it.
+func TestPrivilegedEventsLifecycle(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, _ := ktKernel(t, KernelOptions{})
+	done := make(chan error, 1)
+	go func() { done <- k.Events(context.Background(), func([]Event) {}) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !k.listening.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("Events did not start")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := k.Events(context.Background(), func([]Event) {}); err == nil {
+		t.Error("a second concurrent Events was accepted")
+	}
+	if err := k.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Events after Close = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Events did not return after Close")
+	}
+	if _, err := k.Commit(ktCtx(t, time.Second), []Flow{ktUDP("10.0.0.1", "10.0.0.2", 1, 2)}); err == nil {
+		t.Error("Commit after Close succeeded")
+	}
+}

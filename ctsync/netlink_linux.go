@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -23,6 +24,7 @@ type nlSocket struct {
 	f      *os.File
 	rc     syscall.RawConn
 	portID uint32
+	closed atomic.Bool
 }
 
 // nlInNetNS runs fn with the calling goroutine's thread inside the network
@@ -102,7 +104,19 @@ func nlSetBuf(fd, force, plain, size int) error {
 	return err
 }
 
-func (s *nlSocket) close() error { return s.f.Close() }
+func (s *nlSocket) close() error {
+	s.closed.Store(true)
+	return s.f.Close()
+}
+
+// ioErr maps the error of a raw read or write: RawConn reports a closed
+// file with an internal error value, which is turned into os.ErrClosed.
+func (s *nlSocket) ioErr(err error) error {
+	if err != nil && s.closed.Load() {
+		return os.ErrClosed
+	}
+	return err
+}
 
 // setRcvBuf changes the receive buffer of an open socket.
 func (s *nlSocket) setRcvBuf(size int) error {
@@ -150,7 +164,7 @@ func (s *nlSocket) send(b []byte) error {
 		return err != unix.EAGAIN
 	})
 	if werr != nil {
-		return werr
+		return s.ioErr(werr)
 	}
 	return err
 }
@@ -180,7 +194,7 @@ func (s *nlSocket) recv(b []byte) (int, error) {
 		return err != unix.EAGAIN
 	})
 	if rerr != nil {
-		return 0, rerr
+		return 0, s.ioErr(rerr)
 	}
 	return n, err
 }
@@ -245,7 +259,7 @@ func (s *nlSocket) recvmmsg(m *nlMmsg) (int, error) {
 		return true
 	})
 	if rerr != nil {
-		return 0, rerr
+		return 0, s.ioErr(rerr)
 	}
 	return n, err
 }
