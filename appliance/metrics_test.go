@@ -1,12 +1,10 @@
 package appliance
 
 import (
-	"log/slog"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/fwpair/fwpair/vrrp"
 	"github.com/fwpair/fwpair/vrrp/vrrptest"
 )
 
@@ -15,17 +13,9 @@ func TestMetricsGather(t *testing.T) {
 	node := n.Node("fw1")
 	fs := newFakeSync(0)
 	reg := prometheus.NewPedanticRegistry()
-	d, err := New(simConfig(t, "fw1", 150), Options{
-		noControl: true,
-		Registry:  reg,
-		Logger:    slog.New(slog.DiscardHandler),
-		newSync:   func(*SyncConfig, ownAddrs, *slog.Logger) (syncEngine, error) { return fs, nil },
-		newVRRP: func(c vrrp.Config, o vrrp.Options) (vrrpGroup, error) {
-			fake := node.Options()
-			o.Dialer, o.Addresser, o.Announcer, o.Links = fake.Dialer, fake.Addresser, fake.Announcer, fake.Links
-			return vrrp.New(c, o)
-		},
-	})
+	opts := simOptions(node, fs)
+	opts.Registry = reg
+	d, err := New(simConfig(t, "fw1", 150), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

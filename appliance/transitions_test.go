@@ -106,6 +106,21 @@ func simConfig(t *testing.T, node string, prio int) *Config {
 	return cfg
 }
 
+// simOptions wires a daemon to an in-memory VRRP node and a fake sync
+// engine, without a control socket.
+func simOptions(node *vrrptest.Node, fs *fakeSync) Options {
+	return Options{
+		noControl: true,
+		Logger:    slog.New(slog.DiscardHandler),
+		newSync:   func(*SyncConfig, ownAddrs, *slog.Logger) (syncEngine, error) { return fs, nil },
+		newVRRP: func(c vrrp.Config, o vrrp.Options) (vrrpGroup, error) {
+			fake := node.Options()
+			o.Dialer, o.Addresser, o.Announcer, o.Links = fake.Dialer, fake.Addresser, fake.Announcer, fake.Links
+			return vrrp.New(c, o)
+		},
+	}
+}
+
 // simNode is one daemon on the in-memory VRRP network with a fake sync.
 type simNode struct {
 	d      *Daemon
@@ -128,16 +143,7 @@ func runSim(t *testing.T, node *vrrptest.Node, name string, prio int, commitTook
 	t.Helper()
 	fs := newFakeSync(commitTook)
 	fs.direct = direct
-	d, err := New(simConfig(t, name, prio), Options{
-		noControl: true,
-		Logger:    slog.New(slog.DiscardHandler),
-		newSync:   func(*SyncConfig, ownAddrs, *slog.Logger) (syncEngine, error) { return fs, nil },
-		newVRRP: func(c vrrp.Config, o vrrp.Options) (vrrpGroup, error) {
-			fake := node.Options()
-			o.Dialer, o.Addresser, o.Announcer, o.Links = fake.Dialer, fake.Addresser, fake.Announcer, fake.Links
-			return vrrp.New(c, o)
-		},
-	})
+	d, err := New(simConfig(t, name, prio), simOptions(node, fs))
 	if err != nil {
 		t.Fatal(err)
 	}

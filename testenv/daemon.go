@@ -163,8 +163,9 @@ func (d *Daemon) Status(ctx context.Context) (api.Status, error) {
 	return d.client.Status(ctx)
 }
 
-// WaitGroupState polls until the group state is want or the timeout ends.
-func (d *Daemon) WaitGroupState(want string, timeout time.Duration) (api.Status, error) {
+// waitStatus polls the daemon's status until ok accepts it or the timeout
+// ends; it returns the last status and error seen.
+func (d *Daemon) waitStatus(timeout time.Duration, ok func(api.Status) bool) (api.Status, bool, error) {
 	end := time.Now().Add(timeout)
 	var last api.Status
 	var lastErr error
@@ -172,36 +173,41 @@ func (d *Daemon) WaitGroupState(want string, timeout time.Duration) (api.Status,
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		st, err := d.client.Status(ctx)
 		cancel()
-		if err == nil && st.VRRP != nil && st.VRRP.GroupState == want {
-			return st, nil
+		if err == nil && ok(st) {
+			return st, true, nil
 		}
 		last, lastErr = st, err
 		time.Sleep(20 * time.Millisecond)
 	}
-	state := "?"
-	if last.VRRP != nil {
-		state = last.VRRP.GroupState
+	return last, false, lastErr
+}
+
+// WaitGroupState polls until the group state is want or the timeout ends.
+func (d *Daemon) WaitGroupState(want string, timeout time.Duration) (api.Status, error) {
+	st, ok, err := d.waitStatus(timeout, func(st api.Status) bool {
+		return st.VRRP != nil && st.VRRP.GroupState == want
+	})
+	if ok {
+		return st, nil
 	}
-	return last, fmt.Errorf("%s: group state %s after %s, want %s (last error: %v)", d.Name, state, timeout, want, lastErr)
+	state := "?"
+	if st.VRRP != nil {
+		state = st.VRRP.GroupState
+	}
+	return st, fmt.Errorf("%s: group state %s after %s, want %s (last error: %v)", d.Name, state, timeout, want, err)
 }
 
 // WaitTransition polls until the daemon reports a completed transition to
 // state (VIPs handled) that happened after since.
 func (d *Daemon) WaitTransition(state string, since time.Time, timeout time.Duration) (api.Status, error) {
-	end := time.Now().Add(timeout)
-	var last api.Status
-	var lastErr error
-	for time.Now().Before(end) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		st, err := d.client.Status(ctx)
-		cancel()
-		if t := st.LastTransition; err == nil && t != nil && t.To == state && t.At.After(since) && (state != "MASTER" || t.VIPsSeconds > 0) {
-			return st, nil
-		}
-		last, lastErr = st, err
-		time.Sleep(20 * time.Millisecond)
+	st, ok, err := d.waitStatus(timeout, func(st api.Status) bool {
+		t := st.LastTransition
+		return t != nil && t.To == state && t.At.After(since) && (state != "MASTER" || t.VIPsSeconds > 0)
+	})
+	if ok {
+		return st, nil
 	}
-	return last, fmt.Errorf("%s: no completed transition to %s within %s (last: %+v, error: %v)", d.Name, state, timeout, last.LastTransition, lastErr)
+	return st, fmt.Errorf("%s: no completed transition to %s within %s (last: %+v, error: %v)", d.Name, state, timeout, st.LastTransition, err)
 }
 
 // LogTail returns the end of the daemon's log, for failure messages.
