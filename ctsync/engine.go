@@ -123,6 +123,7 @@ type Engine struct {
 	ready    chan struct{}
 	running  atomic.Bool
 	commitMu sync.Mutex
+	resyncMu sync.Mutex // one Resync at a time
 
 	mu        sync.Mutex // guards everything below
 	internal  *Cache
@@ -135,6 +136,9 @@ type Engine struct {
 	purgeAt   time.Time // pending purge (zero: none)
 	injectQ   []injectItem
 	lastComm  CommitResult
+	// touched records the keys of kernel events received while a Resync
+	// dump runs: their event state is newer than the dump's.
+	touched map[ckey]struct{}
 }
 
 type injectItem struct {
@@ -291,6 +295,9 @@ func (e *Engine) onEvents(evs []Event) {
 			e.st.evOwn++
 		}
 		f := &ev.Flow
+		if e.touched != nil {
+			e.touched[compactKey(&f.Key)] = struct{}{}
+		}
 		if ev.Type == EventDestroy {
 			if e.internal.Delete(f.Key) && !ev.Own {
 				e.sess.Enqueue(f.Key, MsgCTDel)
@@ -606,11 +613,20 @@ type ResyncResult struct {
 // Resync dumps the kernel table into the internal cache (conntrackd -R)
 // and queues every difference for the peer: new and changed entries as
 // updates, entries gone from the kernel as deletions.
+//
+// Events that arrive while the dump runs are newer than it: their keys
+// keep the state the events gave them.
 func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) {
+	e.resyncMu.Lock()
+	defer e.resyncMu.Unlock()
 	start := time.Now()
+	e.mu.Lock()
+	e.touched = make(map[ckey]struct{})
+	e.mu.Unlock()
 	flows, err := e.kernel.Dump(ctx)
 	if err != nil {
 		e.mu.Lock()
+		e.touched = nil
 		e.st.resyncErrors++
 		e.mu.Unlock()
 		return ResyncResult{}, fmt.Errorf("ctsync: resync: %w", err)
@@ -619,12 +635,21 @@ func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) {
 	var res ResyncResult
 	seen := make(map[ckey]struct{}, len(flows))
 	e.mu.Lock()
+	touched := e.touched
+	e.touched = nil
+	for k := range touched {
+		seen[k] = struct{}{}
+	}
 	for i := range flows {
 		f := &flows[i]
 		if e.filter != nil && !e.filter.Accept(f) {
 			continue
 		}
-		seen[compactKey(&f.Key)] = struct{}{}
+		ck := compactKey(&f.Key)
+		if _, ok := touched[ck]; ok {
+			continue
+		}
+		seen[ck] = struct{}{}
 		old, ok := e.internal.Get(f.Key)
 		e.internal.Put(f, now)
 		switch {

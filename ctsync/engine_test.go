@@ -21,6 +21,8 @@ type fakeKernel struct {
 	notify  chan struct{}
 	commits int
 	silent  bool // Create/Remove without events (to simulate an overrun)
+	// dumpHook runs after Dump took its snapshot, before it returns.
+	dumpHook func()
 }
 
 func newFakeKernel() *fakeKernel {
@@ -80,10 +82,14 @@ func (k *fakeKernel) Snapshot() map[Key]Flow {
 
 func (k *fakeKernel) Dump(ctx context.Context) ([]Flow, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	out := make([]Flow, 0, len(k.table))
 	for _, f := range k.table {
 		out = append(out, f)
+	}
+	hook := k.dumpHook
+	k.mu.Unlock()
+	if hook != nil {
+		hook()
 	}
 	return out, nil
 }
@@ -662,4 +668,45 @@ func TestEngineStopsCleanly(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEngineResyncDuringEvents: events that arrive while a resync dump
+// runs win over the (older) dump.
+func TestEngineResyncDuringEvents(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	a := startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{}, kb, lb, nil)
+	for i := range 100 {
+		ka.Create(flowN(i))
+	}
+	waitFor(t, 5*time.Second, "initial", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	ka.mu.Lock()
+	ka.dumpHook = func() {
+		ka.Create(flowN(500))
+		ka.Remove(flowN(7).Key)
+		waitFor(t, 5*time.Second, "events during the dump", func() error {
+			if n := a.e.Status().InternalEntries; n != 100 || len(a.e.Entries(CacheInternal)) != 100 {
+				return fmt.Errorf("%d", n)
+			}
+			for _, f := range a.e.Entries(CacheInternal) {
+				if f.Key == flowN(7).Key {
+					return fmt.Errorf("destroy not processed yet")
+				}
+			}
+			return nil
+		})
+	}
+	ka.mu.Unlock()
+	res, err := a.e.Resync(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Removed != 0 || res.Added != 0 {
+		t.Errorf("resync undid newer events: %+v", res)
+	}
+	waitFor(t, 5*time.Second, "after resync", func() error { return sameAs(b.e.Entries(CacheExternal), ka.Snapshot()) })
+	if err := sameAs(a.e.Entries(CacheInternal), ka.Snapshot()); err != nil {
+		t.Error(err)
+	}
 }
