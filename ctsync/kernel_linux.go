@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,9 @@ type LinuxKernel struct {
 	d    *nlSocket
 	dbuf []byte
 	dseq uint32
+	// dumpHint sizes the next dump's slice from the last one, so a large
+	// table is not copied over and over while the slice grows.
+	dumpHint int
 
 	ev        *nlSocket
 	listening atomic.Bool
@@ -452,7 +456,7 @@ func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
 	}
 	done := k.d.withDeadline(ctx, 0)
 	defer done()
-	var flows []Flow
+	flows := make([]Flow, 0, k.dumpHint)
 	for {
 		n, err := k.d.recv(k.dbuf)
 		if err != nil {
@@ -474,6 +478,7 @@ func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
 			}
 			switch h.Type {
 			case nlmsgDone:
+				k.dumpHint = len(flows) + len(flows)/8
 				return flows, nil
 			case nlmsgError:
 				if len(payload) >= nlmsgErrLen {
@@ -483,7 +488,7 @@ func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
 				}
 				continue
 			}
-			flows = append(flows, Flow{})
+			flows = slices.Grow(flows, 1)[:len(flows)+1]
 			if err := nlDecodeFlow(payload, &flows[len(flows)-1]); err != nil {
 				flows = flows[:len(flows)-1]
 				k.decodeErrs.Add(1)
