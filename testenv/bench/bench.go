@@ -43,9 +43,9 @@ type Scale struct {
 var (
 	Full = Scale{
 		Name: "full", Flows: 100_000, Sessions: 1000,
-		Reps: 3, ReplReps: 3, KernelReps: 3,
+		Reps: 2, ReplReps: 3, KernelReps: 3,
 		Modes: []Mode{Strict, Typical}, Faults: []Fault{Crash, Term, Link},
-		KeptWait: 8 * time.Second, SyncWait: 40 * time.Second, ReplWait: 40 * time.Second, ReplStall: 5 * time.Second,
+		KeptWait: 8 * time.Second, SyncWait: 30 * time.Second, ReplWait: 40 * time.Second, ReplStall: 5 * time.Second,
 	}
 	Small = Scale{
 		Name: "small", Flows: 10_000, Sessions: 100,
@@ -140,10 +140,6 @@ func Run(opts Options) (*Results, error) {
 	}
 	sc := opts.Scale
 
-	if os.Getenv("BENCH_ONLY") == "crash" {
-		logRun(e.failover(FWPair, Strict, Crash, 1))
-		return res, nil
-	}
 	for i := range sc.KernelReps {
 		for _, l := range []bool{false, true} {
 			k := e.kernelLimit(l)
@@ -211,14 +207,36 @@ func host() Host {
 // Janitor is a stack of cleanups, run in reverse on success, failure or
 // interrupt.
 type Janitor struct {
-	mu    sync.Mutex
-	funcs []func()
+	mu     sync.Mutex
+	funcs  []func()
+	closed bool
 }
 
+// push adds a cleanup; after Close it runs at once instead.
 func (j *Janitor) push(f func()) {
 	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		f()
+		return
+	}
 	j.funcs = append(j.funcs, f)
 	j.mu.Unlock()
+}
+
+// Close runs every pending cleanup and makes later ones run at once;
+// the benchmark starts no new run after it.
+func (j *Janitor) Close() {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	j.Cleanup()
+}
+
+func (j *Janitor) isClosed() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.closed
 }
 
 func (j *Janitor) mark() int {

@@ -18,9 +18,10 @@ const (
 )
 
 // syntheticFlows makes n distinct ESTABLISHED TCP connections that look
-// like the lab's traffic: clients 192.168.0.20-219 to servers
-// 192.168.1.20-69 on port 443, none of them the addresses of the real
-// sessions. With snat each is masqueraded behind the eth1 VIP, as the
+// like the lab's traffic: clients 192.168.0.101-250 to servers
+// 192.168.1.20-69 on port 443, none of them an address of the lab (the
+// real sessions', the firewalls' or the VIPs', which both stacks' filters
+// ignore). With snat each is masqueraded behind the eth1 VIP, as the
 // typical ruleset does, with a unique translated port.
 func syntheticFlows(n int, snat bool) []ctsync.Flow {
 	flows := make([]ctsync.Flow, n)
@@ -28,9 +29,9 @@ func syntheticFlows(n int, snat bool) []ctsync.Flow {
 	for i := range flows {
 		f := ctsync.Flow{
 			Key: ctsync.Key{Tuple: ctsync.Tuple{
-				Src:     netip.AddrFrom4([4]byte{192, 168, 0, byte(20 + i%200)}),
+				Src:     netip.AddrFrom4([4]byte{192, 168, 0, byte(101 + i%150)}),
 				Dst:     netip.AddrFrom4([4]byte{192, 168, 1, byte(20 + i%50)}),
-				SrcPort: uint16(10000 + i/200),
+				SrcPort: uint16(10000 + i/150),
 				DstPort: 443,
 				Proto:   protoTCP,
 			}},

@@ -3,14 +3,16 @@ package bench
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fwpair/fwpair/testenv"
-	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 )
 
 // ctCount reads a namespace's nf_conntrack_count: the file is opened
@@ -49,10 +51,13 @@ func (c *ctCount) close() { c.f.Close() }
 
 // advertLog records when VRRP adverts from given sources reach a
 // namespace, so a takeover can be timed from the failed node's last
-// advert, independent of where in its advert interval the fault hit.
+// advert, independent of where in its advert interval the fault hit. It
+// reads the wire with AF_PACKET sockets on eth0 and eth1, which see every
+// frame whatever the IP stack does with it.
 type advertLog struct {
-	conn net.PacketConn
-	done chan struct{}
+	fds  []int
+	stop atomic.Bool
+	wg   sync.WaitGroup
 	mu   sync.Mutex
 	seen []advert
 }
@@ -63,54 +68,60 @@ type advert struct {
 	prio uint8
 }
 
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
 func startAdvertLog(ns *testenv.NS) (*advertLog, error) {
-	l := &advertLog{done: make(chan struct{})}
+	l := &advertLog{}
 	err := ns.Do(func() error {
-		var err error
-		if l.conn, err = net.ListenPacket("ip4:112", "0.0.0.0"); err != nil {
-			return err
-		}
-		// A host only delivers 224.0.0.18 locally on interfaces where
-		// some socket joined it; the daemons may listen another way.
-		p := ipv4.NewPacketConn(l.conn)
 		for _, ifname := range []string{"eth0", "eth1"} {
 			ifi, err := net.InterfaceByName(ifname)
-			if err == nil {
-				err = p.JoinGroup(ifi, &net.IPAddr{IP: net.IPv4(224, 0, 0, 18)})
-			}
 			if err != nil {
-				l.conn.Close()
-				return fmt.Errorf("join VRRP group on %s: %w", ifname, err)
+				return err
+			}
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+			if err != nil {
+				return err
+			}
+			l.fds = append(l.fds, fd)
+			if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifi.Index}); err != nil {
+				return err
+			}
+			tv := unix.NsecToTimeval((100 * time.Millisecond).Nanoseconds())
+			if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
+		l.close()
 		return nil, fmt.Errorf("VRRP listener in %s: %w", ns.Name, err)
 	}
-	go func() {
-		defer close(l.done)
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := l.conn.ReadFrom(buf)
-			if err != nil {
-				if os.Getenv("BENCH_DEBUG") != "" {
-					fmt.Fprintln(os.Stderr, "advert log:", err)
-				}
-				return
-			}
-			a := advert{at: time.Now(), from: from.String()}
-			if n >= 3 {
-				a.prio = buf[2] // VRRP header: version/type, VRID, priority
-			}
-			l.mu.Lock()
-			l.seen = append(l.seen, a)
-			l.mu.Unlock()
-		}
-	}()
+	for _, fd := range l.fds {
+		l.wg.Add(1)
+		go l.read(fd)
+	}
 	return l, nil
 }
 
+func (l *advertLog) read(fd int) {
+	defer l.wg.Done()
+	buf := make([]byte, 256)
+	for !l.stop.Load() {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil || n < 20+3 {
+			continue // timeout (EAGAIN) or a short frame
+		}
+		ihl := int(buf[0]&0x0f) * 4
+		if buf[0]>>4 != 4 || buf[9] != 112 || n < ihl+3 {
+			continue
+		}
+		a := advert{at: time.Now(), from: netip.AddrFrom4([4]byte(buf[12:16])).String(), prio: buf[ihl+2]}
+		l.mu.Lock()
+		l.seen = append(l.seen, a)
+		l.mu.Unlock()
+	}
+}
 // last is the time of the last advert from one of the sources before t.
 func (l *advertLog) last(before time.Time, from ...string) (time.Time, bool) {
 	l.mu.Lock()
@@ -129,4 +140,10 @@ func (l *advertLog) last(before time.Time, from ...string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-func (l *advertLog) close() { l.conn.Close(); <-l.done }
+func (l *advertLog) close() {
+	l.stop.Store(true)
+	l.wg.Wait()
+	for _, fd := range l.fds {
+		unix.Close(fd)
+	}
+}

@@ -184,15 +184,15 @@ General {
 	}
 	NetlinkBufferSize 67108864
 	NetlinkBufferSizeMaxGrowth 268435456
+	# fwpaird's default filter (ignore_own): loopback, the node's own
+	# addresses, the VIPs and the sync link.
 	Filter From Userspace {
 		Address Ignore {
 			IPv4_address 127.0.0.1
-			IPv4_address %s
-			IPv4_address %s
-		}
+%s		}
 	}
 }
-`, n, n, local, peer, nd.ctdLog, filepath.Join(d, "conntrackd.lock"), nd.socket, local, peer)
+`, n, n, local, peer, nd.ctdLog, filepath.Join(d, "conntrackd.lock"), nd.socket, ignoreList(n))
 	prio := 150
 	if n == 2 {
 		prio = 100
@@ -262,6 +262,20 @@ exit $rc
 	return nd, nil
 }
 
+// ignoreList is the Address Ignore block of node n: what fwpaird's
+// ignore_own leaves out.
+func ignoreList(n int) string {
+	var b strings.Builder
+	addrs := []string{testenv.VIP0.Addr().String(), testenv.VIP1.Addr().String(), testenv.FWAddrs[2-n][2].Addr().String()}
+	for _, p := range testenv.FWAddrs[n-1] {
+		addrs = append(addrs, p.Addr().String())
+	}
+	for _, a := range addrs {
+		fmt.Fprintf(&b, "\t\t\tIPv4_address %s\n", a)
+	}
+	return b.String()
+}
+
 // notifyScript is conntrackd's primary-backup.sh as installed, with its
 // three settings pointed at this node's conntrackd (through the timing
 // wrapper), lock file and config. Without the installed copy it falls
@@ -274,8 +288,13 @@ func notifyScript(bin, lock, conf string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return adaptScript(string(b), bin, lock, conf)
+}
+
+// adaptScript rewrites the three settings of primary-backup.sh.
+func adaptScript(script, bin, lock, conf string) (string, error) {
 	settings := map[string]string{"CONNTRACKD_BIN": bin, "CONNTRACKD_LOCK": lock, "CONNTRACKD_CONFIG": conf}
-	lines := strings.Split(string(b), "\n")
+	lines := strings.Split(script, "\n")
 	for i, line := range lines {
 		for k, v := range settings {
 			if strings.HasPrefix(line, k+"=") {

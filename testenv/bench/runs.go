@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync"
@@ -211,21 +210,29 @@ func commitFlows(ns *testenv.NS, flows []ctsync.Flow) (time.Duration, error) {
 
 // running is a lab with a stack started and elected.
 type running struct {
-	lab   *testenv.Lab
-	stack stack
-	watch *vipWatch
+	lab     *testenv.Lab
+	stack   stack
+	watch   *vipWatch
+	adverts *advertLog
 }
 
 // startStack builds a lab, optionally preloads flows into fw1's kernel,
 // starts the stack and waits until fw1 is MASTER holding both VIPs with
 // its follow-up work done and fw2 is BACKUP.
 func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*running, error) {
+	if e.jan.isClosed() {
+		return nil, errors.New("interrupted")
+	}
 	lab, err := testenv.BuildLab(labOptions(mode))
 	if err != nil {
 		return nil, err
 	}
 	r := &running{lab: lab}
 	e.jan.push(func() { lab.Close() })
+	if r.adverts, err = startAdvertLog(lab.FW2); err != nil {
+		return r, err
+	}
+	e.jan.push(r.adverts.close)
 	if len(preload) > 0 {
 		if _, err := commitFlows(lab.FW1, preload); err != nil {
 			return r, fmt.Errorf("preload: %w", err)
@@ -303,11 +310,7 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 			return err
 		}
 		lab := r.lab
-		adverts, err := startAdvertLog(lab.FW2)
-		if err != nil {
-			return err
-		}
-		e.jan.push(adverts.close)
+		adverts := r.adverts
 		echo, err := testenv.StartEchoServer(lab.Server, netip.AddrPortFrom(testenv.ServerAddr.Addr(), testenv.EchoPort))
 		if err != nil {
 			return err
@@ -335,7 +338,7 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 			return fmt.Errorf("sessions not flowing through fw1 before the fault: %v", v)
 		}
 		want := e.scale.Flows + e.scale.Sessions
-		run.SyncedFlows, _, _ = waitSynced(r.stack, 2, want, e.scale.SyncWait, 5*time.Second)
+		run.SyncedFlows, _, _ = waitSynced(r.stack, 2, want, e.scale.SyncWait, 3*time.Second)
 
 		ss.ResetStalls()
 		at := time.Now()
@@ -360,13 +363,7 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 		if last, ok := adverts.last(takeover, testenv.FWAddrs[0][0].Addr().String(), testenv.FWAddrs[0][1].Addr().String()); ok {
 			run.AfterAdvertMS = ms(takeover.Sub(last))
 		}
-		if os.Getenv("BENCH_DEBUG") != "" {
-			adverts.mu.Lock()
-			for _, a := range adverts.seen {
-				fmt.Fprintf(os.Stderr, "advert %s prio %d at %+.0f ms\n", a.from, a.prio, ms(a.at.Sub(at)))
-			}
-			adverts.mu.Unlock()
-		}
+
 		v := ss.WaitKept(takeover, e.scale.KeptWait)
 		run.Kept, run.Reset, run.Stalled, run.MaxStallMS = v.Kept, v.Reset, v.Stalled, ms(v.MaxStall)
 		pr.waitReply(time.Now(), 3*time.Second)
@@ -468,6 +465,9 @@ func (e *env) replication(name string, rep int) (run ReplicationRun) {
 func (e *env) kernelLimit(listener bool) (run KernelRun) {
 	run = KernelRun{Listener: listener, Flows: e.scale.Flows}
 	err := func() error {
+		if e.jan.isClosed() {
+			return errors.New("interrupted")
+		}
 		// A lab firewall, so the namespace has conntrack and NAT hooks
 		// exactly like the nodes.
 		lab, err := testenv.BuildLab(labOptions(Strict))

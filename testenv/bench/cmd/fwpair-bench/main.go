@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/fwpair/fwpair/testenv"
 	"github.com/fwpair/fwpair/testenv/bench"
@@ -70,6 +71,13 @@ func run() error {
 	case out = <-done:
 	case <-ctx.Done():
 		fmt.Fprintln(os.Stderr, "fwpair-bench: interrupted, cleaning up")
+		jan.Close()
+		// The run in progress fails fast once its resources are gone and
+		// no new one starts; wait for it, bounded.
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+		}
 		jan.Cleanup()
 		testenv.RemoveStale(bench.Prefix)
 		return fmt.Errorf("interrupted (logs kept in %s)", dir)
