@@ -61,9 +61,11 @@
 //
 // # Resync semantics
 //
-// Resync dumps the kernel into the internal cache and queues every
-// difference to the peer (new, changed, and gone entries), so it is also
-// the recovery after a netlink overrun. Commit writes the external cache to
+// Resync dumps the kernel into the internal cache and sends nothing
+// (conntrackd -R; BulkSend follows it on a new master). After a netlink
+// overrun the engine runs the same dump and also queues every difference
+// to the peer (new, changed and gone entries), since events were lost.
+// Commit writes the external cache to
 // the kernel in one batched Kernel.Commit with the remaining timeouts.
 // Kernel events flagged Own (the daemon's own writes) update the internal
 // cache but are not sent to the peer.

@@ -251,14 +251,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.injectLoop(ctx) })
 	g.Go(func() error {
 		<-evStarted
-		res, err := e.Resync(ctx)
+		res, err := e.resync(ctx, false)
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("initial kernel dump failed; retrying as overrun resync", "err", err)
 			e.scheduleResync(time.Now())
-		} else {
-			// The event subscription may have started after the dump:
-			// compare once more shortly (only differences are sent).
-			e.scheduleResync(time.Now().Add(e.cfg.OverrunResyncDelay))
 		}
 		if !e.cfg.NoStartupResync {
 			e.RequestResync()
@@ -587,7 +583,7 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 		}
 		e.mu.Unlock()
 		if resync {
-			if _, err := e.Resync(ctx); err != nil && ctx.Err() == nil {
+			if _, err := e.resync(ctx, true); err != nil && ctx.Err() == nil {
 				e.log.Warn("overrun resync failed, retrying", "err", err)
 				e.scheduleResync(now.Add(e.cfg.OverrunResyncDelay))
 			}
@@ -610,13 +606,16 @@ type ResyncResult struct {
 	Duration                         time.Duration
 }
 
-// Resync dumps the kernel table into the internal cache (conntrackd -R)
-// and queues every difference for the peer: new and changed entries as
-// updates, entries gone from the kernel as deletions.
-//
-// Events that arrive while the dump runs are newer than it: their keys
-// keep the state the events gave them.
-func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) {
+// Resync dumps the kernel table into the internal cache (conntrackd -R):
+// entries are added or updated, entries gone from the kernel are removed,
+// and nothing is sent (BulkSend does that). Events that arrive while the
+// dump runs are newer than it: their keys keep the state the events gave.
+func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) { return e.resync(ctx, false) }
+
+// resync is Resync; with send (the recovery after a netlink overrun, when
+// events were lost) every difference is also queued for the peer: new and
+// changed entries as updates, entries gone from the kernel as deletions.
+func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 	e.resyncMu.Lock()
 	defer e.resyncMu.Unlock()
 	start := time.Now()
@@ -655,16 +654,22 @@ func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) {
 		switch {
 		case !ok:
 			res.Added++
-			e.sess.Enqueue(f.Key, MsgCTNew)
+			if send {
+				e.sess.Enqueue(f.Key, MsgCTNew)
+			}
 		case !sameState(&old, f):
 			res.Changed++
-			e.sess.Enqueue(f.Key, MsgCTUpd)
+			if send {
+				e.sess.Enqueue(f.Key, MsgCTUpd)
+			}
 		}
 	}
 	for k := range e.internal.m {
 		if _, ok := seen[k]; !ok {
 			delete(e.internal.m, k)
-			e.sess.Enqueue(k.key(), MsgCTDel)
+			if send {
+				e.sess.Enqueue(k.key(), MsgCTDel)
+			}
 			res.Removed++
 		}
 	}
@@ -673,7 +678,7 @@ func (e *Engine) Resync(ctx context.Context) (ResyncResult, error) {
 	e.mu.Unlock()
 	res.Duration = time.Since(start)
 	e.wake(e.kick)
-	e.log.Info("resync from kernel", "entries", res.Entries, "added", res.Added, "changed", res.Changed,
+	e.log.Info("resync from kernel", "send", send, "entries", res.Entries, "added", res.Added, "changed", res.Changed,
 		"removed", res.Removed, "duration", res.Duration)
 	return res, nil
 }
