@@ -20,10 +20,13 @@ var files embed.FS
 // HostPackages are the Debian packages the busybox lab needs on the host.
 var HostPackages = []string{"qemu-system-x86", "busybox-static", "cpio", "kmod", "nftables", "conntrack"}
 
+// SystemdHostPackages are needed on top for the systemd root filesystem.
+var SystemdHostPackages = []string{"mmdebstrap", "e2fsprogs"}
+
 // Modules are the kernel modules the initramfs carries (with their
 // dependencies): virtio for the devices, netfilter for the firewalls.
 var Modules = []string{
-	"virtio_pci", "virtio_net", "virtio_console", "qemu_fw_cfg",
+	"virtio_pci", "virtio_net", "virtio_console", "virtio_blk", "qemu_fw_cfg",
 	"nfnetlink", "nf_conntrack", "nf_conntrack_netlink", "nf_tables", "nft_ct",
 	"nf_nat", "nft_nat", "nft_chain_nat", "nft_masq", "nf_defrag_ipv4", "nf_defrag_ipv6", "libcrc32c",
 	"nft_reject_inet", "nft_fib_inet",
@@ -370,7 +373,7 @@ func (b *Builder) Initramfs(k Kernel, bins map[string]string) (string, error) {
 		}
 	}
 	// init and its helpers.
-	for name, dst := range map[string]string{"init": "init", "fwpair-start": "usr/sbin/fwpair-start", "fwpair-stop": "usr/sbin/fwpair-stop"} {
+	for name, dst := range map[string]string{"init": "init", "lab-setup": "usr/sbin/fwpair-lab-setup", "fwpair-start": "usr/sbin/fwpair-start", "fwpair-stop": "usr/sbin/fwpair-stop"} {
 		data, err := files.ReadFile("files/" + name)
 		if err != nil {
 			return "", err

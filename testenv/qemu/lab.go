@@ -30,6 +30,9 @@ type Lab struct {
 
 	FW1, FW2, Client, Server *VM
 
+	// Systemd is set when the firewalls boot the systemd root disk.
+	Systemd bool
+
 	passed, failed int
 	mu             sync.Mutex
 }
@@ -64,6 +67,20 @@ func NewLab(kernel, initrd, runDir string, limit time.Duration, out io.Writer) *
 	l.Client = mk("client", NIC{ID: "eth0", MAC: mac(3, 0), Netdev: lan(0)})
 	l.Server = mk("server", NIC{ID: "eth0", MAC: mac(4, 0), Netdev: lan(1)})
 	return l
+}
+
+// UseSystemd makes the firewalls boot img (the systemd root filesystem) from
+// a virtio disk, writes going to a throw-away snapshot. The client and the
+// server stay on the busybox initramfs.
+func (l *Lab) UseSystemd(img string) {
+	l.Systemd = true
+	for _, fw := range []*VM{l.FW1, l.FW2} {
+		fw.MemMB = 384
+		fw.ExtraArg = append(fw.ExtraArg,
+			"-drive", "file="+img+",format=raw,if=none,id=root,snapshot=on",
+			"-device", "virtio-blk-pci,drive=root,addr=0x8",
+			"-fw_cfg", "name=opt/fwpair/root,string=systemd")
+	}
 }
 
 // VMs lists the lab's VMs.

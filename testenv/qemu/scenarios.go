@@ -53,6 +53,7 @@ type status struct {
 		PeerAlive       bool   `json:"peer_alive"`
 		InternalEntries int    `json:"internal_entries"`
 		ExternalEntries int    `json:"external_entries"`
+		DirectInject    bool   `json:"direct_inject"`
 	} `json:"sync"`
 	LastTransition struct {
 		At            time.Time `json:"at"`
@@ -268,10 +269,10 @@ func (l *Lab) failover(name string, bound time.Duration, fw1Reachable bool, fw1F
 	}
 	l.master(name, l.FW2, other)
 	l.probeReset()
-	start := time.Now()
 	if err := clear(); !l.Check(err == nil, name+": fault cleared", "%s", oneLine("", err)) {
 		return
 	}
+	start := time.Now()
 	_, s = waitState(l.FW1, "MASTER", DefaultBounds.Failback)
 	t.Failback[name] = time.Since(start)
 	l.Check(s == "MASTER", name+": fw1 fails back to MASTER", "%.2fs after the fault was cleared (%s)", t.Failback[name].Seconds(), s)
@@ -284,11 +285,30 @@ func (l *Lab) failover(name string, bound time.Duration, fw1Reachable bool, fw1F
 	l.master(name+" failback", l.FW1, l.FW2)
 }
 
-func (l *Lab) fwLog(fw *VM) string { return fwLogTail(fw) }
-
-func fwLogTail(fw *VM) string {
-	out, _ := sh(fw, "tail -n 15 /run/fwpaird.log", 3*time.Second)
+func (l *Lab) fwLog(fw *VM) string {
+	out, _ := sh(fw, l.cmd("log"), 5*time.Second)
 	return out
+}
+
+// cmd returns the guest command for op on the firewalls: the busybox root
+// runs fwpaird from its helper scripts, the systemd root from
+// etc/fwpaird.service.
+func (l *Lab) cmd(op string) string {
+	if l.Systemd {
+		return map[string]string{
+			// Type=notify: "active" only after READY=1.
+			"running": "for i in $(seq 100); do systemctl is-active -q fwpaird && exit 0; sleep 0.1; done; systemctl status --no-pager fwpaird; exit 1",
+			"log":     "journalctl -u fwpaird -n 15 --no-pager -o cat",
+			"stop":    "systemctl stop fwpaird",
+			"start":   "systemctl start fwpaird",
+		}[op]
+	}
+	return map[string]string{
+		"running": "sleep 1; kill -0 $(cat /run/fwpaird.pid)",
+		"log":     "tail -n 15 /run/fwpaird.log",
+		"stop":    "fwpair-stop",
+		"start":   "fwpair-start",
+	}[op]
 }
 
 // Scenarios runs the fwpaird checks: election, traffic, sync, the four
@@ -299,8 +319,8 @@ func (l *Lab) Scenarios() Times {
 
 	// Election.
 	for _, fw := range []*VM{l.FW1, l.FW2} {
-		if _, err := sh(fw, "sleep 1; kill -0 $(cat /run/fwpaird.pid)", 5*time.Second); err != nil {
-			l.Check(false, fw.Name+": fwpaird running", "%s", fwLogTail(fw))
+		if _, err := sh(fw, l.cmd("running"), 15*time.Second); err != nil {
+			l.Check(false, fw.Name+": fwpaird running", "%s", l.fwLog(fw))
 			return t
 		}
 	}
@@ -321,6 +341,10 @@ func (l *Lab) Scenarios() Times {
 	n2, _ := vips(l.FW2)
 	l.Check(n1 == 2 && n2 == 0, "election: both VIPs on fw1 only", "fw1 %d, fw2 %d", n1, n2)
 
+	if l.Systemd {
+		l.systemdChecks()
+	}
+
 	// Traffic through the VIPs, then the long-lived flows.
 	out, err := sh(l.Client, "ping -c 3 -W 2 192.168.1.10", 10*time.Second)
 	l.Check(err == nil, "traffic: client pings server through the VIPs", "%s", oneLine(lastLines(out, 1), err))
@@ -332,22 +356,14 @@ func (l *Lab) Scenarios() Times {
 	l.Check(tcp0["alive"] == "1", "traffic: TCP session up", "%v", tcp0)
 	l.master("steady", l.FW1, l.FW2)
 
-	// Sync: fw2's external cache holds the flows fw1 forwards.
-	var ext status
-	synced := false
-	for end := time.Now().Add(8 * time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
-		if ext, err = getStatus(l.FW2); err == nil && ext.Sync.ExternalEntries >= 2 {
-			synced = true
-			break
-		}
-	}
-	cache, _ := sh(l.FW2, "fwpairctl -socket "+ctlSocket+" --json cache external", 5*time.Second)
-	tcpSynced := strings.Contains(cache, "192.168.1.10") && strings.Contains(cache, "7000")
-	l.Check(synced && tcpSynced, "sync: flows in fw2's external cache", "external_entries %d, peer_alive %v, TCP flow present %v", ext.Sync.ExternalEntries, ext.Sync.PeerAlive, tcpSynced)
+	// Sync: the flows fw1 forwards reach fw2: its external cache, or with
+	// direct inject (the default) its kernel's conntrack table, which only
+	// fwpaird can have filled since fw2 forwards nothing.
+	l.syncCheck()
 
 	l.failover("graceful stop", b.Graceful, true, "",
-		func() error { _, err := sh(l.FW1, "fwpair-stop", 8*time.Second); return err },
-		func() error { _, err := sh(l.FW1, "fwpair-start", 3*time.Second); return err }, &t)
+		func() error { _, err := sh(l.FW1, l.cmd("stop"), 10*time.Second); return err },
+		func() error { _, err := sh(l.FW1, l.cmd("start"), 15*time.Second); return err }, &t)
 
 	l.failover("VM frozen", b.Crash, false, "",
 		func() error { _, err := l.FW1.QMP("stop", nil); return err },
@@ -366,12 +382,21 @@ func (l *Lab) Scenarios() Times {
 			if err := l.FW1.Start(); err != nil {
 				return err
 			}
-			d, err := l.FW1.WaitReady(b.Reboot)
-			t.Rebooted = d
-			if err == nil {
-				l.logf("     fw1 relaunched, ready after %.1fs", d.Seconds())
+			reboot := b.Reboot
+			if l.Systemd {
+				reboot *= 3
 			}
-			return err
+			d, err := l.FW1.WaitReady(reboot)
+			if err != nil {
+				return err
+			}
+			// Failback is timed from fwpaird's start, not the VM's.
+			if _, err := sh(l.FW1, l.cmd("running"), 30*time.Second); err != nil {
+				return fmt.Errorf("fwpaird not running on the relaunched fw1: %v: %s", err, l.fwLog(l.FW1))
+			}
+			t.Rebooted = time.Since(l.FW1.started)
+			l.logf("     fw1 relaunched, agent ready after %.1fs, fwpaird running after %.1fs", d.Seconds(), t.Rebooted.Seconds())
+			return nil
 		}, &t)
 
 	l.failover("cable pull", b.Cable, true, "FAULT",
@@ -407,4 +432,54 @@ func (l *Lab) tcpStatus() map[string]string {
 		return map[string]string{"err": err.Error()}
 	}
 	return kv(out)
+}
+
+// systemdChecks verifies etc/fwpaird.service on a real systemd: Type=notify
+// readiness with a STATUS= text, the masked serial getty, and that
+// `systemctl reload` (SIGHUP) keeps the same process and its mastership.
+func (l *Lab) systemdChecks() {
+	for _, fw := range []*VM{l.FW1, l.FW2} {
+		out, err := sh(fw, "systemctl show fwpaird -p Type -p ActiveState -p SubState -p StatusText -p MainPID; systemctl is-enabled serial-getty@ttyS0.service; systemctl is-system-running; systemd-analyze time | head -1", 10*time.Second)
+		m := map[string]string{}
+		for _, line := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				m[k] = v
+			}
+		}
+		l.Check(m["Type"] == "notify" && m["ActiveState"] == "active" && m["StatusText"] != "",
+			fw.Name+": systemd: fwpaird.service active after READY=1", "Type=%s ActiveState=%s SubState=%s STATUS=%q%s", m["Type"], m["ActiveState"], m["SubState"], m["StatusText"], errText(err))
+		l.Check(strings.Contains(out, "masked"), fw.Name+": systemd: serial getty masked", "%s", oneLine(lastLines(out, 2), nil))
+	}
+	before, _ := sh(l.FW1, "systemctl show fwpaird -p MainPID --value", 5*time.Second)
+	_, err := sh(l.FW1, "systemctl reload fwpaird", 10*time.Second)
+	time.Sleep(time.Second)
+	after, _ := sh(l.FW1, "systemctl show fwpaird -p MainPID --value; systemctl is-active fwpaird", 5*time.Second)
+	s := state(l.FW1)
+	l.Check(err == nil && strings.HasPrefix(after, before+"\n") && strings.HasSuffix(after, "active") && s == "MASTER",
+		"fw1: systemd: systemctl reload keeps fwpaird and its mastership", "MainPID %s -> %s, %s%s", before, oneLine(after, nil), s, errText(err))
+}
+
+func (l *Lab) syncCheck() {
+	var st status
+	var err error
+	var detail string
+	ok := false
+	for end := time.Now().Add(8 * time.Second); time.Now().Before(end) && !ok; time.Sleep(300 * time.Millisecond) {
+		if st, err = getStatus(l.FW2); err != nil {
+			detail = err.Error()
+			continue
+		}
+		if st.Sync.DirectInject {
+			out, _ := sh(l.FW2, "conntrack -L -p tcp --dport 7000 2>/dev/null | grep -c 192.168.1.10; conntrack -L -p udp --dport 7001 2>/dev/null | grep -c 192.168.1.10", 5*time.Second)
+			f := strings.Fields(out)
+			ok = len(f) == 2 && atoi(f[0]) >= 1 && atoi(f[1]) >= 1
+			detail = fmt.Sprintf("direct inject: fw2 kernel holds TCP %v, UDP %v", len(f) == 2 && atoi(f[0]) >= 1, len(f) == 2 && atoi(f[1]) >= 1)
+		} else {
+			cache, _ := sh(l.FW2, "fwpairctl -socket "+ctlSocket+" --json cache external", 5*time.Second)
+			tcp := strings.Contains(cache, "192.168.1.10") && strings.Contains(cache, "7000")
+			ok = st.Sync.ExternalEntries >= 2 && tcp
+			detail = fmt.Sprintf("external cache: %d entries, TCP flow present %v", st.Sync.ExternalEntries, tcp)
+		}
+	}
+	l.Check(ok, "sync: fw1's flows replicated to fw2", "%s, mode %s, peer_alive %v", detail, st.Sync.Mode, st.Sync.PeerAlive)
 }

@@ -5,7 +5,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -34,8 +33,8 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 		fmt.Println("0 passed, 1 failed")
 		return 1
 	}
-	if root != "busybox" {
-		return fail(fmt.Errorf("QEMU_ROOT=%s is not supported yet (only busybox)", root))
+	if root != "busybox" && root != "systemd" {
+		return fail(fmt.Errorf("QEMU_ROOT=%s: want busybox or systemd", root))
 	}
 	repo, err := os.Getwd()
 	if err != nil {
@@ -49,7 +48,11 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 		return fail(err)
 	}
 	t0 := time.Now()
-	if err := qemu.EnsurePackages(logf, qemu.HostPackages...); err != nil {
+	pkgs := qemu.HostPackages
+	if root == "systemd" {
+		pkgs = append(pkgs, qemu.SystemdHostPackages...)
+	}
+	if err := qemu.EnsurePackages(logf, pkgs...); err != nil {
 		return fail(err)
 	}
 	b := &qemu.Builder{Repo: repo, Dir: dir, Logf: logf}
@@ -65,22 +68,35 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 	if err != nil {
 		return fail(err)
 	}
+	var rootImg string
+	if root == "systemd" {
+		if smoke {
+			return fail(fmt.Errorf("-smoke needs the busybox root (the systemd root runs fwpaird)"))
+		}
+		if rootImg, err = b.SystemdImage(k, bins); err != nil {
+			return fail(err)
+		}
+	}
 	logf("kernel %s, initramfs %s, built in %.1fs", k.Version, initrd, time.Since(t0).Seconds())
 
 	runDir := filepath.Join(dir, "run")
 	qemu.KillStale(runDir, logf)
 	_ = os.RemoveAll(runDir)
 	lab := qemu.NewLab(k.Image(), initrd, runDir, limit, os.Stdout)
+	if rootImg != "" {
+		lab.UseSystemd(rootImg)
+	}
 
 	// Clean up on SIGINT/SIGTERM too; the VMs also die with this process
 	// (parent-death signal) and at their time limit.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-ctx.Done()
-		if ctx.Err() != nil {
-			lab.Stop()
-		}
+		<-sigs
+		lab.Stop()
+		passed, failed := lab.Result()
+		fmt.Printf("FAIL interrupted; console logs in %s\n%d passed, %d failed\n", runDir, passed, failed+1)
+		os.Exit(130)
 	}()
 	defer lab.Stop()
 
@@ -88,7 +104,7 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 	var boot time.Duration
 	func() {
 		var err error
-		boot, err = lab.Boot(90 * time.Second)
+		boot, err = lab.Boot(180 * time.Second)
 		if !lab.Check(err == nil, "boot: four VMs ready", "%.1fs%s", boot.Seconds(), errText(err)) {
 			return
 		}
