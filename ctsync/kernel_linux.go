@@ -102,6 +102,10 @@ type LinuxKernel struct {
 	d    *nlSocket
 	dbuf []byte
 	dseq uint32
+	// dumpPending is the sequence number of a dump abandoned by a
+	// cancelled Dump: the kernel will not start another one on the socket
+	// (EBUSY) until its rest has been read.
+	dumpPending uint32
 	// dumpHint sizes the next dump's slice from the last one, so a large
 	// table is not copied over and over while the slice grows.
 	dumpHint int
@@ -448,19 +452,25 @@ func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
 	if k.dbuf == nil {
 		k.dbuf = make([]byte, 1<<20)
 	}
+	done := k.d.withDeadline(ctx, 0)
+	defer done()
+	if k.dumpPending != 0 {
+		if err := k.drainDump(ctx); err != nil {
+			return nil, err
+		}
+	}
 	k.dseq++
 	seq := k.dseq
 	req := nlAppendDumpRequest(make([]byte, 0, 32), seq)
 	if err := k.d.send(req); err != nil {
 		return nil, fmt.Errorf("ctnetlink: dump request: %w", err)
 	}
-	done := k.d.withDeadline(ctx, 0)
-	defer done()
 	flows := make([]Flow, 0, k.dumpHint)
 	for {
 		n, err := k.d.recv(k.dbuf)
 		if err != nil {
 			if ctx.Err() != nil {
+				k.dumpPending = seq
 				return nil, ctx.Err()
 			}
 			return nil, fmt.Errorf("ctnetlink: dump: %w", err)
@@ -495,6 +505,30 @@ func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
 			}
 		}
 	}
+}
+
+// drainDump reads the rest of an abandoned dump. Callers hold dmu.
+func (k *LinuxKernel) drainDump(ctx context.Context) error {
+	for k.dumpPending != 0 {
+		n, err := k.d.recv(k.dbuf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("ctnetlink: drain abandoned dump: %w", err)
+		}
+		for b := k.dbuf[:n]; len(b) > 0; {
+			h, _, rest, ok := nlNextMessage(b)
+			if !ok {
+				break
+			}
+			b = rest
+			if h.Seq == k.dumpPending && (h.Type == nlmsgDone || h.Type == nlmsgError) {
+				k.dumpPending = 0
+			}
+		}
+	}
+	return nil
 }
 
 // Events subscribes to conntrack NEW, UPDATE and DESTROY events and hands

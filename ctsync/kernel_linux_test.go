@@ -607,3 +607,40 @@ func TestPrivilegedEventsLifecycle(t *testing.T) {
 		t.Error("Commit after Close succeeded")
 	}
 }
+
+// TestPrivilegedDumpCancel: a dump abandoned by its context does not
+// spoil the next one.
+func TestPrivilegedDumpCancel(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, _ := ktKernel(t, KernelOptions{})
+	ctx := ktCtx(t, 20*time.Second)
+	flows := ktBenchFlows(5000, nlProtoTCP, false)
+	if res, err := k.Commit(ctx, flows); err != nil || res.Created != len(flows) {
+		t.Fatalf("Commit = %+v, %v", res, err)
+	}
+	// Start a dump and abandon it after its first datagram.
+	k.dmu.Lock()
+	k.dseq++
+	if err := k.d.send(nlAppendDumpRequest(nil, k.dseq)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.d.recv(make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	k.dumpPending = k.dseq
+	k.dmu.Unlock()
+	for range 2 {
+		got, err := k.Dump(ctx)
+		if err != nil || len(got) != len(flows) {
+			t.Fatalf("Dump after an abandoned one = %d flows, %v; want %d", len(got), err, len(flows))
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := k.Dump(cctx); err == nil {
+		t.Fatal("Dump with a cancelled context succeeded")
+	}
+	if got, err := k.Dump(ctx); err != nil || len(got) != len(flows) {
+		t.Fatalf("Dump after a cancelled one = %d flows, %v", len(got), err)
+	}
+}
