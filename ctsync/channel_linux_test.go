@@ -193,11 +193,11 @@ func TestPrivilegedOverrunResync(t *testing.T) {
 		KernelOptions{EventBuffer: 64 << 10, MaxEventBuffer: 64 << 10})
 	nb := startNSNode(t, b, Config{Channels: unicast(1, 1)}, KernelOptions{})
 	traffic := labKernel(t, a)
-	flows := genFlows(15000, 0, 0)
+	flows := genFlows(8000, 0, 0)
 	if _, err := traffic.Commit(labCtx(t, 20*time.Second), flows); err != nil {
 		t.Fatal(err)
 	}
-	keys := make([]Key, 5000)
+	keys := make([]Key, 3000)
 	for i := range keys {
 		keys[i] = flows[2*i].Key
 	}
@@ -209,10 +209,10 @@ func TestPrivilegedOverrunResync(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := sameCaches(kern, na.e.Entries(CacheInternal), 10000); err != nil {
+		if err := sameCaches(kern, na.e.Entries(CacheInternal), 5000); err != nil {
 			return fmt.Errorf("internal vs kernel: %w", err)
 		}
-		return sameCaches(kern, nb.e.Entries(CacheExternal), 10000)
+		return sameCaches(kern, nb.e.Entries(CacheExternal), 5000)
 	})
 	st := na.e.Stats()
 	t.Logf("overruns %d, resyncs %d", st.Overruns, st.Resyncs)
