@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -33,13 +34,13 @@ type NS struct {
 	closeErr  error
 }
 
-// runID makes namespace names unique across concurrent test binaries.
+// runID makes namespace names unique across concurrent runs and records
+// the creating process ("p<pid>-<random>"), so that leftovers of a run that
+// was killed before its cleanup can be recognised and removed.
 func runID() string {
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Sprintf("%x", os.Getpid()&0xffffff)
-	}
-	return hex.EncodeToString(b[:])
+	var b [2]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("p%d-%s", os.Getpid(), hex.EncodeToString(b[:]))
 }
 
 // CreateNS makes a new named namespace "<prefix>-<random>" with its
@@ -187,8 +188,10 @@ func (ns *NS) Close() error {
 	return ns.closeErr
 }
 
-// RemoveStale deletes namespaces whose name starts with prefix+"-", left
-// behind by a run that was killed before it could clean up. Returns the
+// RemoveStale deletes namespaces whose name starts with prefix (every
+// namespace of ours when prefix is "") and whose creating process is gone:
+// leftovers of a run killed before it could clean up (a test timeout, an
+// interrupted lab). Namespaces of live runs are never touched. Returns the
 // names removed.
 func RemoveStale(prefix string) []string {
 	entries, err := os.ReadDir(netnsDir)
@@ -197,7 +200,8 @@ func RemoveStale(prefix string) []string {
 	}
 	var removed []string
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix+"-") {
+		pid, ok := creatorPID(e.Name())
+		if !ok || !strings.HasPrefix(e.Name(), prefix) || processAlive(pid) {
 			continue
 		}
 		path := filepath.Join(netnsDir, e.Name())
@@ -207,4 +211,24 @@ func RemoveStale(prefix string) []string {
 		}
 	}
 	return removed
+}
+
+// creatorPID extracts the pid from a name made by runID.
+func creatorPID(name string) (int, bool) {
+	i := strings.Index(name, "-p")
+	if i < 0 {
+		return 0, false
+	}
+	rest := name[i+2:]
+	j := strings.IndexByte(rest, '-')
+	if j <= 0 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(rest[:j])
+	return pid, err == nil && pid > 0
+}
+
+func processAlive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }

@@ -2,8 +2,11 @@ package testenv
 
 import (
 	"os"
+	"sync"
 	"testing"
 )
+
+var staleOnce sync.Once
 
 // PrivilegedEnv is the variable that makes privileged tests mandatory.
 const PrivilegedEnv = "FWPAIR_PRIVILEGED_TESTS"
@@ -20,6 +23,11 @@ func RequirePrivileged(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Fatalf("%s=1 but not running as root", PrivilegedEnv)
 	}
+	staleOnce.Do(func() {
+		if gone := RemoveStale(""); len(gone) > 0 {
+			t.Logf("removed %d namespaces left by killed runs: %v", len(gone), gone)
+		}
+	})
 	ns, err := CreateNS("fwprobe")
 	if err != nil {
 		t.Fatalf("%s=1 but network namespaces are unavailable: %v", PrivilegedEnv, err)
