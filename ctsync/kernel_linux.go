@@ -549,6 +549,9 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 	}
 	k.evBufNow.Store(int64(k.ev.rcvBuf()))
 	groups := []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPDATE, unix.NFNLGRP_CONNTRACK_DESTROY}
+	// Events left queued by an earlier listener are stale: drop them.
+	m := newNLMmsg(nlEventVlen, nlEventSlot)
+	k.ev.discard(m)
 	if err := k.ev.setGroups(true, groups...); err != nil {
 		return fmt.Errorf("ctnetlink: join event groups: %w", err)
 	}
@@ -556,7 +559,6 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 
 	done := k.ev.withDeadline(ctx, 0)
 	defer done()
-	m := newNLMmsg(nlEventVlen, nlEventSlot)
 	own := k.w.portID
 	for {
 		n, err := k.ev.recvmmsg(m)

@@ -644,3 +644,70 @@ func TestPrivilegedDumpCancel(t *testing.T) {
 		t.Fatalf("Dump after a cancelled one = %d flows, %v", len(got), err)
 	}
 }
+
+// TestPrivilegedEventsRestart: events left unread by a listener that
+// stopped are not delivered to the next one.
+func TestPrivilegedEventsRestart(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, _ := ktKernel(t, KernelOptions{})
+	ctx := ktCtx(t, 20*time.Second)
+	lctx, cancel := context.WithCancel(ctx)
+	first, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	var once sync.Once
+	go func() {
+		done <- k.Events(lctx, func([]Event) {
+			once.Do(func() { close(first); <-release })
+		})
+	}()
+	// Commit until the listener has taken a batch and blocks in the sink.
+	for i := 0; ; i++ {
+		if _, err := k.Commit(ctx, []Flow{ktUDP("10.7.0.1", "10.8.0.1", uint16(100+i), 1)}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-first:
+		case <-time.After(50 * time.Millisecond):
+			if i > 100 {
+				t.Fatal("listener never delivered")
+			}
+			continue
+		}
+		break
+	}
+	stale := ktBenchFlows(50, nlProtoUDP, false) // queued while the sink blocks
+	if _, err := k.Commit(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	time.Sleep(50 * time.Millisecond) // let the cancel arm the read deadline
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Events: %v", err)
+	}
+	c := ktListen(t, k)
+	fresh := ktUDP("10.9.0.1", "10.9.0.2", 1, 1)
+	for i := 0; ; i++ {
+		fresh.Mark = uint32(i) // each commit changes the entry: one event
+		if _, err := k.Commit(ctx, []Flow{fresh}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		c.mu.Lock()
+		got := len(c.evs) > 0
+		c.mu.Unlock()
+		if got {
+			break
+		}
+		if i > 100 {
+			t.Fatal("the new listener never delivered")
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.evs {
+		if e.Flow.Src != fresh.Src {
+			t.Errorf("stale event delivered to the new listener: %v %+v", e.Type, e.Flow.Key)
+		}
+	}
+}

@@ -238,7 +238,22 @@ func (m *nlMmsg) msg(i int) ([]byte, bool) {
 
 // recvmmsg receives up to len(m.hdrs) datagrams, waiting through the poller
 // for the first one.
-func (s *nlSocket) recvmmsg(m *nlMmsg) (int, error) {
+func (s *nlSocket) recvmmsg(m *nlMmsg) (int, error) { return s.recvmmsgWait(m, true) }
+
+// discard drops whatever is queued on the socket without waiting.
+func (s *nlSocket) discard(m *nlMmsg) {
+	for range 1 << 16 { // bounded: the queue is finite, but be safe
+		n, err := s.recvmmsgWait(m, false)
+		if n == 0 && (err == nil || err == unix.EAGAIN) {
+			return
+		}
+		if err != nil && err != unix.ENOBUFS {
+			return
+		}
+	}
+}
+
+func (s *nlSocket) recvmmsgWait(m *nlMmsg, wait bool) (int, error) {
 	var (
 		n   int
 		err error
@@ -253,7 +268,7 @@ func (s *nlSocket) recvmmsg(m *nlMmsg) (int, error) {
 		runtime.KeepAlive(m)
 		if e != 0 {
 			n, err = 0, e
-			return e != unix.EAGAIN
+			return e != unix.EAGAIN || !wait
 		}
 		n, err = int(r), nil
 		return true
