@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,10 @@ type Scale struct {
 	SyncWait  time.Duration `json:"-"`
 	ReplWait  time.Duration `json:"-"`
 	ReplStall time.Duration `json:"-"`
+	// Budget bounds the whole run: repetitions after the first of each
+	// failover scenario are skipped when they would not fit (a loaded
+	// machine), and the table says so.
+	Budget time.Duration `json:"-"`
 }
 
 // Scales: "full" for make bench, "small" for make test's smoke run.
@@ -46,12 +51,14 @@ var (
 		Reps: 2, ReplReps: 3, KernelReps: 3,
 		Modes: []Mode{Strict, Typical}, Faults: []Fault{Crash, Term, Link},
 		KeptWait: 8 * time.Second, SyncWait: 30 * time.Second, ReplWait: 40 * time.Second, ReplStall: 5 * time.Second,
+		Budget: 9 * time.Minute,
 	}
 	Small = Scale{
 		Name: "small", Flows: 10_000, Sessions: 100,
 		Reps: 1, ReplReps: 1, KernelReps: 1,
 		Modes: []Mode{Strict}, Faults: []Fault{Crash, Term, Link},
 		KeptWait: 5 * time.Second, SyncWait: 15 * time.Second, ReplWait: 15 * time.Second, ReplStall: 3 * time.Second,
+		Budget: 110 * time.Second,
 	}
 )
 
@@ -89,6 +96,8 @@ type Results struct {
 	Replication []ReplicationRun `json:"replication"`
 	Failover    []FailoverRun    `json:"failover"`
 	Rows        []Row            `json:"rows"`
+	// Note says what the run had to leave out.
+	Note string `json:"note,omitempty"`
 }
 
 // Host describes the machine.
@@ -98,6 +107,24 @@ type Host struct {
 	Go         string `json:"go"`
 	Keepalived string `json:"keepalived"`
 	Conntrackd string `json:"conntrackd"`
+	// LoadStart and LoadEnd are /proc/loadavg's 1-minute figure: other
+	// work on the machine skews every figure, and this says how much
+	// there was.
+	LoadStart float64 `json:"load_start"`
+	LoadEnd   float64 `json:"load_end"`
+}
+
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 type env struct {
@@ -165,23 +192,50 @@ func Run(opts Options) (*Results, error) {
 				name, i+1, r.Arrived, r.Flows, r.FlowsPerSec, r.LastLagMS, r.ReceiverPerEntry, r.SenderPerEntry, r.SenderCPUSec, r.ReceiverCPUSec, r.Seconds, firstLine(r.Error))
 		}
 	}
-	for i := range sc.Reps {
-		// fwpaird with an external cache, for the commit figures: a
-		// graceful failover that commits the preloaded flows.
-		f := e.failover(FWPairCache, Strict, Term, i+1)
+	// Failovers: every scenario once, then the further repetitions while
+	// they fit in the budget.
+	deadline := res.Started.Add(sc.Budget)
+	var spent time.Duration
+	runs, skipped := 0, 0
+	fits := func(rep int) bool {
+		if rep == 0 || runs == 0 {
+			return true
+		}
+		return time.Now().Add(spent / time.Duration(runs)).Before(deadline)
+	}
+	one := func(name string, mode Mode, fault Fault, rep int) {
+		if !fits(rep) {
+			skipped++
+			return
+		}
+		began := time.Now()
+		f := e.failover(name, mode, fault, rep+1)
+		spent += time.Since(began)
+		runs++
 		res.Failover = append(res.Failover, f)
 		logRun(f)
+	}
+	for i := range sc.Reps {
+		if e.jan.isClosed() {
+			break
+		}
+		// fwpaird with an external cache, for the commit figures: a
+		// graceful failover that commits the preloaded flows.
+		one(FWPairCache, Strict, Term, i)
 		for _, mode := range sc.Modes {
 			for _, fault := range sc.Faults {
 				for _, name := range next() {
-					f := e.failover(name, mode, fault, i+1)
-					res.Failover = append(res.Failover, f)
-					logRun(f)
+					one(name, mode, fault, i)
 				}
 			}
 		}
 	}
+	if skipped > 0 {
+		res.Note = fmt.Sprintf("%d failover run(s) beyond the first repetition were skipped to stay within the %s budget (load average %.1f at start).", skipped, sc.Budget, res.Host.LoadStart)
+		e.logf("%s", res.Note)
+	}
 	res.Seconds = time.Since(res.Started).Seconds()
+	res.Host.LoadEnd = loadAvg()
 	res.Rows = buildRows(res)
 	return res, nil
 }
@@ -195,7 +249,7 @@ func firstLine(s string) string {
 }
 
 func host() Host {
-	h := Host{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	h := Host{CPUs: runtime.NumCPU(), Go: runtime.Version(), LoadStart: loadAvg()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		h.Kernel = strings.TrimSpace(string(b))
 	}

@@ -122,6 +122,7 @@ func (l *advertLog) read(fd int) {
 		l.mu.Unlock()
 	}
 }
+
 // last is the time of the last advert from one of the sources before t.
 func (l *advertLog) last(before time.Time, from ...string) (time.Time, bool) {
 	l.mu.Lock()

@@ -70,6 +70,9 @@ type FailoverRun struct {
 	// one second before it.
 	Probe []float64 `json:"probe_ms,omitempty"`
 	Error string    `json:"error,omitempty"`
+	// SetupRetry is the error of a first attempt that failed before the
+	// fault, when this run is the second.
+	SetupRetry string `json:"setup_retry,omitempty"`
 }
 
 // ReplicationRun is one burst of new flows in the MASTER's kernel.
@@ -298,8 +301,21 @@ func waitSynced(s stack, n, want int, timeout, stall time.Duration) (count int, 
 	}
 }
 
-// failover runs one failover scenario on a fresh lab.
-func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run FailoverRun) {
+// failover runs one failover scenario on a fresh lab. A run that fails
+// before the fault (a lab or election problem, a dial timing out on a
+// loaded machine) is tried once more; the first error is kept.
+func (e *env) failover(name string, mode Mode, fault Fault, rep int) FailoverRun {
+	run, faulted := e.failoverOnce(name, mode, fault, rep)
+	if run.Error == "" || faulted || e.jan.isClosed() {
+		return run
+	}
+	e.logf("failover %s %s %s rep %d: setup failed, trying again: %s", name, mode, fault, rep, firstLine(run.Error))
+	again, _ := e.failoverOnce(name, mode, fault, rep)
+	again.SetupRetry = firstLine(run.Error)
+	return again
+}
+
+func (e *env) failoverOnce(name string, mode Mode, fault Fault, rep int) (run FailoverRun, faulted bool) {
 	run = FailoverRun{Stack: name, Mode: mode, Fault: fault, Rep: rep, Sessions: e.scale.Sessions}
 	began := time.Now()
 	mark := e.jan.mark()
@@ -353,6 +369,7 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 				return both, err
 			})
 		}()
+		faulted = true
 		if err := r.stack.fault(fault, 1); err != nil {
 			return fmt.Errorf("fault %s on fw1: %w", fault, err)
 		}
@@ -386,7 +403,7 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) (run Failov
 	if err != nil {
 		run.Error = err.Error()
 	}
-	return run
+	return run, faulted
 }
 
 // replication creates Flows new connections in the MASTER's kernel in
