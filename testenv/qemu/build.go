@@ -69,6 +69,20 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// Prepare creates the build folder with a go.mod of its own, so that
+// `go vet ./...` and friends do not walk into the unpacked kernel and root
+// filesystem trees.
+func (b *Builder) Prepare() error {
+	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
+		return err
+	}
+	gomod := filepath.Join(b.Dir, "go.mod")
+	if _, err := os.Stat(gomod); err == nil {
+		return nil
+	}
+	return os.WriteFile(gomod, []byte("// Build output of testenv/qemu, kept out of the fwpair module.\nmodule fwpair-qemu-build\n"), 0o644)
+}
+
 // EnsurePackages installs the missing ones of pkgs with apt-get.
 func EnsurePackages(logf func(string, ...any), pkgs ...string) error {
 	var missing []string

@@ -253,6 +253,9 @@ func (l *Lab) failover(name string, bound time.Duration, fw1Reachable bool, fw1F
 	if st, err := getStatus(l.FW2); err == nil {
 		lt := st.LastTransition
 		tr = fmt.Sprintf(", %s, committed %d entries in %.1fms", lt.Reason, lt.CommitEntries, lt.CommitSeconds*1000)
+		if st.Sync.DirectInject {
+			tr = fmt.Sprintf(", %s, states already in the kernel (direct inject)", lt.Reason)
+		}
 		t.Transfers = append(t.Transfers, fmt.Sprintf("%s: fw2 %s", name, strings.TrimPrefix(tr, ", ")))
 	}
 	l.Check(s == "MASTER" && d <= bound, name+": fw2 MASTER within "+bound.String(), "%.2fs%s", d.Seconds(), tr)

@@ -20,9 +20,15 @@ func main() {
 	root := flag.String("root", "busybox", "guest root: busybox (initramfs) or systemd (mmdebstrap rootfs)")
 	build := flag.String("build", "testenv/qemu/build", "build folder (git-ignored)")
 	smoke := flag.Bool("smoke", false, "only boot the VMs and check the network, without fwpaird")
-	limit := flag.Duration("limit", 5*time.Minute, "time limit of every VM")
+	limit := flag.Duration("limit", 0, "time limit of every VM (default 5m, 15m with -root systemd)")
 	keep := flag.Bool("keep", false, "leave the run folder (console logs) in place after success")
 	flag.Parse()
+	if *limit == 0 {
+		*limit = 5 * time.Minute
+		if *root == "systemd" {
+			*limit = 15 * time.Minute
+		}
+	}
 	os.Exit(run(*root, *build, *smoke, *limit, *keep))
 }
 
@@ -56,6 +62,9 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 		return fail(err)
 	}
 	b := &qemu.Builder{Repo: repo, Dir: dir, Logf: logf}
+	if err := b.Prepare(); err != nil {
+		return fail(err)
+	}
 	k, err := b.Kernel()
 	if err != nil {
 		return fail(err)
