@@ -68,10 +68,23 @@ type simNet struct {
 	loss, dup, reorder   float64
 	q                    []inflight
 	sent, dropped, duped int
+	// decide, when set, replaces the random choices (fuzzing).
+	decide func() (drop, dup bool, delay time.Duration)
 }
 
 func (sn *simNet) send(now time.Time, to int, d []byte) {
 	sn.sent++
+	if sn.decide != nil {
+		drop, dup, delay := sn.decide()
+		if drop {
+			sn.dropped++
+			return
+		}
+		for range 1 + btoi(dup) {
+			sn.q = append(sn.q, inflight{at: now.Add(time.Millisecond + delay), to: to, buf: slices.Clone(d)})
+		}
+		return
+	}
 	if sn.r.Float64() < sn.loss {
 		sn.dropped++
 		return
@@ -462,3 +475,10 @@ func TestNotrackSession(t *testing.T) {
 }
 
 func first[A, B any](a A, _ B) A { return a }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -98,3 +98,71 @@ func FuzzDatagram(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFTFWConvergence drives the simulated network's loss, duplication and
+// reordering from the fuzz input: whatever happens, once the network heals
+// each node's external cache equals the peer's internal cache.
+func FuzzFTFWConvergence(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0}, uint8(20))
+	f.Add([]byte{1, 0, 2, 3, 1, 1, 0, 0, 5}, uint8(60))
+	f.Add([]byte{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, uint8(90))
+	f.Fuzz(func(t *testing.T, pattern []byte, ops uint8) {
+		if len(pattern) == 0 {
+			pattern = []byte{0}
+		}
+		p := newSimPair(t, SessionConfig{ACKWindow: 5, ResendQueue: 16}, 1)
+		for range 300 { // clean handshake (see TestFTFWConvergesUnderLoss)
+			p.step(10 * time.Millisecond)
+			if p.nodes[0].s.hello == helloDone && p.nodes[1].s.hello == helloDone && len(p.net.q) == 0 {
+				break
+			}
+		}
+		i := 0
+		p.net.decide = func() (drop, dup bool, delay time.Duration) {
+			b := pattern[i%len(pattern)]
+			i++
+			return b&1 != 0, b&2 != 0, time.Duration(b>>2) * time.Millisecond
+		}
+		r := rand.New(rand.NewPCG(uint64(ops), 3))
+		var keys []Key
+		for n := range int(ops) {
+			side := n % 2
+			node := p.nodes[side]
+			if len(keys) > 0 && r.IntN(3) == 0 {
+				j := r.IntN(len(keys))
+				k := keys[j]
+				keys = append(keys[:j], keys[j+1:]...)
+				if node.internal.Delete(k) {
+					node.s.Enqueue(k, MsgCTDel)
+				} else {
+					p.nodes[1-side].internal.Delete(k)
+					p.nodes[1-side].s.Enqueue(k, MsgCTDel)
+				}
+			} else {
+				fl := randFlow(r)
+				fl.Zone = uint16(side)
+				node.internal.Put(&fl, p.now)
+				node.s.Enqueue(fl.Key, MsgCTNew)
+				keys = append(keys, fl.Key)
+			}
+			p.step(3 * time.Millisecond)
+		}
+		p.net.decide = nil
+		for range 6000 { // bounded: 60 s of simulated time
+			p.step(10 * time.Millisecond)
+			if p.quiet() && cacheDiff(p.nodes[0].internal, p.nodes[1].external) == "" &&
+				cacheDiff(p.nodes[1].internal, p.nodes[0].external) == "" {
+				return
+			}
+		}
+		for i, n := range p.nodes {
+			tx, un := n.s.Pending()
+			t.Logf("node %d: tx %d unacked %d rsLive %d lost %d overflow %v ovSeq %d seq %d lastRecv %d", i, tx, un, n.s.rsLive, len(n.s.lost), n.s.overflow, n.s.ovSeq, n.s.seq, n.s.lastRecv)
+			for j := n.s.rsHead; j < len(n.s.rs); j++ {
+				t.Logf("  rs %d dead %v ctl %v %+v", n.s.rs[j].seq, n.s.rs[j].dead, n.s.rs[j].ctl, n.s.rs[j].c)
+			}
+		}
+		t.Fatalf("no convergence: %s / %s", cacheDiff(p.nodes[0].internal, p.nodes[1].external),
+			cacheDiff(p.nodes[1].internal, p.nodes[0].external))
+	})
+}
