@@ -63,11 +63,6 @@ func (c *SessionConfig) defaults() {
 // remembered for retransmission (about 100 bytes each).
 const lostKeysMin = 1 << 16
 
-// lostCtlMax bounds the control messages kept after a resend-queue
-// overflow (an ACK the peer never got pins its resend queue; a NACK lost
-// for good loses the states it asked for).
-const lostCtlMax = 4096
-
 type helloState uint8
 
 const (
@@ -142,8 +137,6 @@ type Session struct {
 	// lostAll means even that set overflowed: answer with everything.
 	lost    map[ckey]struct{}
 	lostAll bool
-	// lostCtl are ACK/NACK/RESYNC messages dropped from the full queue.
-	lostCtl []ctlItem
 
 	rxInit     bool
 	peerHello  bool // the previous message from the peer carried HELLO
@@ -226,7 +219,6 @@ func (s *Session) requeueResend() {
 	for k := range s.lost {
 		s.Enqueue(k.key(), MsgCTUpd)
 	}
-	s.txCtl = append(s.txCtl, s.lostCtl...)
 	s.resetResend()
 }
 
@@ -234,7 +226,6 @@ func (s *Session) resetResend() {
 	s.rs, s.rsHead, s.rsLive, s.rsObj = nil, 0, 0, 0
 	s.overflow, s.lostAll = false, false
 	clear(s.lost)
-	s.lostCtl = nil
 }
 
 // Deadline returns when Poll must next be called if nothing else happens.
@@ -385,14 +376,12 @@ func (s *Session) pushResend(it rsItem) {
 			s.overflow = true
 			s.ovSeq = h.seq
 			s.stats.ResendOverflow++
-			switch {
-			case h.ctl && len(s.lostCtl) < lostCtlMax:
-				s.lostCtl = append(s.lostCtl, h.c)
-			case h.ctl:
-			case len(s.lost) < max(s.cfg.ResendQueue, lostKeysMin):
-				s.lost[h.key] = struct{}{}
-			default:
-				s.lostAll = true
+			if !h.ctl {
+				if len(s.lost) < max(s.cfg.ResendQueue, lostKeysMin) {
+					s.lost[h.key] = struct{}{}
+				} else {
+					s.lostAll = true
+				}
 			}
 		}
 		s.rsHead++
@@ -485,8 +474,6 @@ func (s *Session) handleNACK(from, to uint32) bool {
 			s.Enqueue(k.key(), MsgCTUpd)
 		}
 		clear(s.lost)
-		s.txCtl = append(s.txCtl, s.lostCtl...)
-		s.lostCtl = nil
 		all := s.lostAll
 		s.overflow, s.lostAll = false, false
 		return all
