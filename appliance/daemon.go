@@ -68,6 +68,9 @@ type syncEngine interface {
 	// DirectInject tells whether received states go straight into the
 	// kernel (then there is nothing to commit on takeover).
 	DirectInject() bool
+	// SetMaster stops (true) or resumes (false) writing the peer's states
+	// into the kernel in direct-inject mode.
+	SetMaster(master bool)
 	Status() api.SyncStatus
 	Stats() map[string]uint64
 	Cache(which string) ([]api.CacheEntry, error)

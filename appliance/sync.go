@@ -110,9 +110,10 @@ func (e *ctsyncEngine) Flush(which string) error {
 	return nil
 }
 
-func (e *ctsyncEngine) BulkSend() error      { e.Engine.BulkSend(); return nil }
-func (e *ctsyncEngine) RequestResync() error { e.Engine.RequestResync(); return nil }
-func (e *ctsyncEngine) DirectInject() bool   { return e.direct }
+func (e *ctsyncEngine) BulkSend() error       { e.Engine.BulkSend(); return nil }
+func (e *ctsyncEngine) RequestResync() error  { e.Engine.RequestResync(); return nil }
+func (e *ctsyncEngine) DirectInject() bool    { return e.direct }
+func (e *ctsyncEngine) SetMaster(master bool) { e.Engine.SetMaster(master) }
 
 func (e *ctsyncEngine) Status() api.SyncStatus {
 	s := e.Engine.Status()

@@ -29,6 +29,11 @@ import (
 func (d *Daemon) beforeMaster(ctx context.Context, t vrrp.Transition) error {
 	rec := &api.Transition{From: t.From.String(), To: t.To.String(), Reason: t.Reason, At: t.At}
 	var err error
+	if d.sync != nil {
+		// From now on this kernel's entries are the live ones: the peer's
+		// states no longer overwrite them.
+		d.sync.SetMaster(true)
+	}
 	if d.sync != nil && !d.sync.DirectInject() {
 		timeout := d.config().Sync.CommitTimeout
 		cctx, cancel := context.WithTimeout(ctx, timeout)
@@ -92,6 +97,9 @@ func (d *Daemon) afterTransition(t vrrp.Transition) {
 // followUp does the work that must not delay the VIPs.
 func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
 	ctx := d.bgCtx
+	if d.sync != nil && t.To != vrrp.StateMaster {
+		d.sync.SetMaster(false)
+	}
 	if d.sync != nil {
 		step := func(name string, fn func() error) {
 			start := time.Now()

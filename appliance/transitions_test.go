@@ -2,6 +2,7 @@ package appliance
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -89,6 +90,7 @@ func (f *fakeSync) BulkSend() error                        { f.record("bulk", ti
 func (f *fakeSync) RequestResync() error                   { f.record("request-resync", time.Now()); return nil }
 func (f *fakeSync) SchedulePurge(time.Duration)            { f.record("purge", time.Now()) }
 func (f *fakeSync) DirectInject() bool                     { return f.direct }
+func (f *fakeSync) SetMaster(master bool)                  { f.record(fmt.Sprintf("master=%v", master), time.Now()) }
 func (f *fakeSync) Status() api.SyncStatus                 { return api.SyncStatus{Mode: "ftfw"} }
 func (f *fakeSync) Stats() map[string]uint64               { return map[string]uint64{"x": 1} }
 func (f *fakeSync) Cache(string) ([]api.CacheEntry, error) { return nil, nil }
@@ -202,10 +204,10 @@ func TestMasterTransitionOrder(t *testing.T) {
 		if len(fw2.net.VIPs()) != 0 {
 			t.Errorf("fw2 holds VIPs as BACKUP: %v", fw2.net.VIPs())
 		}
-		if got := fw2.sync.names(); len(got) != 0 {
-			t.Errorf("fw2 starting as BACKUP should leave the sync engine alone, called %v", got)
+		if got := fw2.sync.names(); !slices.Equal(got, []string{"master=false"}) {
+			t.Errorf("fw2 starting as BACKUP should only keep injecting, called %v", got)
 		}
-		want := []string{"commit", "flush external", "resync", "bulk"}
+		want := []string{"master=false", "master=true", "commit", "flush external", "resync", "bulk"}
 		if got := fw1.sync.names(); !slices.Equal(got, want) {
 			t.Errorf("fw1 sync calls %v, want %v", got, want)
 		}
@@ -266,7 +268,7 @@ func TestDirectInjectSkipsCommit(t *testing.T) {
 		if len(fw1.sync.callsNamed("commit")) != 0 {
 			t.Errorf("direct inject committed: %v", fw1.sync.names())
 		}
-		if got := fw1.sync.names(); !slices.Equal(got, []string{"resync", "bulk"}) {
+		if got := fw1.sync.names(); !slices.Equal(got, []string{"master=false", "master=true", "resync", "bulk"}) {
 			t.Errorf("calls %v", got)
 		}
 		fw1.stop(t)

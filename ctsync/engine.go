@@ -136,6 +136,10 @@ type Engine struct {
 	purgeAt   time.Time // pending purge (zero: none)
 	injectQ   []injectItem
 	lastComm  CommitResult
+	// holdInject is set while this node is MASTER: in direct-inject mode
+	// the peer's states then go to the external cache instead of the
+	// kernel, so a backup's stale view never overwrites live entries.
+	holdInject bool
 	// touched records the keys of kernel events received while a Resync
 	// dump runs: their event state is newer than the dump's.
 	touched map[ckey]struct{}
@@ -462,7 +466,7 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 			continue
 		}
 		e.st.applied++
-		if e.cfg.DisableExternalCache {
+		if e.cfg.DisableExternalCache && !e.holdInject {
 			e.injectQ = append(e.injectQ, injectItem{f: f, del: m.Type == MsgCTDel})
 			inject = true
 			continue
@@ -737,6 +741,22 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 }
 
 const ipsExpected = 1 << 0
+
+// SetMaster tells the engine whether this node is the MASTER. In
+// direct-inject mode a MASTER keeps what the peer sends in the external
+// cache instead of writing it into the kernel: the kernel's own entries are
+// the live ones, and a backup's stale view (for instance after a restart,
+// or echoes of a split brain) must not overwrite them. Leaving MASTER drops
+// that external cache; the new MASTER's states then arrive through the
+// resync the caller requests. Without direct inject it changes nothing.
+func (e *Engine) SetMaster(master bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !master && e.holdInject {
+		e.external.Clear()
+	}
+	e.holdInject = master
+}
 
 // Flush empties caches (conntrackd -f). Flushing the internal cache
 // cancels a pending purge.

@@ -710,3 +710,39 @@ func TestEngineResyncDuringEvents(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestEngineMasterHoldsInject: in direct-inject mode a MASTER keeps the
+// peer's states in the external cache and never writes them over its own
+// kernel entries; leaving MASTER drops them and injects again.
+func TestEngineMasterHoldsInject(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	b.e.SetMaster(true)
+	r := rand.New(rand.NewPCG(21, 22))
+	for range 300 {
+		ka.Create(randFlow(r))
+	}
+	waitFor(t, 10*time.Second, "peer states in the external cache", func() error {
+		if n := b.e.Status().ExternalEntries; n != 300 {
+			return fmt.Errorf("%d external entries", n)
+		}
+		return nil
+	})
+	if n := len(kb.Snapshot()); n != 0 {
+		t.Fatalf("MASTER injected %d peer states into its kernel", n)
+	}
+	b.e.SetMaster(false)
+	if n := b.e.Status().ExternalEntries; n != 0 {
+		t.Errorf("external cache kept after leaving MASTER: %d", n)
+	}
+	f := randFlow(r)
+	ka.Create(f)
+	waitFor(t, 10*time.Second, "inject as BACKUP", func() error {
+		if _, ok := kb.Snapshot()[f.Key]; !ok {
+			return fmt.Errorf("not injected")
+		}
+		return nil
+	})
+}
