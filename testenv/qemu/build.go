@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 //go:embed files
@@ -40,6 +41,8 @@ type Builder struct {
 	Repo string // repository root
 	Dir  string // build folder
 	Logf func(format string, args ...any)
+
+	lock *os.File
 }
 
 func (b *Builder) logf(format string, args ...any) {
@@ -76,6 +79,17 @@ func (b *Builder) Prepare() error {
 	if err := os.MkdirAll(b.Dir, 0o755); err != nil {
 		return err
 	}
+	// One lab per build folder: a second run would rebuild the initramfs
+	// and remove the run folder under the first one's VMs.
+	lock, err := os.OpenFile(filepath.Join(b.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return fmt.Errorf("another qemu-lab is using %s", b.Dir)
+	}
+	b.lock = lock // held until the process exits
 	gomod := filepath.Join(b.Dir, "go.mod")
 	if _, err := os.Stat(gomod); err == nil {
 		return nil
