@@ -71,6 +71,8 @@ type syncEngine interface {
 	// SetMaster stops (true) or resumes (false) writing the peer's states
 	// into the kernel in direct-inject mode.
 	SetMaster(master bool)
+	// SetFilter applies a new replication filter (reload).
+	SetFilter(c FilterConfig) error
 	Status() api.SyncStatus
 	Stats() map[string]uint64
 	Cache(which string) ([]api.CacheEntry, error)

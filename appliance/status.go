@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/fwpair/fwpair/appliance/api"
@@ -202,13 +203,30 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 	}
 	if (next.Sync == nil) != (cur.Sync == nil) {
 		needRestart = append(needRestart, "[sync]")
-	} else if next.Sync != nil && !syncEqual(cur.Sync, next.Sync) {
-		needRestart = append(needRestart, "sync")
+	} else if next.Sync != nil {
+		filterChanged := fmt.Sprintf("%+v", cur.Sync.Filter) != fmt.Sprintf("%+v", next.Sync.Filter)
+		if filterChanged {
+			if err := d.sync.SetFilter(next.Sync.Filter); err != nil {
+				needRestart = append(needRestart, "sync.filter ("+err.Error()+")")
+			} else {
+				applied = append(applied, "sync.filter")
+			}
+		}
+		rest := *next.Sync
+		rest.Filter = cur.Sync.Filter
+		if !syncEqual(cur.Sync, &rest) {
+			needRestart = append(needRestart, "sync")
+		}
 	}
 	// The running configuration takes what was applied; whatever needs a
 	// restart stays as it runs until then.
 	merged := *cur
 	merged.Log.Level, merged.Hooks, merged.Node = next.Log.Level, next.Hooks, next.Node
+	if cur.Sync != nil && next.Sync != nil && slices.Contains(applied, "sync.filter") {
+		s := *cur.Sync
+		s.Filter = next.Sync.Filter
+		merged.Sync = &s
+	}
 	if cur.VRRP != nil && next.VRRP != nil {
 		v := *cur.VRRP
 		v.Instances = append([]InstanceConfig(nil), cur.VRRP.Instances...)

@@ -19,6 +19,7 @@ type ctsyncEngine struct {
 	*ctsync.Engine
 	kernel *ctsync.LinuxKernel
 	direct bool
+	own    ownAddrs
 }
 
 func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error) {
@@ -57,7 +58,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		k.Close()
 		return nil, err
 	}
-	return &ctsyncEngine{Engine: eng, kernel: k, direct: c.DirectInject}, nil
+	return &ctsyncEngine{Engine: eng, kernel: k, direct: c.DirectInject, own: own}, nil
 }
 
 // wireOptions maps the peer's conntrackd version to the wire compat knobs.
@@ -114,6 +115,15 @@ func (e *ctsyncEngine) BulkSend() error       { e.Engine.BulkSend(); return nil 
 func (e *ctsyncEngine) RequestResync() error  { e.Engine.RequestResync(); return nil }
 func (e *ctsyncEngine) DirectInject() bool    { return e.direct }
 func (e *ctsyncEngine) SetMaster(master bool) { e.Engine.SetMaster(master) }
+
+func (e *ctsyncEngine) SetFilter(c FilterConfig) error {
+	f, err := syncFilter(c, e.own)
+	if err != nil {
+		return err
+	}
+	e.Engine.SetFilter(f)
+	return nil
+}
 
 func (e *ctsyncEngine) Status() api.SyncStatus {
 	s := e.Engine.Status()

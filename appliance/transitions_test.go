@@ -90,6 +90,7 @@ func (f *fakeSync) BulkSend() error                        { f.record("bulk", ti
 func (f *fakeSync) RequestResync() error                   { f.record("request-resync", time.Now()); return nil }
 func (f *fakeSync) SchedulePurge(time.Duration)            { f.record("purge", time.Now()) }
 func (f *fakeSync) DirectInject() bool                     { return f.direct }
+func (f *fakeSync) SetFilter(FilterConfig) error           { f.record("filter", time.Now()); return nil }
 func (f *fakeSync) SetMaster(master bool)                  { f.record(fmt.Sprintf("master=%v", master), time.Now()) }
 func (f *fakeSync) Status() api.SyncStatus                 { return api.SyncStatus{Mode: "ftfw"} }
 func (f *fakeSync) Stats() map[string]uint64               { return map[string]uint64{"x": 1} }

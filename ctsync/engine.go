@@ -742,6 +742,15 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 
 const ipsExpected = 1 << 0
 
+// SetFilter replaces the replication filter (nil accepts everything), e.g.
+// on a configuration reload. It applies to the next events and resyncs;
+// entries already replicated stay until they change.
+func (e *Engine) SetFilter(f interface{ Accept(*Flow) bool }) {
+	e.mu.Lock()
+	e.filter = f
+	e.mu.Unlock()
+}
+
 // SetMaster tells the engine whether this node is the MASTER. In
 // direct-inject mode a MASTER keeps what the peer sends in the external
 // cache instead of writing it into the kernel: the kernel's own entries are
