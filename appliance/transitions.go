@@ -3,6 +3,7 @@ package appliance
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/fwpair/fwpair/appliance/api"
@@ -140,6 +141,14 @@ func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
 			}
 		}
 	}
+	d.mu.Lock()
+	steps := make([]any, 0, 2*len(rec.Steps)+2)
+	steps = append(steps, "to", t.To.String())
+	for _, st := range rec.Steps {
+		steps = append(steps, st.Name, fmt.Sprintf("%.3fs", st.Seconds))
+	}
+	d.mu.Unlock()
+	d.log.Info("transition steps done", steps...)
 	runHook(ctx, d.log, cfg.Hooks.OnTransition, cfg.Hooks.Timeout, cfg.Node, t.From.String(), t.To.String(), t.Reason)
 }
 
