@@ -69,7 +69,9 @@ type FailoverRun struct {
 	// Probe is the echo arrival times in ms relative to the fault, from
 	// one second before it.
 	Probe []float64 `json:"probe_ms,omitempty"`
-	Error string    `json:"error,omitempty"`
+	// ProbeEndMS is where the probe record ends, relative to the fault.
+	ProbeEndMS float64 `json:"probe_end_ms,omitempty"`
+	Error      string  `json:"error,omitempty"`
 	// SetupRetry is the error of a first attempt that failed before the
 	// fault, when this run is the second.
 	SetupRetry string `json:"setup_retry,omitempty"`
@@ -391,6 +393,7 @@ func (e *env) failoverOnce(name string, mode Mode, fault Fault, rep int) (run Fa
 		for _, o := range offsets {
 			run.Probe = append(run.Probe, ms(o))
 		}
+		run.ProbeEndMS = ms(end.Sub(at))
 		ci, err := r.stack.commit(2, at, 30*time.Second)
 		if err != nil {
 			return fmt.Errorf("%w\n%s", err, r.stack.diag(2))

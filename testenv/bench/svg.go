@@ -58,7 +58,7 @@ func (res *Results) svg(w io.Writer) {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="sans-serif" font-size="12">`+"\n", width, height, width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(&b, `<text x="%.0f" y="22" font-size="15" font-weight="bold">Traffic through the VIPs around a failover: 10 ms UDP probe echoes (fwpair vs keepalived + conntrackd)</text>`+"\n", left-200)
-	fmt.Fprintf(&b, `<text x="%.0f" y="40" fill="#555">bar: echoes arriving; red: no echo (gap, labelled when over 50 ms); black tick: fw2 holds both VIPs; t = 0: the fault on fw1. %d flows synced, %d sessions.</text>`+"\n", left-200, res.Scale.Flows, res.Scale.Sessions)
+	fmt.Fprintf(&b, `<text x="%.0f" y="40" fill="#555">bar: echoes arriving; red: no echo for over 40 ms (labelled from 200 ms); black tick: fw2 holds both VIPs; t = 0: the fault on fw1. %d flows synced, %d sessions.</text>`+"\n", left-200, res.Scale.Flows, res.Scale.Sessions)
 	// A grid line every second.
 	for t := -1000.0; t <= xmax; t += 1000 {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="%s"/>`+"\n", x(t), top-6, x(t), top+laneH*float64(len(lanes)), map[bool]string{true: "#333", false: "#ddd"}[t == 0])
@@ -80,7 +80,8 @@ func (res *Results) svg(w io.Writer) {
 		}
 		by, bh := y+8, laneH-16
 		pts := l.run.Probe
-		// Runs of echoes no more than 25 ms apart make one bar.
+		// Runs of echoes no more than 40 ms apart make one bar (a loaded
+		// machine delays a few echoes by tens of milliseconds).
 		segStart := -1.0
 		prev := xmin
 		flush := func(end float64) {
@@ -94,7 +95,7 @@ func (res *Results) svg(w io.Writer) {
 			}
 			if segStart < 0 {
 				segStart = p
-			} else if p-prev > 25 {
+			} else if p-prev > 40 {
 				flush(prev)
 				gapLabel(&b, x(prev), x(p), by, bh, p-prev)
 				segStart = p
@@ -102,8 +103,11 @@ func (res *Results) svg(w io.Writer) {
 			prev = p
 		}
 		flush(prev)
-		if prev < xmax-25 && len(pts) > 0 {
-			gapLabel(&b, x(prev), x(xmax), by, bh, xmax-prev)
+		// The record ends where the run stopped watching (unknown in
+		// older results: no trailing gap drawn then).
+		end := min(xmax, l.run.ProbeEndMS)
+		if prev < end-40 && len(pts) > 0 {
+			gapLabel(&b, x(prev), x(end), by, bh, end-prev)
 		}
 		tx := x(l.run.TakeoverMS)
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="black" stroke-width="2"/>`+"\n", tx, y+3, tx, y+laneH-3)
@@ -114,7 +118,7 @@ func (res *Results) svg(w io.Writer) {
 
 func gapLabel(b *strings.Builder, x1, x2, y, h, ms float64) {
 	fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#d62728" opacity="0.35"/>`+"\n", x1, y, max(x2-x1, 1), h)
-	if ms > 50 {
+	if ms >= 200 {
 		fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="11" fill="#a00">%.0f ms</text>`+"\n", (x1+x2)/2, y+h-4, ms)
 	}
 }

@@ -2,12 +2,15 @@
 // against keepalived + conntrackd in the namespace lab, side by side. It
 // prints a Markdown table and writes results/bench-<time>.json and
 // results/failover-gap.svg. BENCH_SCALE=small runs the quick version. It
-// needs root.
+// needs root. With -svg-from results/bench-<time>.json it only redraws
+// the chart of an earlier run.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,6 +30,11 @@ func main() {
 }
 
 func run() error {
+	svgFrom := flag.String("svg-from", "", "only redraw results/failover-gap.svg from a results/bench-*.json")
+	flag.Parse()
+	if *svgFrom != "" {
+		return redraw(*svgFrom)
+	}
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, nftables, conntrack)")
 	}
@@ -104,6 +112,24 @@ func run() error {
 		return nil
 	}
 	os.RemoveAll(dir)
+	return nil
+}
+
+// redraw writes the chart of an earlier run next to its JSON.
+func redraw(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res bench.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	out := filepath.Join(filepath.Dir(path), "failover-gap.svg")
+	if err := res.WriteSVG(out); err != nil {
+		return err
+	}
+	fmt.Println("chart:", rel(out))
 	return nil
 }
 
