@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fwpair/fwpair/testenv"
 )
 
 // Scale sizes a run.
@@ -158,8 +157,8 @@ func Run(opts Options) (*Results, error) {
 	}
 	e := &env{scale: opts.Scale, bin: opts.Bin, dir: opts.Dir, jan: opts.Janitor, log: opts.Log}
 	res := &Results{Started: time.Now().UTC(), Scale: opts.Scale, Host: host()}
-	testenv.RemoveStale(Prefix)
-	defer testenv.RemoveStale(Prefix)
+	RemoveStale()
+	defer RemoveStale()
 	logRun := func(f FailoverRun) {
 		e.logf("failover %-15s %-7s %-7s rep %d: takeover %5.0f ms (%4.0f after last advert), gap %5.0f ms, kept %d/%d (reset %d), stall %5.0f ms, commit %d in %.0f ms (%+.0f ms vs VIPs), synced %d [%.0f s] %s",
 			f.Stack, f.Mode, f.Fault, f.Rep, f.TakeoverMS, f.AfterAdvertMS, f.GapMS, f.Kept, f.Sessions, f.Reset, f.MaxStallMS,

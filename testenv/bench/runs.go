@@ -29,6 +29,16 @@ const (
 // Prefix starts the name of every namespace the benchmark creates.
 const Prefix = "fwb"
 
+// RemoveStale deletes namespaces an interrupted run left behind: the lab
+// names them Prefix plus a role ("fwbf1-…"), the kernel-limit run too.
+func RemoveStale() []string {
+	var out []string
+	for _, role := range []string{"", "sw", "cl", "f1", "f2", "sv"} {
+		out = append(out, testenv.RemoveStale(Prefix+role)...)
+	}
+	return out
+}
+
 func labOptions(m Mode) testenv.LabOptions {
 	return testenv.LabOptions{Prefix: Prefix, Masquerade: m == Typical, LooseTCP: m == Typical}
 }

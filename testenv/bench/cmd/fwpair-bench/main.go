@@ -42,7 +42,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if stale := testenv.RemoveStale(bench.Prefix); len(stale) > 0 {
+	if stale := bench.RemoveStale(); len(stale) > 0 {
 		fmt.Fprintf(os.Stderr, "removed %d namespaces left by an interrupted run\n", len(stale))
 	}
 	gomod, err := testenv.RepoFile("go.mod")
@@ -87,11 +87,11 @@ func run() error {
 		case <-time.After(time.Minute):
 		}
 		jan.Cleanup()
-		testenv.RemoveStale(bench.Prefix)
+		bench.RemoveStale()
 		return fmt.Errorf("interrupted (logs kept in %s)", dir)
 	}
 	jan.Cleanup()
-	testenv.RemoveStale(bench.Prefix)
+	bench.RemoveStale()
 	if out.err != nil {
 		return fmt.Errorf("%w (logs kept in %s)", out.err, dir)
 	}
