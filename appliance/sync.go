@@ -2,12 +2,14 @@ package appliance
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/fwpair/fwpair/appliance/api"
 	"github.com/fwpair/fwpair/ctsync"
@@ -257,12 +259,19 @@ func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) b
 // interfaces when the daemon starts (VIPs it may hold are added by the
 // caller from the configuration).
 func localAddresses() ([]netip.Addr, error) {
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}
 	defer h.Close()
-	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	var addrs []netlink.Addr
+	// A dump interrupted by a concurrent change is incomplete: read again.
+	for range 5 {
+		addrs, err = h.AddrList(nil, netlink.FAMILY_ALL)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,11 @@ const (
 // rtnetlink through a Handle made with NewHandleAt, sockets by creating
 // them on a throwaway OS thread switched into the namespace.
 type linuxPlatform struct {
-	ns   netns.NsHandle
+	ns netns.NsHandle
+	// own is true when ns is the process's own namespace: sockets are then
+	// opened without setns, which needs CAP_SYS_ADMIN (the systemd unit
+	// grants only CAP_NET_ADMIN and CAP_NET_RAW).
+	own  bool
 	nl   *netlink.Handle
 	nlMu sync.Mutex // serialises requests on nl, shared by several goroutines
 	log  *slog.Logger
@@ -64,12 +68,24 @@ func newPlatform(nsPath string, cfg Config, log *slog.Logger) (platform, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %q: %w", nsPath, err)
 	}
-	nl, err := netlink.NewHandleAt(ns)
+	own := false
+	if proc, perr := netns.GetFromPid(os.Getpid()); perr == nil {
+		own = ns.Equal(proc)
+		_ = proc.Close()
+	}
+	var nl *netlink.Handle
+	if own {
+		// Only rtnetlink: a bare NewHandle also opens XFRM, which needs
+		// the xfrm_user module.
+		nl, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	} else {
+		nl, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	}
 	if err != nil {
 		_ = ns.Close()
 		return nil, fmt.Errorf("rtnetlink handle: %w", err)
 	}
-	p := &linuxPlatform{ns: ns, nl: nl, log: log, garp: map[string]*garpConn{}}
+	p := &linuxPlatform{ns: ns, own: own, nl: nl, log: log, garp: map[string]*garpConn{}}
 	for _, in := range cfg.Instances {
 		p.vips = append(p.vips, vipAddrs(in.VIPs)...)
 	}
@@ -97,6 +113,9 @@ func (p *linuxPlatform) close() error {
 // when the goroutine ends instead of reusing a thread in another
 // namespace.
 func (p *linuxPlatform) inNamespace(fn func() error) error {
+	if p.own {
+		return fn()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
