@@ -83,7 +83,7 @@ type FailoverRun struct {
 	ProbeEndMS float64 `json:"probe_end_ms,omitempty"`
 	Error      string  `json:"error,omitempty"`
 	// SetupRetry is the error of a first attempt that failed before the
-	// fault, when this run is the second.
+	// fault (with the daemons' log tails), when this run is the second.
 	SetupRetry string `json:"setup_retry,omitempty"`
 }
 
@@ -323,7 +323,7 @@ func (e *env) failover(name string, mode Mode, fault Fault, rep int) FailoverRun
 	}
 	e.logf("failover %s %s %s rep %d: setup failed, trying again: %s", name, mode, fault, rep, firstLine(run.Error))
 	again, _ := e.failoverOnce(name, mode, fault, rep)
-	again.SetupRetry = firstLine(run.Error)
+	again.SetupRetry = run.Error
 	return again
 }
 
