@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -24,7 +26,38 @@ type ctsyncEngine struct {
 	own    ownAddrs
 }
 
+// conntrackEventsSysctl decides when the kernel attaches the event
+// extension to a conntrack entry. With 2 (the default of recent kernels)
+// it does so only if a listener exists when the entry is created, so
+// entries created while fwpaird was not running would never report their
+// updates or their destruction; 1 attaches it always.
+const conntrackEventsSysctl = "/proc/sys/net/netfilter/nf_conntrack_events"
+
+// ensureConntrackEvents sets nf_conntrack_events to 1 when it is 2 (a file
+// write in this namespace's /proc/sys, no tool involved) and says so.
+func ensureConntrackEvents(log *slog.Logger) {
+	b, err := os.ReadFile(conntrackEventsSysctl)
+	if err != nil {
+		log.Warn("cannot read nf_conntrack_events", "err", err)
+		return
+	}
+	switch v := strings.TrimSpace(string(b)); v {
+	case "1":
+		return
+	case "0":
+		log.Warn("net.netfilter.nf_conntrack_events is 0: the kernel sends no conntrack events and nothing can be replicated until it is 1")
+		return
+	default:
+		if err := os.WriteFile(conntrackEventsSysctl, []byte("1"), 0o644); err != nil {
+			log.Warn("net.netfilter.nf_conntrack_events is "+v+": entries created before fwpaird started may never report updates; set it to 1", "err", err)
+			return
+		}
+		log.Info("set net.netfilter.nf_conntrack_events=1 so that every entry reports its updates and destruction", "was", v)
+	}
+}
+
 func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error) {
+	ensureConntrackEvents(log)
 	k, err := ctsync.NewKernel(ctsync.KernelOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("ctnetlink: %w", err)

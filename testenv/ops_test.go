@@ -125,6 +125,11 @@ func TestPrivilegedDaemonOperations(t *testing.T) {
 		t.Fatal(err, d.LogTail(2000))
 	}
 
+	// fwpaird makes every conntrack entry report its events.
+	if out, err := lab.FW1.Run(context.Background(), "sysctl", "-n", "net.netfilter.nf_conntrack_events"); err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("nf_conntrack_events = %q (%v), want 1", out, err)
+	}
+
 	ctl := func(args ...string) (string, string, int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
