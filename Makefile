@@ -39,7 +39,9 @@ build: ## build bin/fwpaird and bin/fwpairctl with the version built in
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/fwpaird ./cmd/fwpaird
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/fwpairctl ./cmd/fwpairctl
 
-test: deps build ## run every test (unit, simulated, privileged in namespaces) with -race
+test: deps build ## every test: the QEMU lab once, the quick benchmark once, then go test (unit, simulated, privileged) with -race
+	$(MAKE) --no-print-directory qemu-lab
+	$(MAKE) --no-print-directory bench BENCH_SCALE=small
 	FWPAIR_PRIVILEGED_TESTS=1 FWPAIR_BIN=$(CURDIR)/bin $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-unit: ## unit and simulated tests only (no root needed)
