@@ -48,6 +48,7 @@ type vrrpGroup interface {
 	Ready() <-chan struct{}
 	Status() vrrp.Status
 	SetPriority(name string, priority uint8) error
+	SetGARP(c vrrp.GARPConfig)
 }
 
 // syncEngine is what the daemon needs of the conntrack sync engine; the

@@ -229,6 +229,7 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 	}
 	if cur.VRRP != nil && next.VRRP != nil {
 		v := *cur.VRRP
+		v.GARPBurst, v.GARPSpacing, v.GARPRefresh = next.VRRP.GARPBurst, next.VRRP.GARPSpacing, next.VRRP.GARPRefresh
 		v.Instances = append([]InstanceConfig(nil), cur.VRRP.Instances...)
 		for i := range v.Instances {
 			if i < len(next.VRRP.Instances) && next.VRRP.Instances[i].Name == v.Instances[i].Name {
@@ -263,7 +264,8 @@ func (d *Daemon) reloadVRRP(cur, next *VRRPConfig) (applied, needRestart []strin
 		}
 	}
 	if cur.GARPBurst != next.GARPBurst || cur.GARPSpacing != next.GARPSpacing || cur.GARPRefresh != next.GARPRefresh {
-		needRestart = append(needRestart, "vrrp.garp_*")
+		d.vrrp.SetGARP(vrrpConfig(next).GARP)
+		applied = append(applied, "vrrp.garp_*")
 	}
 	return applied, needRestart
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -72,7 +73,9 @@ type Transition struct {
 
 // Group runs the VRRP instances of one node as a sync group.
 type Group struct {
-	cfg  Config
+	cfg Config
+	// garp is cfg.GARP, replaceable while running (SetGARP).
+	garp atomic.Pointer[GARPConfig]
 	opts Options
 	log  *slog.Logger
 	// defaults provides the Linux adapters for those Options left nil; nil
@@ -221,6 +224,8 @@ func New(cfg Config, opts Options) (*Group, error) {
 		inst.iface.insts[in.VRID] = inst
 		g.insts = append(g.insts, inst)
 	}
+	garp := g.cfg.GARP
+	g.garp.Store(&garp)
 	return g, nil
 }
 
@@ -269,6 +274,15 @@ func (g *Group) SetPriority(name string, priority uint8) error {
 	case <-g.done:
 		return errors.New("vrrp: group stopped")
 	}
+}
+
+// SetGARP replaces the gratuitous ARP settings while the group runs (a
+// configuration reload). Zero values take the defaults, as in Config. The
+// next burst uses them; a refresh already ticking keeps its period until
+// the group next becomes MASTER.
+func (g *Group) SetGARP(c GARPConfig) {
+	c = Config{GARP: c}.withDefaults().GARP
+	g.garp.Store(&c)
 }
 
 // Run runs the group until ctx is done (graceful stop: priority-0 adverts

@@ -730,3 +730,32 @@ func TestEnginePreemptDelay(t *testing.T) {
 		}
 	})
 }
+
+// TestEngineSetGARP: new GARP settings apply while the group runs (reload).
+func TestEngineSetGARP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lab := newSimLab()
+		cfg := pairConfig(150, true)
+		cfg.GARP = vrrp.GARPConfig{Count: 1, Spacing: 100 * time.Millisecond}
+		fw1 := start(t, lab.fw1, cfg, vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
+		time.Sleep(time.Second)
+		if n := len(lab.fw1.GARPs()); n != 2 {
+			t.Fatalf("%d GARP rounds with Count 1, want 2 (one per interface)", n)
+		}
+		// Turn on a 5 s refresh: it starts with the next MASTER epoch, and
+		// the burst size applies to the next burst.
+		fw1.SetGARP(vrrp.GARPConfig{Count: 2, Spacing: 100 * time.Millisecond, Refresh: 5 * time.Second})
+		start(t, lab.fw2, pairConfig(200, true), vrrp.Hooks{})
+		waitFor(t, 5*time.Second, "fw1 yields", func() bool { return len(lab.fw1.VIPs()) == 0 })
+		n := len(lab.fw1.GARPs())
+		lab.net.Partition("lan0", true) // fw1 no longer hears fw2 on eth0...
+		lab.net.Partition("lan1", true) // ...nor on eth1: it takes over again
+		waitFor(t, 10*time.Second, "fw1 MASTER again", func() bool { return holdsBoth(lab.fw1) })
+		time.Sleep(6 * time.Second)
+		// New burst of 2 per interface, then one refresh per interface.
+		if got := len(lab.fw1.GARPs()) - n; got != 2*2+2 {
+			t.Errorf("%d GARP rounds after SetGARP, want 6", got)
+		}
+	})
+}

@@ -597,7 +597,7 @@ func (e *engine) takeVIPs(it transitionItem) bool {
 			return false
 		}
 	}
-	if e.cfg.GARP.Count < 0 {
+	if e.garp.Load().Count < 0 {
 		return true
 	}
 	// The first round goes out before AfterTransition; the rest of the
@@ -625,7 +625,7 @@ func (e *engine) announceLoop(ctx context.Context) {
 	defer e.announcing.Done()
 	burst := func(n int) bool {
 		for range n {
-			t := time.NewTimer(e.cfg.GARP.Spacing)
+			t := time.NewTimer(e.garp.Load().Spacing)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -641,12 +641,12 @@ func (e *engine) announceLoop(ctx context.Context) {
 	case <-e.reannounce:
 	default:
 	}
-	if !burst(e.cfg.GARP.Count - 1) {
+	if !burst(e.garp.Load().Count - 1) {
 		return
 	}
 	var refresh <-chan time.Time
-	if e.cfg.GARP.Refresh > 0 {
-		tk := time.NewTicker(e.cfg.GARP.Refresh)
+	if refreshEvery := e.garp.Load().Refresh; refreshEvery > 0 {
+		tk := time.NewTicker(refreshEvery)
 		defer tk.Stop()
 		refresh = tk.C
 	}
@@ -658,7 +658,7 @@ func (e *engine) announceLoop(ctx context.Context) {
 			e.announceAll(ctx)
 		case <-e.reannounce:
 			e.announceAll(ctx)
-			if !burst(e.cfg.GARP.Count - 1) {
+			if !burst(e.garp.Load().Count - 1) {
 				return
 			}
 		}
