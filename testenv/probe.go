@@ -138,6 +138,19 @@ func (p *Probe) Gap(from, to time.Time) (time.Duration, bool) {
 	return gap, any
 }
 
+// Replies returns the arrival times of the echoes in [from, to].
+func (p *Probe) Replies(from, to time.Time) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []time.Time
+	for _, r := range p.replies {
+		if !r.Before(from) && !r.After(to) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // WaitReply waits until an echo arrives after t, or the timeout.
 func (p *Probe) WaitReply(after time.Time, timeout time.Duration) bool {
 	end := time.Now().Add(timeout)

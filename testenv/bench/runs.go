@@ -349,12 +349,12 @@ func (e *env) failoverOnce(name string, mode Mode, fault Fault, rep int) (run Fa
 			return err
 		}
 		e.jan.push(udp.Close)
-		pr, err := startProbe(lab.Client, netip.AddrPortFrom(testenv.ServerAddr.Addr(), testenv.ProbePort), 10*time.Millisecond)
+		pr, err := testenv.StartProbe(lab.Client, netip.AddrPortFrom(testenv.ServerAddr.Addr(), testenv.ProbePort), 10*time.Millisecond)
 		if err != nil {
 			return err
 		}
-		e.jan.push(pr.close)
-		if !pr.waitReply(time.Now(), 5*time.Second) {
+		e.jan.push(pr.Close)
+		if !pr.WaitReply(time.Now(), 5*time.Second) {
 			return errors.New("the probe gets no echo through fw1")
 		}
 		ss, err := testenv.OpenSessions(lab.Client, netip.AddrPortFrom(testenv.ServerAddr.Addr(), testenv.EchoPort), e.scale.Sessions, 100*time.Millisecond)
@@ -395,10 +395,10 @@ func (e *env) failoverOnce(name string, mode Mode, fault Fault, rep int) (run Fa
 
 		v := ss.WaitKept(takeover, e.scale.KeptWait)
 		run.Kept, run.Reset, run.Stalled, run.MaxStallMS = v.Kept, v.Reset, v.Stalled, ms(v.MaxStall)
-		pr.waitReply(time.Now(), 3*time.Second)
+		pr.WaitReply(time.Now(), 3*time.Second)
 		end := time.Now()
-		offsets, _ := pr.trace(at, at.Add(-time.Second), end)
-		_, gap := pr.trace(at, at, end)
+		offsets := trace(pr, at, at.Add(-time.Second), end)
+		gap, _ := pr.Gap(at, end)
 		run.GapMS = ms(gap)
 		for _, o := range offsets {
 			run.Probe = append(run.Probe, ms(o))
