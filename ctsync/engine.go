@@ -493,12 +493,27 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 	e.wake(e.kick)
 }
 
+// injectCoalesce is how long the injector lets received states pile up
+// before writing them: a datagram carries about 20 states, and one netlink
+// write per datagram costs several times the CPU of one write per 1024
+// states (kernel-limits.md). It bounds the added latency.
+const injectCoalesce = 2 * time.Millisecond
+
 func (e *Engine) injectLoop(ctx context.Context) error {
+	coalesce := time.NewTimer(0)
+	<-coalesce.C
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-e.injectCh:
+		}
+		coalesce.Reset(injectCoalesce)
+		select {
+		case <-ctx.Done():
+			coalesce.Stop()
+			return nil
+		case <-coalesce.C:
 		}
 		for {
 			e.mu.Lock()
