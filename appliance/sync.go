@@ -184,7 +184,7 @@ func (e *ctsyncEngine) Stats() map[string]uint64 {
 		"datagrams_sent": s.DatagramsSent, "datagrams_received": s.DatagramsRecv,
 		"bytes_sent": s.BytesSent, "bytes_received": s.BytesReceived,
 		"send_errors": s.SendErrors, "receive_errors": s.RecvErrors,
-		"retransmits": s.Retransmits, "nacks_sent": s.NACKsSent, "nacks_received": s.NACKsReceived,
+		"retransmits": s.Retransmits, "nacks_sent": s.NACKsSent, "nacks_received": s.NACKsReceived, "renacks": s.Renacks,
 		"acks_sent": s.ACKsSent, "acks_received": s.ACKsReceived,
 		"lost": s.Lost, "before": s.Before, "resend_overflow": s.ResendOverflow,
 		"resyncs": s.Resyncs, "resync_errors": s.ResyncErrors,

@@ -913,11 +913,13 @@ type Stats struct {
 	Retransmits      uint64 `json:"retransmits"`
 	NACKsSent        uint64 `json:"nacks_sent"`
 	NACKsReceived    uint64 `json:"nacks_received"`
-	ACKsSent         uint64 `json:"acks_sent"`
-	ACKsReceived     uint64 `json:"acks_received"`
-	Lost             uint64 `json:"lost"`
-	Before           uint64 `json:"before"`
-	ResendOverflow   uint64 `json:"resend_overflow"`
+	// Renacks counts NACKs repeated for a gap still open.
+	Renacks        uint64 `json:"renacks"`
+	ACKsSent       uint64 `json:"acks_sent"`
+	ACKsReceived   uint64 `json:"acks_received"`
+	Lost           uint64 `json:"lost"`
+	Before         uint64 `json:"before"`
+	ResendOverflow uint64 `json:"resend_overflow"`
 	// Resyncs counts dumps of the kernel table into the internal cache.
 	Resyncs      uint64 `json:"resyncs"`
 	ResyncErrors uint64 `json:"resync_errors"`
@@ -953,7 +955,7 @@ func (e *Engine) Stats() Stats {
 		DatagramsSent: e.st.dgSent, DatagramsRecv: e.st.dgRecv,
 		BytesSent: e.st.bytesSent, BytesReceived: e.st.bytesRecv,
 		SendErrors: e.st.sendErrors, RecvErrors: e.st.recvErrors,
-		Retransmits: ss.Retransmits, NACKsSent: ss.NACKsSent, NACKsReceived: ss.NACKsRecv,
+		Retransmits: ss.Retransmits, NACKsSent: ss.NACKsSent, NACKsReceived: ss.NACKsRecv, Renacks: ss.Renacks,
 		ACKsSent: ss.ACKsSent, ACKsReceived: ss.ACKsRecv, Lost: ss.Lost, Before: ss.Before,
 		ResendOverflow: ss.ResendOverflow,
 		Resyncs:        e.st.resyncs, ResyncErrors: e.st.resyncErrors,

@@ -384,15 +384,27 @@ func TestFTFWSessionRules(t *testing.T) {
 	if res := s.Receive(now, &Message{Type: MsgCTUpd, Seq: peer + 6}); res.Apply {
 		t.Fatal("old message applied")
 	}
-	// Idle: after 1 s the pending ACK goes out instead of ALIVE.
+	// Later: the pending ACK goes out, and the gap is NACKed again (a
+	// lost NACK must not lose the states for good), three times in all.
 	later := now.Add(2 * time.Second)
 	msgs = parseAll(t, first(s.Poll(later, lookup, 0)))
-	if len(msgs) != 1 || msgs[0].Flags != FlagACK || msgs[0].From != peer+8 || msgs[0].To != peer+8 {
-		t.Fatalf("idle ACK: %+v", msgs)
+	if len(msgs) != 2 || msgs[0].Flags != FlagACK || msgs[0].From != peer+8 || msgs[0].To != peer+8 ||
+		msgs[1].Flags != FlagNACK || msgs[1].From != peer+5 || msgs[1].To != peer+7 {
+		t.Fatalf("idle ACK and re-NACK: %+v", msgs)
 	}
+	for i := 1; i <= 2; i++ {
+		msgs = parseAll(t, first(s.Poll(later.Add(time.Duration(i)*time.Second), lookup, 0)))
+		if len(msgs) != 1 || msgs[0].Flags != FlagNACK || msgs[0].From != peer+5 {
+			t.Fatalf("re-NACK %d: %+v", i+1, msgs)
+		}
+	}
+	later = later.Add(2 * time.Second)
 	msgs = parseAll(t, first(s.Poll(later.Add(time.Second), lookup, 0)))
 	if len(msgs) != 1 || msgs[0].Flags != FlagAlive {
 		t.Fatalf("idle ALIVE: %+v", msgs)
+	}
+	if st := s.Stats(); st.Renacks != 3 {
+		t.Errorf("renacks %d, want 3", st.Renacks)
 	}
 	// Peer restart: HELLO with an older seq is accepted, the resend queue
 	// is flushed (its content queued again), and our next message carries
