@@ -265,9 +265,10 @@ func (c *Cluster) Run(fault Fault, n int) (ScenarioResult, error) {
 		res.CommitEntries, res.CommitSeconds, res.VIPsSeconds = t.CommitEntries, t.CommitSeconds, t.VIPsSeconds
 	}
 	res.DirectInject = st.Sync != nil && st.Sync.DirectInject
-	// Let traffic show whether it flows again: every session must echo
-	// after the takeover.
-	res.Verdict = c.Sessions.WaitKept(time.Now(), 10*time.Second)
+	// Every session must echo after the takeover, counting only echoes
+	// that come once the first gratuitous ARP has moved the neighbours
+	// (not a packet still passing through the old MASTER).
+	res.Verdict = c.Sessions.WaitKept(time.Now().Add(200*time.Millisecond), 10*time.Second)
 	c.Probe.WaitReply(time.Now(), 3*time.Second)
 	res.Gap, _ = c.Probe.Gap(at, time.Now())
 	e0, e1, err := c.Lab.VIPHolders()
