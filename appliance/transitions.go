@@ -83,6 +83,11 @@ func (d *Daemon) afterTransition(t vrrp.Transition) {
 	d.last = rec
 	cfg := d.cfg
 	d.mu.Unlock()
+	if d.sync != nil && t.To != vrrp.StateMaster {
+		// At once, not in the follow-up: the new MASTER's states may
+		// already be arriving.
+		d.sync.SetMaster(false)
+	}
 	d.metrics.countTransition(t.To.String(), t.Reason)
 	d.log.Info("transition", "from", t.From.String(), "to", t.To.String(), "reason", t.Reason,
 		"commit_entries", rec.CommitEntries, "commit_seconds", rec.CommitSeconds, "vips_seconds", rec.VIPsSeconds)
@@ -98,9 +103,6 @@ func (d *Daemon) afterTransition(t vrrp.Transition) {
 // followUp does the work that must not delay the VIPs.
 func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
 	ctx := d.bgCtx
-	if d.sync != nil && t.To != vrrp.StateMaster {
-		d.sync.SetMaster(false)
-	}
 	if d.sync != nil {
 		step := func(name string, fn func() error) {
 			start := time.Now()

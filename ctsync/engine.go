@@ -771,12 +771,14 @@ func (e *Engine) SetFilter(f interface{ Accept(*Flow) bool }) {
 // cache instead of writing it into the kernel: the kernel's own entries are
 // the live ones, and a backup's stale view (for instance after a restart,
 // or echoes of a split brain) must not overwrite them. Leaving MASTER drops
-// that external cache; the new MASTER's states then arrive through the
+// that holding cache; the new MASTER's states then arrive through the
 // resync the caller requests. Without direct inject it changes nothing.
 func (e *Engine) SetMaster(master bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !master && e.holdInject {
+	if !master && e.holdInject && e.cfg.DisableExternalCache {
+		// Only in direct-inject mode is this cache a holding area; in
+		// external-cache mode it is the store the next commit needs.
 		e.external.Clear()
 	}
 	e.holdInject = master

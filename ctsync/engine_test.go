@@ -714,6 +714,28 @@ func TestEngineResyncDuringEvents(t *testing.T) {
 // TestEngineMasterHoldsInject: in direct-inject mode a MASTER keeps the
 // peer's states in the external cache and never writes them over its own
 // kernel entries; leaving MASTER drops them and injects again.
+func TestEngineMasterKeepsExternalCacheInCommitMode(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{}, kb, lb, nil)
+	b.e.SetMaster(true)
+	r := rand.New(rand.NewPCG(23, 24))
+	for range 50 {
+		ka.Create(randFlow(r))
+	}
+	waitFor(t, 10*time.Second, "external cache", func() error {
+		if n := b.e.Status().ExternalEntries; n != 50 {
+			return fmt.Errorf("%d entries", n)
+		}
+		return nil
+	})
+	b.e.SetMaster(false)
+	if n := b.e.Status().ExternalEntries; n != 50 {
+		t.Errorf("leaving MASTER in commit mode dropped the external cache: %d left", n)
+	}
+}
+
 func TestEngineMasterHoldsInject(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
 	ka, kb := newFakeKernel(), newFakeKernel()
