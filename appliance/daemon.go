@@ -12,7 +12,6 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/fwpair/fwpair/appliance/api"
 	"github.com/fwpair/fwpair/vrrp"
@@ -252,38 +251,35 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Error("task failed, stopping", "task", name, "err", err)
 		vrrpCancel()
 	}
-	start := func(name string, ctx context.Context, run func(context.Context) error) {
+	// start runs a task on its own goroutine; the returned channel closes
+	// when it has returned, so Run can stop the tasks in order.
+	start := func(name string, ctx context.Context, run func(context.Context) error) <-chan struct{} {
+		done := make(chan struct{})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(done)
 			fail(name, run(ctx))
 		}()
+		return done
+	}
+	wait := func(done <-chan struct{}) {
+		if done != nil {
+			<-done
+		}
 	}
 
 	if ctl != nil {
 		start("control", ctlCtx, ctl.Run)
 	}
-	ready := []<-chan struct{}{}
-	var syncDone chan struct{}
+	var ready []<-chan struct{}
+	var syncDone, vrrpDone <-chan struct{}
 	if d.sync != nil {
-		syncDone = make(chan struct{})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(syncDone)
-			fail("sync", d.sync.Run(syncCtx))
-		}()
+		syncDone = start("sync", syncCtx, d.sync.Run)
 		ready = append(ready, d.sync.Ready())
 	}
-	var vrrpDone chan struct{}
 	if d.vrrp != nil {
-		vrrpDone = make(chan struct{})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(vrrpDone)
-			fail("vrrp", d.vrrp.Run(vrrpCtx))
-		}()
+		vrrpDone = start("vrrp", vrrpCtx, d.vrrp.Run)
 		ready = append(ready, d.vrrp.Ready())
 	}
 
@@ -304,22 +300,17 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.notifier.Notify(daemon.SdNotifyReady + "\n" + d.statusLine())
 	}
 
-	var eg errgroup.Group
-	eg.Go(func() error { d.supervise(vrrpCtx); return nil })
+	supervised := start("supervise", vrrpCtx, func(ctx context.Context) error { d.supervise(ctx); return nil })
 
 	<-vrrpCtx.Done()
 	d.notifier.Notify(daemon.SdNotifyStopping + "\nSTATUS=stopping")
 	d.log.Info("stopping: VRRP first (priority-0 adverts, VIPs removed)")
-	if vrrpDone != nil {
-		<-vrrpDone
-	}
-	eg.Wait()
+	wait(vrrpDone)
+	wait(supervised)
 	d.bgCancel()
 	d.bg.Wait()
 	syncCancel()
-	if syncDone != nil {
-		<-syncDone
-	}
+	wait(syncDone)
 	ctlCancel()
 	wg.Wait()
 	d.log.Info("stopped")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -204,8 +205,7 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 	if (next.Sync == nil) != (cur.Sync == nil) {
 		needRestart = append(needRestart, "[sync]")
 	} else if next.Sync != nil {
-		filterChanged := fmt.Sprintf("%+v", cur.Sync.Filter) != fmt.Sprintf("%+v", next.Sync.Filter)
-		if filterChanged {
+		if !reflect.DeepEqual(cur.Sync.Filter, next.Sync.Filter) {
 			if err := d.sync.SetFilter(next.Sync.Filter); err != nil {
 				needRestart = append(needRestart, "sync.filter ("+err.Error()+")")
 			} else {
@@ -214,7 +214,7 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 		}
 		rest := *next.Sync
 		rest.Filter = cur.Sync.Filter
-		if !syncEqual(cur.Sync, &rest) {
+		if !reflect.DeepEqual(*cur.Sync, rest) {
 			needRestart = append(needRestart, "sync")
 		}
 	}
@@ -259,7 +259,7 @@ func (d *Daemon) reloadVRRP(cur, next *VRRPConfig) (applied, needRestart []strin
 			}
 		}
 		n.Priority = c.Priority
-		if !instanceEqual(c, n) {
+		if !reflect.DeepEqual(c, n) {
 			needRestart = append(needRestart, key)
 		}
 	}
@@ -268,12 +268,4 @@ func (d *Daemon) reloadVRRP(cur, next *VRRPConfig) (applied, needRestart []strin
 		applied = append(applied, "vrrp.garp_*")
 	}
 	return applied, needRestart
-}
-
-func instanceEqual(a, b InstanceConfig) bool {
-	return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b)
-}
-
-func syncEqual(a, b *SyncConfig) bool {
-	return fmt.Sprintf("%+v", *a) == fmt.Sprintf("%+v", *b)
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -214,13 +213,9 @@ func (e *ctsyncEngine) Cache(which string) ([]api.CacheEntry, error) {
 	return out, nil
 }
 
-var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 33: "dccp", 47: "gre", 58: "icmpv6", 132: "sctp", 136: "udplite"}
-
-var tcpStates = []string{"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
-
 func cacheEntry(f *ctsync.Flow) api.CacheEntry {
 	e := api.CacheEntry{
-		Proto:   protoNames[f.Proto],
+		Proto:   ctsync.ProtoName(f.Proto),
 		Src:     f.Src.String(),
 		Dst:     f.Dst.String(),
 		SrcPort: f.SrcPort,
@@ -229,11 +224,8 @@ func cacheEntry(f *ctsync.Flow) api.CacheEntry {
 		Mark:    f.Mark,
 		Timeout: f.Timeout,
 	}
-	if e.Proto == "" {
-		e.Proto = strconv.Itoa(int(f.Proto))
-	}
-	if f.Proto == 6 && f.HasProtoState && int(f.ProtoState) < len(tcpStates) {
-		e.State = tcpStates[f.ProtoState]
+	if e.Proto == "tcp" && f.HasProtoState {
+		e.State = ctsync.TCPStateName(f.ProtoState)
 	}
 	e.SNAT = natString(f.SNAT)
 	e.DNAT = natString(f.DNAT)

@@ -150,6 +150,46 @@ func DefaultIgnore(own, vips []netip.Addr, syncLink netip.Prefix) []netip.Prefix
 	return out
 }
 
+// tcpStateNames are conntrackd's names for the TCP_CONNTRACK_* states, by
+// value.
+var tcpStateNames = [tcpStateMax]string{
+	"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
+	"CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "LISTEN",
+}
+
+// TCPStateName is the conntrackd name of a TCP_CONNTRACK_* value, or its
+// number when out of range.
+func TCPStateName(state uint8) string {
+	if int(state) < len(tcpStateNames) {
+		return tcpStateNames[state]
+	}
+	return strconv.Itoa(int(state))
+}
+
+// ProtoName is the lower-case name of an IP protocol number as ParseProto
+// accepts it, or the number.
+func ProtoName(proto uint8) string {
+	switch proto {
+	case nlProtoTCP:
+		return "tcp"
+	case nlProtoUDP:
+		return "udp"
+	case nlProtoUDPLite:
+		return "udplite"
+	case nlProtoSCTP:
+		return "sctp"
+	case nlProtoDCCP:
+		return "dccp"
+	case nlProtoICMP:
+		return "icmp"
+	case nlProtoICMPv6:
+		return "icmpv6"
+	case nlProtoGRE:
+		return "gre"
+	}
+	return strconv.Itoa(int(proto))
+}
+
 // ParseTCPState maps a conntrackd TCP state name (case-insensitive;
 // SYN_SENT2 and LISTEN are the same value, CLOSED is CLOSE) to its
 // TCP_CONNTRACK_* value.
@@ -161,12 +201,7 @@ func ParseTCPState(name string) (uint8, error) {
 	case "SYN_SENT2":
 		n = "LISTEN"
 	}
-	// conntrackd's names for the TCP_CONNTRACK_* states, by value.
-	names := [tcpStateMax]string{
-		"NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT",
-		"CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "LISTEN",
-	}
-	for i, s := range names {
+	for i, s := range tcpStateNames {
 		if s == n {
 			return uint8(i), nil
 		}

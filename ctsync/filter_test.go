@@ -143,3 +143,20 @@ func TestParseNames(t *testing.T) {
 		}
 	}
 }
+
+func TestNamesRoundTrip(t *testing.T) {
+	for _, name := range []string{"tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icmpv6", "gre"} {
+		p, err := ParseProto(name)
+		if err != nil || ProtoName(p) != name {
+			t.Errorf("proto %s: %d %v -> %s", name, p, err, ProtoName(p))
+		}
+	}
+	for st := uint8(0); st < tcpStateMax; st++ {
+		if got, err := ParseTCPState(TCPStateName(st)); err != nil || got != st {
+			t.Errorf("TCP state %d: %s -> %d %v", st, TCPStateName(st), got, err)
+		}
+	}
+	if ProtoName(99) != "99" || TCPStateName(42) != "42" {
+		t.Error("unknown values are not shown as numbers")
+	}
+}

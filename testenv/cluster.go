@@ -117,40 +117,46 @@ func StartCluster(l *Lab, opts ClusterOptions) (*Cluster, error) {
 	return c, nil
 }
 
-// withoutSync writes a copy of a node config with the [sync] part removed.
-func withoutSync(path, dir string, n int) (string, error) {
+// rewriteConfig writes edit(contents of path) to dir/name and returns
+// that path: the node configs are varied on copies, never in etc/.
+func rewriteConfig(path, dir, name string, edit func(string) (string, error)) (string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
 	}
-	var out []string
-	skip := false
-	for _, line := range strings.Split(string(b), "\n") {
-		t := strings.TrimSpace(line)
-		if strings.HasPrefix(t, "[") {
-			skip = strings.HasPrefix(t, "[sync") || strings.HasPrefix(t, "[[sync")
-		}
-		if !skip {
-			out = append(out, line)
-		}
+	text, err := edit(string(b))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	p := filepath.Join(dir, fmt.Sprintf("node%d-nosync.toml", n))
-	return p, os.WriteFile(p, []byte(strings.Join(out, "\n")), 0o644)
+	p := filepath.Join(dir, name)
+	return p, os.WriteFile(p, []byte(text), 0o644)
+}
+
+// withoutSync writes a copy of a node config with the [sync] part removed.
+func withoutSync(path, dir string, n int) (string, error) {
+	return rewriteConfig(path, dir, fmt.Sprintf("node%d-nosync.toml", n), func(text string) (string, error) {
+		var out []string
+		skip := false
+		for _, line := range strings.Split(text, "\n") {
+			if t := strings.TrimSpace(line); strings.HasPrefix(t, "[") {
+				skip = strings.HasPrefix(t, "[sync") || strings.HasPrefix(t, "[[sync")
+			}
+			if !skip {
+				out = append(out, line)
+			}
+		}
+		return strings.Join(out, "\n"), nil
+	})
 }
 
 // withDirectInject writes a copy of a node config with sync.direct_inject set.
 func withDirectInject(path, dir string, n int, on bool) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	text := string(b)
-	if !strings.Contains(text, "\n[sync]\n") {
-		return "", fmt.Errorf("%s has no [sync] table", path)
-	}
-	text = strings.Replace(text, "\n[sync]\n", fmt.Sprintf("\n[sync]\ndirect_inject = %v\n", on), 1)
-	p := filepath.Join(dir, fmt.Sprintf("node%d-inject-%v.toml", n, on))
-	return p, os.WriteFile(p, []byte(text), 0o644)
+	return rewriteConfig(path, dir, fmt.Sprintf("node%d-inject-%v.toml", n, on), func(text string) (string, error) {
+		if !strings.Contains(text, "\n[sync]\n") {
+			return "", fmt.Errorf("no [sync] table")
+		}
+		return strings.Replace(text, "\n[sync]\n", fmt.Sprintf("\n[sync]\ndirect_inject = %v\n", on), 1), nil
+	})
 }
 
 // Close stops everything the cluster started (not the lab).

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // The reference lab's addresses (ARCHITECTURE.md).
@@ -411,7 +412,7 @@ func (l *Lab) PlaceVIPs(n int) error {
 	}{{"eth0", VIP0}, {"eth1", VIP1}} {
 		oh := l.FW(other).Handle()
 		if link, err := oh.LinkByName(v.ifname); err == nil {
-			if err := oh.AddrDel(link, &netlink.Addr{IPNet: prefixToIPNet(v.vip)}); err != nil && !errors.Is(err, os.ErrNotExist) && !isNoAddr(err) {
+			if err := oh.AddrDel(link, &netlink.Addr{IPNet: prefixToIPNet(v.vip)}); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.EADDRNOTAVAIL) {
 				return fmt.Errorf("remove %s from fw%d: %w", v.vip, other, err)
 			}
 		}
@@ -428,10 +429,6 @@ func (l *Lab) PlaceVIPs(n int) error {
 		return err
 	}
 	return l.pointNeigh(l.Server, VIP1.Addr(), n, "eth1")
-}
-
-func isNoAddr(err error) bool {
-	return errors.Is(err, errEADDRNOTAVAIL)
 }
 
 // pointNeigh sets host's neighbour entry for vip to fw n's MAC on ifname.

@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -66,14 +63,9 @@ func takeoverOnce(b *testing.B, bin string, inject bool, n int) (vipsSeconds, co
 	dir := b.TempDir()
 	var cfgs [2]string
 	for i := range 2 {
-		src, err := os.ReadFile(mustRepoFile(b, fmt.Sprintf("etc/node%d.toml", i+1)))
+		var err error
+		cfgs[i], err = withDirectInject(mustRepoFile(b, fmt.Sprintf("etc/node%d.toml", i+1)), dir, i+1, inject)
 		if err != nil {
-			b.Fatal(err)
-		}
-		text := string(src)
-		text = strings.Replace(text, "[sync]\n", fmt.Sprintf("[sync]\ndirect_inject = %v\n", inject), 1)
-		cfgs[i] = filepath.Join(dir, fmt.Sprintf("node%d.toml", i+1))
-		if err := os.WriteFile(cfgs[i], []byte(text), 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,5 +1,0 @@
-package testenv
-
-import "golang.org/x/sys/unix"
-
-const errEADDRNOTAVAIL = unix.EADDRNOTAVAIL
