@@ -56,6 +56,8 @@ commands:
   request-resync              ask the peer for its whole state
   log-level LEVEL             debug, info, warn or error
   version                     print fwpairctl's version
+  import -keepalived F -conntrackd F
+                              convert keepalived/conntrackd configs to fwpair.toml
 
 conntrackd-style flags: -c commit, -f [internal|external] flush, -R resync,
 -B bulk, -n request-resync, -i internal cache, -e external cache, -s stats.
@@ -74,6 +76,9 @@ var conntrackdFlags = map[string][]string{
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "import" {
+		return runImport(args[1:], stdout, stderr)
+	}
 	socket := os.Getenv("FWPAIR_SOCKET")
 	if socket == "" {
 		socket = defaultSocket

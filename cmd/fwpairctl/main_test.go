@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fwpair/fwpair/appliance"
 	"github.com/fwpair/fwpair/appliance/api"
 )
 
@@ -77,5 +79,35 @@ func TestCommands(t *testing.T) {
 				t.Errorf("stderr %q does not contain %q", errb.String(), tc.stderrIn)
 			}
 		})
+	}
+}
+
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	ka := filepath.Join(dir, "keepalived.conf")
+	if err := os.WriteFile(ka, []byte("vrrp_instance a {\n interface eth0\n virtual_router_id 7\n state MASTER\n virtual_ipaddress {\n 10.0.0.1/24\n }\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "fwpair.toml")
+	var stdout, stderr bytes.Buffer
+	if rc := run([]string{"import", "-keepalived", ka, "-o", out}, &stdout, &stderr); rc != exitOK {
+		t.Fatalf("rc %d: %s", rc, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "state MASTER: approximated") {
+		t.Errorf("approximated directive not listed: %s", stderr.String())
+	}
+	if _, err := appliance.LoadConfig(out); err != nil {
+		t.Error(err)
+	}
+	bad := filepath.Join(dir, "bad.conf")
+	if err := os.WriteFile(bad, []byte("vrrp_instance a {\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if rc := run([]string{"import", "-keepalived", bad}, &stdout, &stderr); rc != exitUsage || !strings.Contains(stderr.String(), "bad.conf:1:") {
+		t.Errorf("malformed: rc %d, %s", rc, stderr.String())
+	}
+	if rc := run([]string{"import"}, &stdout, &stderr); rc != exitUsage {
+		t.Errorf("no files: rc %d", rc)
 	}
 }
