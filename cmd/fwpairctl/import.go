@@ -9,7 +9,7 @@ import (
 	"github.com/fwpair/fwpair/importer"
 )
 
-const importUsage = `usage: fwpairctl import [-keepalived FILE] [-conntrackd FILE] [-node NAME] [-o FILE]
+const importUsage = `usage: fwpairctl import [-keepalived FILE] [-conntrackd FILE] [-node NAME] [-o FILE] [-v]
 
 Converts an existing keepalived.conf and conntrackd.conf into a commented
 fwpair.toml (standard output, or -o FILE) that passes fwpaird -check, and
@@ -19,21 +19,33 @@ fwpair.toml (the reasons are listed), 2 usage error or malformed input.
 `
 
 // runImport is `fwpairctl import`: it works on files, without the daemon.
-func runImport(args []string, stdout, stderr io.Writer) int {
+// importOpts are the flags of fwpairctl import.
+type importOpts struct {
+	in      importer.Input
+	out     string
+	verbose bool
+}
+
+func importFlags(stderr io.Writer) (*flag.FlagSet, *importOpts) {
+	o := &importOpts{}
 	fs := flag.NewFlagSet("fwpairctl import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, importUsage) }
-	var in importer.Input
-	var out string
-	verbose := false
-	fs.StringVar(&in.Keepalived, "keepalived", "", "keepalived.conf to convert (VRRP)")
-	fs.StringVar(&in.Conntrackd, "conntrackd", "", "conntrackd.conf to convert (sync)")
-	fs.StringVar(&in.Node, "node", "", "node name (default: keepalived's router_id, else the host name)")
-	fs.StringVar(&out, "o", "", "write the result to this file instead of standard output")
-	fs.BoolVar(&verbose, "v", false, "also list the directives carried over and ignored")
+	fs.StringVar(&o.in.Keepalived, "keepalived", "", "keepalived.conf to convert (VRRP)")
+	fs.StringVar(&o.in.Conntrackd, "conntrackd", "", "conntrackd.conf to convert (sync)")
+	fs.StringVar(&o.in.Node, "node", "", "node name (default: keepalived's router_id, else the host name)")
+	fs.StringVar(&o.out, "o", "", "write the result to this file instead of standard output")
+	fs.BoolVar(&o.verbose, "v", false, "also list the directives carried over and ignored")
+	return fs, o
+}
+
+func runImport(args []string, stdout, stderr io.Writer) int {
+	fs, o := importFlags(stderr)
+	in, out, verbose := &o.in, o.out, false
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	out, verbose = o.out, o.verbose
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fwpairctl import: unexpected argument %q\n%s", fs.Arg(0), importUsage)
 		return exitUsage
@@ -42,7 +54,7 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, importUsage)
 		return exitUsage
 	}
-	res, err := importer.Import(in)
+	res, err := importer.Import(*in)
 	if res == nil {
 		// malformed or unreadable input: nothing was converted
 		fmt.Fprintln(stderr, "fwpairctl import:", err)

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/fwpair/fwpair/appliance"
 	"github.com/fwpair/fwpair/appliance/api"
+	"github.com/fwpair/fwpair/appliance/client"
 )
 
 // serve answers the control API on a UNIX socket with canned data.
@@ -109,5 +112,58 @@ func TestImportCommand(t *testing.T) {
 	}
 	if rc := run([]string{"import"}, &stdout, &stderr); rc != exitUsage {
 		t.Errorf("no files: rc %d", rc)
+	}
+}
+
+// TestCommandsDocumented: fwpairctl(8) (the commands table) covers every
+// command dispatch accepts, every conntrackd flag and every import flag.
+func TestCommandsDocumented(t *testing.T) {
+	c := client.New(filepath.Join(t.TempDir(), "none.sock"))
+	documented := map[string]bool{}
+	for _, cmd := range commands {
+		documented[cmd.name] = true
+		if cmd.local {
+			continue
+		}
+		args := []string{cmd.name}
+		if cmd.args == "internal|external" || cmd.args == "LEVEL" {
+			args = append(args, "internal")
+			if cmd.args == "LEVEL" {
+				args[1] = "info"
+			}
+		}
+		if _, err := dispatch(t.Context(), c, args); err == nil || strings.Contains(err.Error(), "unknown command") {
+			t.Errorf("%s: documented but dispatch says %v", cmd.name, err)
+		}
+	}
+	// Every command named in the usage text is documented.
+	for _, line := range strings.Split(usage, "\n") {
+		if f := strings.Fields(line); strings.HasPrefix(line, "  ") && len(f) > 0 && !strings.HasPrefix(f[0], "-") && !documented[f[0]] {
+			t.Errorf("usage lists %q, fwpairctl(8) does not", f[0])
+		}
+	}
+	for f := range conntrackdFlags {
+		if conntrackdFlagDocs[f] == "" {
+			t.Errorf("conntrackd flag %s undocumented", f)
+		}
+	}
+	fs, _ := importFlags(io.Discard)
+	var imp string
+	for _, cmd := range commands {
+		if cmd.name == "import" {
+			imp = cmd.args
+		}
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(imp, "-"+f.Name+" ") && !strings.Contains(imp, "-"+f.Name+"]") {
+			t.Errorf("import flag -%s undocumented", f.Name)
+		}
+		if !strings.Contains(importUsage, "-"+f.Name) {
+			t.Errorf("import flag -%s missing from its usage", f.Name)
+		}
+	})
+	var b bytes.Buffer
+	if rc := run([]string{"manpage"}, &b, io.Discard); rc != exitOK || !strings.Contains(b.String(), ".TH FWPAIRCTL 8") {
+		t.Errorf("manpage: rc %d", rc)
 	}
 }
