@@ -3,13 +3,14 @@
 # (binaries as position-independent executables, as Debian hardens them):
 #   packaging/deb/build.sh OUTDIR
 # Run from the repository root (make deb does). The version comes from
-# git describe (packaging/deb/version.sh).
+# git describe (packaging/deb/version.sh), or FWPAIR_DEB_VERSION when set
+# (the QEMU lab builds a higher one to test upgrades).
 set -euo pipefail
 
 out=${1:?usage: build.sh OUTDIR}
 go=${GO:-go}
 here=$(cd "$(dirname "$0")" && pwd)
-version=$("$here/version.sh")
+version=${FWPAIR_DEB_VERSION:-$("$here/version.sh")}
 describe=$(git describe --tags --always --dirty 2>/dev/null || echo unknown)
 arch=$(dpkg --print-architecture)
 date=$(git log -1 --format=%cD 2>/dev/null || date -R)
