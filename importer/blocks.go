@@ -124,13 +124,6 @@ func parseFile(path string, syn syntax) ([]*stmt, error) {
 	return p.parse(path, data, 0)
 }
 
-// parseBytes parses data named file (no includes are followed unless the
-// parser can read them).
-func parseBytes(file string, data []byte, syn syntax) ([]*stmt, error) {
-	p := &parser{syn: syn, read: os.ReadFile, glob: filepath.Glob}
-	return p.parse(file, data, 0)
-}
-
 func (p *parser) parse(file string, data []byte, depth int) ([]*stmt, error) {
 	toks, err := tokenize(file, data, p.syn)
 	if err != nil {

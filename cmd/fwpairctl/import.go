@@ -41,11 +41,10 @@ func importFlags(stderr io.Writer) (*flag.FlagSet, *importOpts) {
 
 func runImport(args []string, stdout, stderr io.Writer) int {
 	fs, o := importFlags(stderr)
-	in, out, verbose := &o.in, o.out, false
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
-	out, verbose = o.out, o.verbose
+	in, out, verbose := &o.in, o.out, o.verbose
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fwpairctl import: unexpected argument %q\n%s", fs.Arg(0), importUsage)
 		return exitUsage
