@@ -77,4 +77,4 @@ install: build ## install binaries, configs and the systemd unit
 	install -D -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/fwpair/README.md
 
 clean: ## remove build output
-	rm -rf bin results
+	rm -rf bin results build

@@ -1,10 +1,14 @@
 package appliance
 
 import (
+	"sort"
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metric names, shared with the tests.
+// Metric names, shared with the tests, the alerting rules in
+// etc/fwpair-alerts.yml and docs/metrics.md.
 const (
 	metricGroupState       = "fwpair_vrrp_group_state"
 	metricInstanceState    = "fwpair_vrrp_instance_state"
@@ -12,13 +16,123 @@ const (
 	metricAdvertsReceived  = "fwpair_vrrp_adverts_received_total"
 	metricAdvertsDiscarded = "fwpair_vrrp_adverts_discarded_total"
 	metricTransitions      = "fwpair_transitions_total"
-	metricSyncCounter      = "fwpair_sync_events_total"
+	metricReady            = "fwpair_ready"
 	metricCacheEntries     = "fwpair_sync_cache_entries"
 	metricPeerAlive        = "fwpair_sync_peer_alive"
 	metricCommitSeconds    = "fwpair_commit_duration_seconds"
+	metricPendingMessages  = "fwpair_sync_pending_messages"
+	metricLastPeerMessage  = "fwpair_sync_last_peer_message_timestamp_seconds"
+	metricMalformed        = "fwpair_sync_malformed_messages_total"
+	// metricSyncOther carries a sync counter that syncCounters does not
+	// map yet; TestSyncCountersMapped fails until it is mapped.
+	metricSyncOther = "fwpair_sync_other_events_total"
 )
 
 var stateNames = []string{"INIT", "BACKUP", "MASTER", "FAULT"}
+
+// syncMetric is one counter family fed from the sync engine's Stats():
+// its name, help and label names.
+type syncMetric struct {
+	name   string
+	help   string
+	labels []string
+}
+
+// syncCounter maps one key of the sync engine's Stats() to a family of
+// syncMetrics and the label values this key takes. A new engine counter
+// is one row here (and a new family, if none fits, one row above).
+type syncCounter struct {
+	key    string
+	metric string
+	labels []string
+}
+
+// syncMetrics are the counter families fed from the sync engine's Stats().
+var syncMetrics = []syncMetric{
+	{"fwpair_sync_messages_total", "Sync protocol messages, by direction.", []string{"direction"}},
+	{"fwpair_sync_datagrams_total", "Sync UDP datagrams, by direction.", []string{"direction"}},
+	{"fwpair_sync_bytes_total", "Sync payload bytes, by direction.", []string{"direction"}},
+	{"fwpair_sync_socket_errors_total", "Errors sending or receiving on the sync sockets, by direction.", []string{"direction"}},
+	{"fwpair_sync_retransmits_total", "Messages queued again because the peer reported them missing (FTFW NACK).", nil},
+	{"fwpair_sync_nacks_total", "FTFW NACKs, by direction.", []string{"direction"}},
+	{"fwpair_sync_renacks_total", "NACKs repeated for a gap still open.", nil},
+	{"fwpair_sync_acks_total", "FTFW ACKs, by direction.", []string{"direction"}},
+	{"fwpair_sync_lost_messages_total", "Sequence numbers missing in the peer's stream.", nil},
+	{"fwpair_sync_stale_messages_total", "Old or duplicate messages from the peer, dropped.", nil},
+	{"fwpair_sync_resend_queue_overflows_total", "Resend-queue entries dropped because the queue was full.", nil},
+	{"fwpair_sync_resyncs_total", "Dumps of the kernel table into the internal cache.", nil},
+	{"fwpair_sync_resync_errors_total", "Failed dumps of the kernel table.", nil},
+	{"fwpair_sync_resync_requests_total", "Requests for the peer's whole state, by direction.", []string{"direction"}},
+	{"fwpair_sync_bulk_sends_total", "Sends of the whole internal cache to the peer.", nil},
+	{"fwpair_sync_netlink_overruns_total", "Conntrack event socket overruns (events lost in the kernel; each triggers a resync).", nil},
+	{"fwpair_sync_kernel_events_total", "Conntrack events read from the kernel, by type.", []string{"type"}},
+	{"fwpair_sync_kernel_events_ignored_total", "Conntrack events not replicated, by reason.", []string{"reason"}},
+	{"fwpair_sync_states_applied_total", "Peer states applied to the external cache or the kernel.", nil},
+	{"fwpair_sync_states_injected_total", "Peer states written straight into the kernel (direct inject).", nil},
+	{"fwpair_sync_inject_failures_total", "Peer states the kernel refused in direct inject.", nil},
+	{"fwpair_sync_commits_total", "Commits of the external cache into the kernel.", nil},
+	{"fwpair_sync_link_failovers_total", "Switches to another sync link.", nil},
+	{"fwpair_sync_purges_total", "Purges of entries the new MASTER does not know.", nil},
+	{"fwpair_sync_purged_entries_total", "Kernel entries deleted by purges.", nil},
+	{metricMalformed, "Sync input rejected, by reason.", []string{"reason"}},
+	{metricSyncOther, "Sync engine counters not mapped to a metric of their own yet, by counter.", []string{"counter"}},
+}
+
+// syncCounters maps the keys of syncEngine.Stats() (see ctsyncStats).
+var syncCounters = []syncCounter{
+	{"messages_sent", "fwpair_sync_messages_total", []string{"sent"}},
+	{"messages_received", "fwpair_sync_messages_total", []string{"received"}},
+	{"datagrams_sent", "fwpair_sync_datagrams_total", []string{"sent"}},
+	{"datagrams_received", "fwpair_sync_datagrams_total", []string{"received"}},
+	{"bytes_sent", "fwpair_sync_bytes_total", []string{"sent"}},
+	{"bytes_received", "fwpair_sync_bytes_total", []string{"received"}},
+	{"send_errors", "fwpair_sync_socket_errors_total", []string{"sent"}},
+	{"receive_errors", "fwpair_sync_socket_errors_total", []string{"received"}},
+	{"retransmits", "fwpair_sync_retransmits_total", nil},
+	{"nacks_sent", "fwpair_sync_nacks_total", []string{"sent"}},
+	{"nacks_received", "fwpair_sync_nacks_total", []string{"received"}},
+	{"renacks", "fwpair_sync_renacks_total", nil},
+	{"acks_sent", "fwpair_sync_acks_total", []string{"sent"}},
+	{"acks_received", "fwpair_sync_acks_total", []string{"received"}},
+	{"lost", "fwpair_sync_lost_messages_total", nil},
+	{"before", "fwpair_sync_stale_messages_total", nil},
+	{"resend_overflow", "fwpair_sync_resend_queue_overflows_total", nil},
+	{"resyncs", "fwpair_sync_resyncs_total", nil},
+	{"resync_errors", "fwpair_sync_resync_errors_total", nil},
+	{"resync_requests_sent", "fwpair_sync_resync_requests_total", []string{"sent"}},
+	{"resync_requests_received", "fwpair_sync_resync_requests_total", []string{"received"}},
+	{"bulk_sends", "fwpair_sync_bulk_sends_total", nil},
+	{"netlink_overruns", "fwpair_sync_netlink_overruns_total", nil},
+	{"events_new", "fwpair_sync_kernel_events_total", []string{"new"}},
+	{"events_update", "fwpair_sync_kernel_events_total", []string{"update"}},
+	{"events_destroy", "fwpair_sync_kernel_events_total", []string{"destroy"}},
+	{"events_own", "fwpair_sync_kernel_events_ignored_total", []string{"own_address"}},
+	{"events_filtered", "fwpair_sync_kernel_events_ignored_total", []string{"filtered"}},
+	{"applied", "fwpair_sync_states_applied_total", nil},
+	{"injected", "fwpair_sync_states_injected_total", nil},
+	{"inject_failed", "fwpair_sync_inject_failures_total", nil},
+	{"commits", "fwpair_sync_commits_total", nil},
+	{"link_failovers", "fwpair_sync_link_failovers_total", nil},
+	{"purges", "fwpair_sync_purges_total", nil},
+	{"purged", "fwpair_sync_purged_entries_total", nil},
+}
+
+// syncCounterPrefixes map families of keys whose suffix is the label
+// value ("malformed_bad_length" -> reason="bad_length").
+var syncCounterPrefixes = []struct{ prefix, metric string }{
+	{"malformed_", metricMalformed},
+}
+
+// syncGauges is what the metrics read of the sync engine beyond Status():
+// optional, implemented by the ctsync adapter (sync_metrics.go).
+type syncGauges interface {
+	// PendingMessages: messages queued for sending, and messages sent
+	// but not yet acknowledged by the peer (FTFW).
+	PendingMessages() (queued, unacked int)
+	// LastPeerMessage is the Unix time of the last message from the
+	// peer, 0 when none was received.
+	LastPeerMessage() float64
+}
 
 // metrics is a Prometheus collector that reads the engines' status at
 // scrape time (nothing is updated on the hot paths), plus the transition
@@ -27,23 +141,29 @@ type metrics struct {
 	d *Daemon
 
 	groupState, instanceState, sent, received, discarded *prometheus.Desc
-	syncCounter, cacheEntries, peerAlive                 *prometheus.Desc
+	cacheEntries, peerAlive, ready, pending, lastPeer    *prometheus.Desc
+	syncDescs                                            map[string]*prometheus.Desc
+	syncByKey                                            map[string]syncCounter
 
 	transitions *prometheus.CounterVec
 	commit      prometheus.Histogram
 }
 
 func newMetrics(d *Daemon) *metrics {
-	return &metrics{
+	m := &metrics{
 		d:             d,
-		groupState:    prometheus.NewDesc(metricGroupState, "1 for the current state of the VRRP sync group.", []string{"state"}, nil),
-		instanceState: prometheus.NewDesc(metricInstanceState, "1 for the current state of each VRRP instance.", []string{"instance", "state"}, nil),
-		sent:          prometheus.NewDesc(metricAdvertsSent, "VRRP adverts sent.", []string{"instance"}, nil),
-		received:      prometheus.NewDesc(metricAdvertsReceived, "VRRP adverts received and accepted.", []string{"instance"}, nil),
-		discarded:     prometheus.NewDesc(metricAdvertsDiscarded, "VRRP adverts discarded, by reason.", []string{"scope", "reason"}, nil),
-		syncCounter:   prometheus.NewDesc(metricSyncCounter, "Sync engine counters (messages, bytes, retransmits, NACKs, resyncs, netlink overruns, ...).", []string{"counter"}, nil),
-		cacheEntries:  prometheus.NewDesc(metricCacheEntries, "Entries in the sync caches.", []string{"cache"}, nil),
+		groupState:    prometheus.NewDesc(metricGroupState, "1 for the current state of the VRRP sync group.", []string{"group", "state"}, nil),
+		instanceState: prometheus.NewDesc(metricInstanceState, "1 for the current state of each VRRP instance.", []string{"vrrp_instance", "state"}, nil),
+		sent:          prometheus.NewDesc(metricAdvertsSent, "VRRP adverts sent.", []string{"vrrp_instance"}, nil),
+		received:      prometheus.NewDesc(metricAdvertsReceived, "VRRP adverts received and accepted.", []string{"vrrp_instance"}, nil),
+		discarded:     prometheus.NewDesc(metricAdvertsDiscarded, "VRRP adverts discarded, by scope (instance:NAME or interface:NAME) and reason.", []string{"scope", "reason"}, nil),
+		cacheEntries:  prometheus.NewDesc(metricCacheEntries, "Entries in the sync caches (internal: this node's connections, external: the peer's).", []string{"cache"}, nil),
 		peerAlive:     prometheus.NewDesc(metricPeerAlive, "1 when the sync peer was heard from recently.", nil, nil),
+		ready:         prometheus.NewDesc(metricReady, "1 when this node's state is complete enough to take over (see Daemon.readyForTakeover).", nil, nil),
+		pending:       prometheus.NewDesc(metricPendingMessages, "Sync messages queued for sending (queue=tx) or sent and not yet acknowledged by the peer (queue=unacked): the replication backlog.", []string{"queue"}, nil),
+		lastPeer:      prometheus.NewDesc(metricLastPeerMessage, "Unix time of the last sync message from the peer (0: none yet).", nil, nil),
+		syncDescs:     map[string]*prometheus.Desc{},
+		syncByKey:     map[string]syncCounter{},
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: metricTransitions, Help: "Group transitions by new state and reason.",
 		}, []string{"to", "reason"}),
@@ -52,6 +172,13 @@ func newMetrics(d *Daemon) *metrics {
 			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 	}
+	for _, sm := range syncMetrics {
+		m.syncDescs[sm.name] = prometheus.NewDesc(sm.name, sm.help, sm.labels, nil)
+	}
+	for _, c := range syncCounters {
+		m.syncByKey[c.key] = c
+	}
+	return m
 }
 
 func (m *metrics) countTransition(to, reason string) {
@@ -61,8 +188,12 @@ func (m *metrics) countTransition(to, reason string) {
 func (m *metrics) observeCommit(seconds float64) { m.commit.Observe(seconds) }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.groupState, m.instanceState, m.sent, m.received, m.discarded, m.syncCounter, m.cacheEntries, m.peerAlive} {
+	for _, d := range []*prometheus.Desc{m.groupState, m.instanceState, m.sent, m.received, m.discarded,
+		m.cacheEntries, m.peerAlive, m.ready, m.pending, m.lastPeer} {
 		ch <- d
+	}
+	for _, sm := range syncMetrics {
+		ch <- m.syncDescs[sm.name]
 	}
 	m.transitions.Describe(ch)
 	m.commit.Describe(ch)
@@ -71,10 +202,15 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.transitions.Collect(ch)
 	m.commit.Collect(ch)
+	ch <- prometheus.MustNewConstMetric(m.ready, prometheus.GaugeValue, b2f(m.d.readyForTakeover()))
 	if g := m.d.vrrp; g != nil {
 		st := g.Status()
+		group := ""
+		if c := m.d.config(); c.VRRP != nil {
+			group = c.VRRP.Group
+		}
 		for _, s := range stateNames {
-			ch <- prometheus.MustNewConstMetric(m.groupState, prometheus.GaugeValue, b2f(st.State.String() == s), s)
+			ch <- prometheus.MustNewConstMetric(m.groupState, prometheus.GaugeValue, b2f(st.State.String() == s), group, s)
 		}
 		for _, in := range st.Instances {
 			for _, s := range stateNames {
@@ -97,10 +233,54 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.cacheEntries, prometheus.GaugeValue, float64(st.InternalEntries), "internal")
 		ch <- prometheus.MustNewConstMetric(m.cacheEntries, prometheus.GaugeValue, float64(st.ExternalEntries), "external")
 		ch <- prometheus.MustNewConstMetric(m.peerAlive, prometheus.GaugeValue, b2f(st.PeerAlive))
-		for name, n := range s.Stats() {
-			ch <- prometheus.MustNewConstMetric(m.syncCounter, prometheus.CounterValue, float64(n), name)
+		if sg, ok := s.(syncGauges); ok {
+			q, un := sg.PendingMessages()
+			ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(q), "tx")
+			ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(un), "unacked")
+			ch <- prometheus.MustNewConstMetric(m.lastPeer, prometheus.GaugeValue, sg.LastPeerMessage())
+		}
+		m.collectSyncCounters(ch, s.Stats())
+	}
+}
+
+// collectSyncCounters turns the engine's counters into metrics through
+// syncCounters; keys not mapped yet go to metricSyncOther so that nothing
+// is hidden.
+func (m *metrics) collectSyncCounters(ch chan<- prometheus.Metric, stats map[string]uint64) {
+	keys := make([]string, 0, len(stats))
+	for k := range stats {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		metric, labels := m.syncMetricFor(k)
+		ch <- prometheus.MustNewConstMetric(m.syncDescs[metric], prometheus.CounterValue, float64(stats[k]), labels...)
+	}
+}
+
+// syncMetricFor returns the metric and label values of an engine counter.
+func (m *metrics) syncMetricFor(key string) (string, []string) {
+	if c, ok := m.syncByKey[key]; ok {
+		return c.metric, c.labels
+	}
+	for _, p := range syncCounterPrefixes {
+		if reason, ok := strings.CutPrefix(key, p.prefix); ok && reason != "" {
+			return p.metric, []string{reason}
 		}
 	}
+	return metricSyncOther, []string{key}
+}
+
+// metricNames lists every metric family the daemon exports (docs, alert
+// rules and tests check against it).
+func metricNames() []string {
+	names := []string{metricGroupState, metricInstanceState, metricAdvertsSent, metricAdvertsReceived,
+		metricAdvertsDiscarded, metricTransitions, metricReady, metricCacheEntries, metricPeerAlive,
+		metricCommitSeconds, metricPendingMessages, metricLastPeerMessage}
+	for _, sm := range syncMetrics {
+		names = append(names, sm.name)
+	}
+	return names
 }
 
 func b2f(b bool) float64 {

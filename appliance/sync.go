@@ -176,8 +176,11 @@ func (e *ctsyncEngine) Status() api.SyncStatus {
 	return out
 }
 
-func (e *ctsyncEngine) Stats() map[string]uint64 {
-	s := e.Engine.Stats()
+func (e *ctsyncEngine) Stats() map[string]uint64 { return ctsyncStats(e.Engine.Stats()) }
+
+// ctsyncStats flattens the engine's counters; metrics.go maps each key
+// to a Prometheus metric (syncCounters).
+func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 	m := map[string]uint64{
 		"messages_sent": s.MessagesSent, "messages_received": s.MessagesReceived,
 		"datagrams_sent": s.DatagramsSent, "datagrams_received": s.DatagramsRecv,

@@ -26,6 +26,7 @@ import (
 
 	"github.com/fwpair/fwpair/appliance/api"
 	"github.com/fwpair/fwpair/appliance/client"
+	"github.com/fwpair/fwpair/manpage"
 )
 
 var version = "dev"
@@ -56,6 +57,8 @@ commands:
   request-resync              ask the peer for its whole state
   log-level LEVEL             debug, info, warn or error
   version                     print fwpairctl's version
+  import -keepalived F -conntrackd F   convert keepalived.conf/conntrackd.conf to fwpair.toml
+  manpage                     print fwpairctl(8)
 
 conntrackd-style flags: -c commit, -f [internal|external] flush, -R resync,
 -B bulk, -n request-resync, -i internal cache, -e external cache, -s stats.
@@ -74,6 +77,9 @@ var conntrackdFlags = map[string][]string{
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "import" {
+		return runImport(args[1:], stdout, stderr)
+	}
 	socket := os.Getenv("FWPAIR_SOCKET")
 	if socket == "" {
 		socket = defaultSocket
@@ -116,6 +122,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd[0] == "version" {
 		fmt.Fprintln(stdout, "fwpairctl", version)
+		return exitOK
+	}
+	if cmd[0] == "manpage" {
+		if err := manpage.Write(stdout, manPage()); err != nil {
+			return exitRefused
+		}
 		return exitOK
 	}
 	c := client.New(socket)

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fwpair/fwpair/appliance"
+	"github.com/fwpair/fwpair/manpage"
 )
 
 var version = "dev"
@@ -36,22 +37,45 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func run(args []string, stderr io.Writer) int {
+// flags are fwpaird's command line; fwpaird(8) is generated from them.
+type flags struct {
+	configPath, socket, logFormat, manName *string
+	check, showVer                         *bool
+}
+
+func newFlags(stderr io.Writer) (*flag.FlagSet, flags) {
 	fs := flag.NewFlagSet("fwpaird", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		configPath = fs.String("c", "/etc/fwpair/fwpair.toml", "configuration `file`")
-		check      = fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 invalid)")
-		socket     = fs.String("socket", "", "control socket `path` (overrides control.socket)")
-		logFormat  = fs.String("log-format", "", "text or json (overrides log.format)")
-		showVer    = fs.Bool("version", false, "print the version and exit")
-	)
+	return fs, flags{
+		configPath: fs.String("c", "/etc/fwpair/fwpair.toml", "configuration `file`"),
+		check:      fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 invalid)"),
+		socket:     fs.String("socket", "", "control socket `path` (overrides control.socket)"),
+		logFormat:  fs.String("log-format", "", "text or json (overrides log.format)"),
+		showVer:    fs.Bool("version", false, "print the version and exit"),
+		manName:    fs.String("manpage", "", "print the manual `page` fwpaird.8 or fwpair.toml.5 (roff) and exit"),
+	}
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs, f := newFlags(stderr)
+	configPath, check, socket, logFormat, showVer, manName := f.configPath, f.check, f.socket, f.logFormat, f.showVer, f.manName
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fwpaird: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *manName != "" {
+		p, err := manPage(*manName, fs)
+		if err == nil {
+			err = manpage.Write(os.Stdout, p)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "fwpaird:", err)
+			return 2
+		}
+		return 0
 	}
 	if *showVer {
 		fmt.Fprintln(os.Stdout, "fwpaird", version)

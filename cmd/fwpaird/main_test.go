@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fwpair/fwpair/appliance"
+	"github.com/fwpair/fwpair/manpage"
 )
 
 func TestCheck(t *testing.T) {
@@ -27,5 +32,39 @@ func TestCheck(t *testing.T) {
 	}
 	if code := run([]string{"-bogus"}, &errb); code != 2 {
 		t.Errorf("bad flag: exit %d", code)
+	}
+}
+
+// TestManPages: fwpaird(8) documents every flag and fwpair.toml(5) every
+// configuration key (appliance's TestConfigKeysDocumented ties the key
+// table to the loader).
+func TestManPages(t *testing.T) {
+	fs, _ := newFlags(io.Discard)
+	render := func(name string) string {
+		p, err := manPage(name, fs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		if err := manpage.Write(&b, p); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	daemon := render(manFwpaird)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(daemon, ".B \\-"+strings.ReplaceAll(f.Name, "-", "\\-")) {
+			t.Errorf("fwpaird.8 does not document -%s", f.Name)
+		}
+	})
+	config := render(manConfig)
+	for _, k := range appliance.ConfigKeys {
+		name := k.Key[strings.LastIndexByte(k.Key, '.')+1:]
+		if !strings.Contains(config, ".B "+name+" (") {
+			t.Errorf("fwpair.toml.5 does not document %s", k.Key)
+		}
+	}
+	if _, err := manPage("nope.1", fs); err == nil {
+		t.Error("unknown page accepted")
 	}
 }

@@ -128,7 +128,14 @@ func (s *refStack) start(n int) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	nd.ka, err = startProc(ns.Cmd(context.Background(), s.keepalived, "-n", "-l", "-D", "-P",
+	return s.startKeepalived(n)
+}
+
+// startKeepalived (re)starts keepalived on node n, whose files exist.
+func (s *refStack) startKeepalived(n int) error {
+	nd := s.nodes[n-1]
+	var err error
+	nd.ka, err = startProc(s.lab.FW(n).Cmd(context.Background(), s.keepalived, "-n", "-l", "-D", "-P",
 		"-f", nd.kaConf, "-p", filepath.Join(nd.dir, "keepalived.pid"), "-r", filepath.Join(nd.dir, "vrrp.pid")), nd.kaLog)
 	if err != nil {
 		return fmt.Errorf("start keepalived on fw%d: %w", n, err)

@@ -41,6 +41,9 @@ type Builder struct {
 	Repo string // repository root
 	Dir  string // build folder
 	Logf func(format string, args ...any)
+	// Packages, when set, installs fwpair into the systemd root with
+	// dpkg -i instead of copying the binaries and the unit (package.go).
+	Packages *Packages
 
 	lock *os.File
 }

@@ -32,6 +32,9 @@ type Lab struct {
 
 	// Systemd is set when the firewalls boot the systemd root disk.
 	Systemd bool
+	// Packages is set when fwpair is installed from its Debian package
+	// (package.go): the scenarios then check and upgrade it.
+	Packages *Packages
 
 	passed, failed int
 	mu             sync.Mutex

@@ -55,9 +55,10 @@ func (b *Builder) SystemdBase() (string, error) {
 }
 
 // SystemdImage makes the firewalls' root disk image: the base tree plus the
-// kernel modules (from the initramfs stage), fwpaird and fwpairctl, the
-// repository's configs and ruleset (as /etc/nftables.conf), etc/fwpaird.service
-// unmodified and enabled, and the lab's setup and agent units.
+// kernel modules (from the initramfs stage), fwpaird and fwpairctl with
+// etc/fwpaird.service unmodified and enabled (installed from the Debian
+// package with dpkg -i when b.Packages is set), the repository's configs and
+// ruleset (as /etc/nftables.conf), and the lab's setup and agent units.
 func (b *Builder) SystemdImage(k Kernel, bins map[string]string) (string, error) {
 	base, err := b.SystemdBase()
 	if err != nil {
@@ -81,14 +82,25 @@ func (b *Builder) SystemdImage(k Kernel, bins map[string]string) (string, error)
 		mode     os.FileMode
 	}
 	list := []cp{
-		{bins["fwpaird"], "usr/sbin/fwpaird", 0o755},
-		{bins["fwpairctl"], "usr/sbin/fwpairctl", 0o755},
 		{bins["qemu-guest"], "usr/bin/qemu-guest", 0o755},
 		{filepath.Join(b.Repo, "etc/node1.toml"), "etc/fwpair/node1.toml", 0o640},
 		{filepath.Join(b.Repo, "etc/node2.toml"), "etc/fwpair/node2.toml", 0o640},
 		{filepath.Join(b.Repo, "etc/fwpair.nft"), "etc/fwpair/fwpair.nft", 0o644},
 		{filepath.Join(b.Repo, "etc/fwpair.nft"), "etc/nftables.conf", 0o755},
-		{filepath.Join(b.Repo, "etc/fwpaird.service"), "etc/systemd/system/fwpaird.service", 0o644},
+	}
+	units := map[string]string{
+		"fwpair-lab-setup.service": "sysinit.target.wants",
+		"fwpair-lab-agent.service": "multi-user.target.wants",
+		"nftables.service":         "sysinit.target.wants",
+	}
+	if b.Packages == nil {
+		list = append(list,
+			cp{bins["fwpaird"], "usr/sbin/fwpaird", 0o755},
+			cp{bins["fwpairctl"], "usr/sbin/fwpairctl", 0o755},
+			cp{filepath.Join(b.Repo, "etc/fwpaird.service"), "etc/systemd/system/fwpaird.service", 0o644})
+		units["fwpaird.service"] = "multi-user.target.wants"
+	} else if err := installPackage(work, *b.Packages); err != nil {
+		return "", err
 	}
 	for _, c := range list {
 		if err := os.Remove(filepath.Join(work, c.dst)); err != nil && !os.IsNotExist(err) {
@@ -116,12 +128,7 @@ func (b *Builder) SystemdImage(k Kernel, bins map[string]string) (string, error)
 		}
 	}
 	sys := filepath.Join(work, "etc/systemd/system")
-	for unit, target := range map[string]string{
-		"fwpaird.service":          "multi-user.target.wants",
-		"fwpair-lab-setup.service": "sysinit.target.wants",
-		"fwpair-lab-agent.service": "multi-user.target.wants",
-		"nftables.service":         "sysinit.target.wants",
-	} {
+	for unit, target := range units {
 		if err := os.MkdirAll(filepath.Join(sys, target), 0o755); err != nil {
 			return "", err
 		}

@@ -56,6 +56,7 @@ type status struct {
 		DirectInject    bool   `json:"direct_inject"`
 	} `json:"sync"`
 	LastTransition struct {
+		From          string    `json:"from"`
 		At            time.Time `json:"at"`
 		To            string    `json:"to"`
 		Reason        string    `json:"reason"`
@@ -347,6 +348,9 @@ func (l *Lab) Scenarios() Times {
 	if l.Systemd {
 		l.systemdChecks()
 	}
+	if l.Packages != nil {
+		l.packageChecks()
+	}
 
 	// Traffic through the VIPs, then the long-lived flows.
 	out, err := sh(l.Client, "ping -c 3 -W 2 192.168.1.10", 10*time.Second)
@@ -363,6 +367,9 @@ func (l *Lab) Scenarios() Times {
 	// direct inject (the default) its kernel's conntrack table, which only
 	// fwpaird can have filled since fw2 forwards nothing.
 	l.syncCheck()
+	if l.Packages != nil {
+		l.upgradeCheck(&t)
+	}
 
 	l.failover("graceful stop", b.Graceful, true, "",
 		func() error { _, err := sh(l.FW1, l.cmd("stop"), 10*time.Second); return err },

@@ -82,6 +82,13 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 		if smoke {
 			return fail(fmt.Errorf("-smoke needs the busybox root (the systemd root runs fwpaird)"))
 		}
+		// The firewalls get fwpair from its Debian package (make deb's
+		// script), and a higher version of it to test an upgrade.
+		pk, err := b.DebPackages()
+		if err != nil {
+			return fail(err)
+		}
+		b.Packages = &pk
 		if rootImg, err = b.SystemdImage(k, bins); err != nil {
 			return fail(err)
 		}
@@ -94,6 +101,7 @@ func run(root, build string, smoke bool, limit time.Duration, keep bool) int {
 	lab := qemu.NewLab(k.Image(), initrd, runDir, limit, os.Stdout)
 	if rootImg != "" {
 		lab.UseSystemd(rootImg)
+		lab.UsePackages(*b.Packages)
 	}
 
 	// Clean up on SIGINT/SIGTERM too; the VMs also die with this process

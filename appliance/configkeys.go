@@ -1,0 +1,62 @@
+package appliance
+
+// ConfigKey documents one key of fwpair.toml. ConfigKeys is the source of
+// fwpair.toml(5); TestConfigKeysDocumented checks it against the keys the
+// loader accepts, so a new key cannot go undocumented.
+type ConfigKey struct {
+	Key     string // dotted, with [[array]] tables as "vrrp.instance.priority"
+	Type    string // string, integer, boolean, duration, list of strings
+	Default string // empty: required or none (Doc says which)
+	Doc     string
+}
+
+// ConfigKeys lists every key, in file order. Add a row with a new key.
+var ConfigKeys = []ConfigKey{
+	{"node.name", "string", "the host name", "Name shown in logs, metrics and fwpairctl status."},
+	{"log.level", "string", `"info"`, "debug, info, warn or error. Changed by reload or fwpairctl log-level."},
+	{"log.format", "string", `"text"`, "text (no timestamps under journald) or json."},
+	{"control.socket", "string", `"/run/fwpair/fwpaird.sock"`, "Absolute path of the control socket fwpairctl talks to (mode 0660, owner root)."},
+	{"metrics.listen", "string", "off", `Address and port of the Prometheus endpoint /metrics, e.g. "127.0.0.1:9723".`},
+	{"hooks.on_transition", "string", "none", "Program run after every transition with the new state (MASTER, BACKUP, FAULT) as its argument and FWPAIR_NODE, FWPAIR_FROM, FWPAIR_STATE, FWPAIR_REASON in its environment. Never on the critical path; its failure is logged."},
+	{"hooks.timeout", "duration", `"10s"`, "Longest time the hook may run before it is killed."},
+	{"vrrp.group", "string", `"fwpair"`, "Name of the sync group: every instance of the node moves together."},
+	{"vrrp.version", "integer", "2", "VRRP version: 2 (RFC 3768)."},
+	{"vrrp.garp_burst", "integer", "5", "Gratuitous ARPs sent per virtual address on becoming MASTER (0 turns them off)."},
+	{"vrrp.garp_spacing", "duration", `"200ms"`, "Time between the gratuitous ARPs of a burst."},
+	{"vrrp.garp_refresh", "duration", `"0s"`, "Periodic gratuitous ARP while MASTER; 0s turns it off."},
+	{"vrrp.track_interfaces", "list of strings", "none", "Interfaces whose link every instance tracks: the group goes to FAULT when one is down."},
+	{"vrrp.startup_delay", "duration", `"0s"`, "Stay BACKUP at least this long after start."},
+	{"vrrp.instance.name", "string", `"INTERFACE-VRID"`, "Name of the instance in logs, metrics and status."},
+	{"vrrp.instance.interface", "string", "required", "Interface the instance runs on and adds its addresses to."},
+	{"vrrp.instance.vrid", "integer", "required", "Virtual router ID, 1..255, unique per interface."},
+	{"vrrp.instance.priority", "integer", "100", "1..255; 255 means this node owns the addresses."},
+	{"vrrp.instance.advert_interval", "duration", `"1s"`, "Advertisement interval: whole seconds from 1s to 255s for VRRPv2."},
+	{"vrrp.instance.vips", "list of strings", "required", `Virtual IPv4 addresses with their prefix length, e.g. ["192.168.0.100/24"].`},
+	{"vrrp.instance.vip_label", "string", "none", `Label of the virtual addresses (e.g. "eth0:vip"), at most 15 bytes.`},
+	{"vrrp.instance.preempt", "boolean", "true", "Take over from a MASTER of lower priority."},
+	{"vrrp.instance.preempt_delay", "duration", `"0s"`, "Wait this long before preempting."},
+	{"vrrp.instance.track_interfaces", "list of strings", "none", "Interfaces this instance tracks (FAULT when one is down)."},
+	{"vrrp.instance.unicast_peers", "list of strings", "none (multicast to 224.0.0.18)", "Send adverts to these addresses instead of the multicast group."},
+	{"vrrp.instance.unicast_source", "string", "the interface's address", "Source address of unicast adverts."},
+	{"vrrp.instance.auth_password", "string", "none", "Simple-password authentication (type 1, at most 8 characters), for peers that use it."},
+	{"sync.mode", "string", `"ftfw"`, "ftfw (reliable: acknowledged, retransmitted) or notrack (best effort)."},
+	{"sync.ack_window", "integer", "300", "Acknowledge every N in-order messages (FTFW)."},
+	{"sync.resend_queue", "integer", "131072", "Messages kept for retransmission (FTFW)."},
+	{"sync.commit_timeout", "duration", `"5s"`, "Longest a commit of the external cache into the kernel may take on becoming MASTER."},
+	{"sync.purge_delay", "duration", `"60s"`, "On becoming BACKUP, delete the connections the new MASTER does not know after this delay."},
+	{"sync.direct_inject", "boolean", "true", "Write received states straight into the kernel (conntrackd's DisableExternalCache) instead of holding them in the external cache and committing it on takeover."},
+	{"sync.startup_resync", "boolean", "true", "Ask the peer for its whole state at start."},
+	{"sync.peer_version", "string", `"1.4.7"`, "conntrackd version of the peer (1.4.2 to 1.4.9), for wire compatibility while a pair is migrated one node at a time."},
+	{"sync.link.interface", "string", "required", "Interface of the dedicated sync link. Up to 4 [[sync.link]] tables; the first is preferred, the others take over when its interface goes down."},
+	{"sync.link.local", "string", "required", "Local address on the sync link."},
+	{"sync.link.peer", "string", "none", "Unicast peer address; leave out for multicast."},
+	{"sync.link.multicast_group", "string", `"225.0.0.50" when peer is not set`, "Multicast group of the sync link."},
+	{"sync.link.port", "integer", "3780", "UDP port."},
+	{"sync.link.send_buffer", "integer", "4194304", "Socket send buffer in bytes."},
+	{"sync.link.recv_buffer", "integer", "4194304", "Socket receive buffer in bytes."},
+	{"sync.filter.accept_addresses", "list of strings", "all", "Replicate only connections with an address in these CIDRs."},
+	{"sync.filter.ignore_addresses", "list of strings", "none", "Never replicate connections with an address in these CIDRs."},
+	{"sync.filter.protocols", "list of strings", "all", "Replicate only these protocols: tcp, udp, icmp, icmpv6, sctp, dccp, udplite, gre."},
+	{"sync.filter.tcp_states", "list of strings", "all", "Replicate TCP connections only in these states (e.g. ESTABLISHED)."},
+	{"sync.filter.ignore_own", "boolean", "true", "Ignore the node's own addresses, the virtual addresses and the sync links."},
+}

@@ -1,0 +1,399 @@
+package importer
+
+import (
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// conntrackd directives fwpair does not need or cannot express. Keys are
+// "section directive" with the enclosing section's name.
+var conntrackdRefused = map[string]struct {
+	outcome Outcome
+	why     string
+}{
+	"General HashSize":                   {Ignored, "fwpair's caches size themselves"},
+	"General HashLimit":                  {Approximated, "fwpair's caches have no fixed limit: the kernel's nf_conntrack_max bounds the table, and sync.resend_queue the FTFW backlog"},
+	"General LogFile":                    {Ignored, "fwpaird logs to stderr (journald); log.format selects text or json"},
+	"General Syslog":                     {Ignored, "fwpaird logs to stderr (journald)"},
+	"General LockFile":                   {Ignored, "systemd keeps fwpaird single"},
+	"General UNIX":                       {Ignored, "fwpairctl talks to control.socket (default /run/fwpair/fwpaird.sock) and understands conntrackd's -c -f -R -B -n -i -e -s"},
+	"General NetlinkBufferSize":          {Ignored, "fwpaird sizes its conntrack event socket itself (64 MiB, growing on overrun)"},
+	"General NetlinkBufferSizeMaxGrowth": {Ignored, "fwpaird sizes its conntrack event socket itself"},
+	"General NetlinkOverrunResync":       {Ignored, "fwpaird resyncs after every overrun"},
+	"General NetlinkEventsReliable":      {Ignored, "fwpaird handles overruns by resyncing"},
+	"General PollSecs":                   {Refused, "fwpair replicates from events, not by polling"},
+	"General EventIterationLimit":        {Ignored, "not applicable"},
+	"General Nice":                       {Ignored, "set Nice= in the systemd unit"},
+	"General Scheduler":                  {Ignored, "set CPUSchedulingPolicy= in the systemd unit"},
+	"General Systemd":                    {Ignored, "fwpaird always notifies systemd (Type=notify)"},
+	"General StartupResync":              {Ignored, "see sync.startup_resync"},
+	"Sync TCP":                           {Refused, "fwpair replicates over UDP or multicast; a TCP channel has no equivalent"},
+	"Sync Options":                       {Refused, "unknown options block"},
+	"Options TCPWindowTracking":          {Approximated, "fwpair replicates what the kernel reports; window tracking follows nf_conntrack_tcp_be_liberal"},
+	"Options ExpectationSync":            {Refused, "fwpair does not replicate expectations (FTP, SIP helpers): related data connections opened before a failover are lost"},
+	"Options ExpectTimeout":              {Refused, "fwpair does not replicate expectations"},
+	"Mode RefreshTime":                   {Refused, "ALARM mode is not supported"},
+	"Mode CacheTimeout":                  {Refused, "ALARM mode is not supported"},
+	"Mode CommitTimeout":                 {Ignored, "sync.commit_timeout bounds the commit (default 5s)"},
+	"Mode PurgeTimeout":                  {Ignored, "handled above"},
+	"Channel Checksum":                   {Ignored, "fwpair always checksums sync datagrams"},
+	"Channel McastSndSocketBuffer":       {Ignored, "use send_buffer"},
+	"Channel McastRcvSocketBuffer":       {Ignored, "use recv_buffer"},
+	"Channel Default":                    {Carried, "the default channel is fwpair's first (preferred) link"},
+	"Stats":                              {Refused, "fwpair has no flow statistics mode; use `conntrack -E` or the kernel's accounting"},
+}
+
+// conntrackd converts a conntrackd.conf.
+func (im *importer) conntrackd(sts []*stmt) {
+	for _, s := range sts {
+		switch s.Name {
+		case "Sync":
+			im.syncSection(s)
+		case "General":
+			im.general(s)
+		case "Stats":
+			im.ctOther("", s)
+		default:
+			im.note(s, Refused, "unknown section")
+		}
+	}
+	if im.out.sync == nil {
+		return
+	}
+	if len(im.out.sync.links) == 0 {
+		im.fatalf(nil, "conntrackd.conf has no UDP or Multicast channel: fwpair needs a sync link")
+	}
+	// conntrackd's Default channel is preferred: fwpair prefers its first.
+	slices.SortStableFunc(im.out.sync.links, func(a, b *outLink) int {
+		switch {
+		case a.isDefault && !b.isDefault:
+			return -1
+		case b.isDefault && !a.isDefault:
+			return 1
+		}
+		return 0
+	})
+}
+
+func (im *importer) ctOther(section string, s *stmt) {
+	key := section + " " + s.Name
+	if section == "" {
+		key = s.Name
+	}
+	if r, ok := conntrackdRefused[key]; ok {
+		im.note(s, r.outcome, "%s", r.why)
+		return
+	}
+	im.note(s, Refused, "unknown to the importer: check whether fwpair needs it")
+}
+
+func (im *importer) sync() *outSync {
+	return im.out.sync
+}
+
+func (im *importer) syncSection(s *stmt) {
+	if im.out.sync == nil {
+		im.out.sync = &outSync{from: s.where() + " Sync"}
+	}
+	for _, c := range s.Children {
+		switch c.Name {
+		case "Mode":
+			im.mode(c)
+		case "UDP", "Multicast":
+			im.channel(c)
+		case "Options":
+			for _, o := range c.Children {
+				im.ctOther("Options", o)
+			}
+		default:
+			im.ctOther("Sync", c)
+		}
+	}
+}
+
+func onOff(c *stmt) (bool, bool) {
+	switch strings.ToLower(c.arg(0)) {
+	case "on", "yes", "1":
+		return true, true
+	case "off", "no", "0":
+		return false, true
+	}
+	return false, false
+}
+
+func (im *importer) mode(m *stmt) {
+	sy := im.sync()
+	from := m.where() + " Mode " + m.arg(0)
+	switch strings.ToUpper(m.arg(0)) {
+	case "FTFW":
+		sy.mode = val{"ftfw", from}
+	case "NOTRACK":
+		sy.mode = val{"notrack", from}
+	case "ALARM":
+		im.fatalf(m, "Mode ALARM is not supported by fwpair (use FTFW)")
+		return
+	default:
+		im.fatalf(m, "Mode %q is not FTFW, NOTRACK or ALARM", m.arg(0))
+		return
+	}
+	im.note(m, Carried, "sync.mode")
+	// conntrackd keeps an external cache unless told otherwise; so does
+	// the imported file, to change one thing at a time.
+	sy.directInject = val{"false", from + " (DisableExternalCache off, conntrackd's default)"}
+	for _, c := range m.Children {
+		from := c.where() + " " + c.Name
+		switch c.Name {
+		case "DisableExternalCache":
+			on, ok := onOff(c)
+			if !ok {
+				im.fatalf(c, "DisableExternalCache %q is not on or off", c.arg(0))
+				continue
+			}
+			sy.directInject = val{strconv.FormatBool(on), from}
+			im.note(c, Carried, "sync.direct_inject")
+		case "StartupResync":
+			on, ok := onOff(c)
+			if !ok {
+				im.fatalf(c, "StartupResync %q is not on or off", c.arg(0))
+				continue
+			}
+			sy.startupResync = val{strconv.FormatBool(on), from}
+			im.note(c, Carried, "sync.startup_resync")
+		case "ResendQueueSize":
+			if n, ok := intIn(c, 16, 1<<24); ok {
+				sy.resendQueue = val{itoa(n), from}
+				im.note(c, Carried, "sync.resend_queue")
+			}
+		case "ACKWindowSize":
+			if n, ok := intIn(c, 1, 1<<20); ok {
+				sy.ackWindow = val{itoa(n), from}
+				im.note(c, Carried, "sync.ack_window")
+			}
+		case "PurgeTimeout":
+			if n, ok := intIn(c, 0, 86400); ok {
+				sy.purgeDelay = val{itoa(n) + "s", from}
+				im.note(c, Carried, "sync.purge_delay")
+			}
+		default:
+			im.ctOther("Mode", c)
+		}
+	}
+}
+
+func intIn(c *stmt, lo, hi int) (int, bool) {
+	n, err := strconv.Atoi(c.arg(0))
+	return n, err == nil && n >= lo && n <= hi
+}
+
+func (im *importer) channel(c *stmt) {
+	sy := im.sync()
+	l := &outLink{from: c.where() + " " + c.Name}
+	multicast := c.Name == "Multicast"
+	for _, o := range c.Children {
+		from := o.where() + " " + o.Name
+		switch o.Name {
+		case "IPv4_address", "IPv6_address":
+			a, err := netip.ParseAddr(o.arg(0))
+			if err != nil {
+				im.fatalf(o, "%s %q is not an IP address", o.Name, o.arg(0))
+				continue
+			}
+			if multicast {
+				l.group = val{a.String(), from}
+				im.note(o, Carried, "sync.link.multicast_group")
+			} else {
+				l.local = val{a.String(), from}
+				im.note(o, Carried, "sync.link.local")
+			}
+		case "IPv4_Destination_Address", "IPv6_Destination_Address":
+			a, err := netip.ParseAddr(o.arg(0))
+			if err != nil {
+				im.fatalf(o, "%s %q is not an IP address", o.Name, o.arg(0))
+				continue
+			}
+			l.peer = val{a.String(), from}
+			im.note(o, Carried, "sync.link.peer")
+		case "IPv4_interface", "IPv6_interface":
+			a, err := netip.ParseAddr(o.arg(0))
+			if err != nil {
+				im.fatalf(o, "%s %q is not an IP address", o.Name, o.arg(0))
+				continue
+			}
+			l.local = val{a.String(), from}
+			im.note(o, Carried, "sync.link.local")
+		case "Port", "Group":
+			if n, ok := intIn(o, 1, 65535); ok {
+				l.port = val{itoa(n), from}
+				im.note(o, Carried, "sync.link.port")
+			} else {
+				im.fatalf(o, "%s %q is not a port", o.Name, o.arg(0))
+			}
+		case "Interface":
+			l.iface = val{o.arg(0), from}
+			im.note(o, Carried, "sync.link.interface")
+		case "SndSocketBuffer":
+			if n, ok := intIn(o, 4096, 1<<30); ok {
+				l.sndBuf = val{itoa(n), from}
+				im.note(o, Carried, "sync.link.send_buffer")
+			}
+		case "RcvSocketBuffer":
+			if n, ok := intIn(o, 4096, 1<<30); ok {
+				l.rcvBuf = val{itoa(n), from}
+				im.note(o, Carried, "sync.link.recv_buffer")
+			}
+		default:
+			im.ctOther("Channel", o)
+		}
+	}
+	if len(c.Args) > 0 && c.arg(0) == "Default" {
+		l.isDefault = true
+	}
+	if !l.iface.set() {
+		im.fatalf(c, "%s channel without Interface: fwpair needs the sync link's interface name", c.Name)
+	}
+	if !l.local.set() {
+		im.fatalf(c, "%s channel without a local address (IPv4_address or IPv4_interface)", c.Name)
+	}
+	if !multicast && !l.peer.set() {
+		im.fatalf(c, "UDP channel without IPv4_Destination_Address")
+	}
+	if len(sy.links) == 4 {
+		im.note(c, Refused, "fwpair uses at most 4 sync links")
+		return
+	}
+	sy.links = append(sy.links, l)
+}
+
+func (im *importer) general(g *stmt) {
+	for _, c := range g.Children {
+		if c.Name == "Filter" {
+			im.filter(c)
+			continue
+		}
+		im.ctOther("General", c)
+	}
+}
+
+// allProtocols are fwpair's filter protocols, in conntrackd's spelling.
+var allProtocols = []string{"tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre"}
+
+// tcpStates maps conntrackd's state names to fwpair's.
+var tcpStates = map[string]string{
+	"SYN_SENT": "SYN_SENT", "SYN_RECV": "SYN_RECV", "ESTABLISHED": "ESTABLISHED",
+	"FIN_WAIT": "FIN_WAIT", "CLOSE_WAIT": "CLOSE_WAIT", "LAST_ACK": "LAST_ACK",
+	"TIME_WAIT": "TIME_WAIT", "CLOSE": "CLOSE", "CLOSED": "CLOSE", "SYN_SENT2": "SYN_SENT2",
+}
+
+var allTCPStates = []string{"SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+
+func (im *importer) filter(f *stmt) {
+	if im.out.sync == nil {
+		im.out.sync = &outSync{from: f.where() + " Filter"}
+	}
+	sy := im.sync()
+	if strings.EqualFold(f.arg(1), "Kernelspace") {
+		im.note(f, Approximated, "fwpair filters in userspace: the same flows are replicated, the kernel still reports the others to fwpaird")
+	}
+	for _, c := range f.Children {
+		policy := strings.ToLower(c.arg(0))
+		if policy != "accept" && policy != "ignore" {
+			im.fatalf(c, "%s %q is not Accept or Ignore", c.Name, c.arg(0))
+			continue
+		}
+		switch c.Name {
+		case "Protocol":
+			var listed []string
+			for _, p := range words(c) {
+				name := strings.ToLower(p.text)
+				if !slices.Contains(allProtocols, name) {
+					im.note(p.s, Refused, "protocol %q is not known to fwpair's filter", p.text)
+					continue
+				}
+				listed = append(listed, name)
+			}
+			if policy == "accept" {
+				for _, p := range listed {
+					sy.protocols = append(sy.protocols, val{p, c.where() + " Protocol Accept"})
+				}
+				im.note(c, Carried, "sync.filter.protocols")
+			} else {
+				for _, p := range allProtocols {
+					if !slices.Contains(listed, p) {
+						sy.protocols = append(sy.protocols, val{p, c.where() + " Protocol Ignore"})
+					}
+				}
+				im.note(c, Approximated, "fwpair accepts a list of protocols: every protocol it knows except these")
+			}
+		case "Address":
+			for _, a := range c.Children {
+				if a.Name != "IPv4_address" && a.Name != "IPv6_address" {
+					im.note(a, Refused, "not an address")
+					continue
+				}
+				p, err := prefixOf(a.arg(0))
+				if err != nil {
+					im.fatalf(a, "%s %q is not an address or CIDR", a.Name, a.arg(0))
+					continue
+				}
+				v := val{p, a.where()}
+				if policy == "accept" {
+					sy.accept = append(sy.accept, v)
+				} else {
+					sy.ignore = append(sy.ignore, v)
+				}
+			}
+			im.note(c, Carried, "sync.filter.%s_addresses (fwpair also ignores its own addresses, the VIPs and the sync link by default: ignore_own)", policy)
+		case "State":
+			var listed []string
+			ws := words(c)
+			for i := 0; i < len(ws); i++ {
+				w := ws[i]
+				if strings.EqualFold(w.text, "for") {
+					if i+1 < len(ws) && !strings.EqualFold(ws[i+1].text, "TCP") {
+						im.note(w.s, Refused, "states of %s are not filtered (TCP only)", ws[i+1].text)
+					}
+					i++
+					continue
+				}
+				name := tcpStates[strings.ToUpper(w.text)]
+				if name == "" {
+					im.note(w.s, Refused, "TCP state %q is not known to fwpair (%s)", w.text, strings.Join(allTCPStates, ", "))
+					continue
+				}
+				listed = append(listed, name)
+			}
+			if policy == "accept" {
+				for _, st := range listed {
+					sy.tcpStates = append(sy.tcpStates, val{st, c.where() + " State Accept"})
+				}
+				im.note(c, Carried, "sync.filter.tcp_states")
+			} else {
+				for _, st := range allTCPStates {
+					if !slices.Contains(listed, st) {
+						sy.tcpStates = append(sy.tcpStates, val{st, c.where() + " State Ignore"})
+					}
+				}
+				im.note(c, Approximated, "fwpair accepts a list of TCP states: every state except these")
+			}
+		default:
+			im.note(c, Refused, "unknown filter")
+		}
+	}
+}
+
+func prefixOf(s string) (string, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return "", err
+		}
+		return p.Masked().String(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", err
+	}
+	return a.String(), nil
+}
