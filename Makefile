@@ -9,7 +9,7 @@ UNITDIR     ?= /lib/systemd/system
 FUZZTIME    ?= 10s
 TEST_TIMEOUT ?= 14m
 # Debian packages the tests, the lab and the interop peers need.
-DEB_PACKAGES := nftables conntrack iproute2 iputils-ping keepalived conntrackd tcpdump
+DEB_PACKAGES := nftables conntrack iproute2 iputils-ping keepalived conntrackd tcpdump lintian
 
 .DEFAULT_GOAL := help
 
