@@ -70,6 +70,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		DisableExternalCache: c.DirectInject,
 		NoStartupResync:      !c.StartupResync,
 		Wire:                 wireOptions(c.PeerVersion),
+		Auth:                 ctsyncAuth(c.Auth),
 	}
 	for _, l := range c.Links {
 		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{
@@ -80,6 +81,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 			Port:       l.Port,
 			SendBuffer: l.SendBuffer,
 			RecvBuffer: l.RecvBuffer,
+			AcceptFrom: l.AcceptFrom,
 		})
 	}
 	filter, err := syncFilter(c.Filter, own)
