@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -132,4 +133,23 @@ func ctsyncAuth(a *SyncAuth) *ctsync.AuthConfig {
 		return nil
 	}
 	return &ctsync.AuthConfig{Keys: a.Keys, MaxSkew: a.MaxClockSkew}
+}
+
+// reloadSyncAuth applies a change of [sync.auth] keys live (a rotation
+// step); turning authentication on or off, or changing the clock skew,
+// needs a restart. It reports whether new keys were applied.
+func reloadSyncAuth(eng syncEngine, cur, next *SyncConfig, applied, needRestart *[]string) bool {
+	switch {
+	case reflect.DeepEqual(cur.Auth, next.Auth):
+		return false
+	case cur.Auth == nil || next.Auth == nil || cur.Auth.MaxClockSkew != next.Auth.MaxClockSkew:
+		*needRestart = append(*needRestart, "sync.auth")
+		return false
+	}
+	if err := eng.SetAuthKeys(next.Auth.Keys); err != nil {
+		*needRestart = append(*needRestart, "sync.auth ("+err.Error()+")")
+		return false
+	}
+	*applied = append(*applied, "sync.auth.key_files")
+	return true
 }

@@ -62,3 +62,18 @@ func TestSyncAuthAndAcceptFromConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestReloadSyncAuth(t *testing.T) {
+	fs := newFakeSync(0)
+	k1, k2 := []byte(strings.Repeat("a", 32)), []byte(strings.Repeat("b", 32))
+	cur := &SyncConfig{Auth: &SyncAuth{KeyFiles: []string{"/k1"}, Keys: [][]byte{k1}, MaxClockSkew: 1}}
+	next := &SyncConfig{Auth: &SyncAuth{KeyFiles: []string{"/k2", "/k1"}, Keys: [][]byte{k2, k1}, MaxClockSkew: 1}}
+	var applied, restart []string
+	if !reloadSyncAuth(fs, cur, next, &applied, &restart) || len(applied) != 1 || len(restart) != 0 {
+		t.Fatalf("rotation step: applied %v restart %v", applied, restart)
+	}
+	applied, restart = nil, nil
+	if reloadSyncAuth(fs, cur, &SyncConfig{}, &applied, &restart) || len(restart) != 1 {
+		t.Fatalf("turning auth off: applied %v restart %v", applied, restart)
+	}
+}

@@ -114,7 +114,7 @@ type authKey struct {
 // authChannel wraps a Channel with the HMAC trailer.
 type authChannel struct {
 	inner   Channel
-	keys    []authKey
+	keys    atomic.Pointer[[]authKey] // replaced whole by SetKeys
 	self    [16]byte
 	peers   [][16]byte
 	skew    time.Duration
@@ -154,10 +154,39 @@ func NewAuthChannel(inner Channel, cfg AuthConfig, self netip.Addr, peers []neti
 	for _, p := range peers {
 		c.peers = append(c.peers, p.As16())
 	}
-	for _, k := range cfg.Keys {
-		c.keys = append(c.keys, authKey{id: AuthKeyID(k), send: hmac.New(sha256.New, k), recv: hmac.New(sha256.New, k)})
-	}
+	c.setKeys(cfg.Keys)
 	return c, nil
+}
+
+func (c *authChannel) setKeys(keys [][]byte) {
+	ring := make([]authKey, 0, len(keys))
+	for _, k := range keys {
+		ring = append(ring, authKey{id: AuthKeyID(k), send: hmac.New(sha256.New, k), recv: hmac.New(sha256.New, k)})
+	}
+	c.keys.Store(&ring)
+}
+
+// SetAuthKeys replaces the keys of every authenticated link (a key
+// rotation applied by a reload): the first signs from the next datagram
+// on, every one verifies. It fails, changing nothing, when the keys are
+// invalid or the links are not authenticated.
+func (e *Engine) SetAuthKeys(keys [][]byte) error {
+	cfg := AuthConfig{Keys: keys}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var acs []*authChannel
+	for _, l := range e.links {
+		ac, ok := l.(*authChannel)
+		if !ok {
+			return fmt.Errorf("ctsync: link %s is not authenticated; enabling authentication needs a restart", l)
+		}
+		acs = append(acs, ac)
+	}
+	for _, ac := range acs {
+		ac.setKeys(keys)
+	}
+	return nil
 }
 
 func (c *authChannel) counter() uint64 {
@@ -185,7 +214,7 @@ func mac(h hash.Hash, addr *[16]byte, data, hdr []byte, out []byte) []byte {
 func (c *authChannel) Send(p []byte) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
-	k := &c.keys[0]
+	k := &(*c.keys.Load())[0]
 	b := append(c.sendBuf[:0], p...)
 	var hdr [12]byte
 	hdr[0] = k.id
@@ -240,9 +269,10 @@ func (c *authChannel) verify(b []byte) ([]byte, string) {
 	data, tr := b[:len(b)-authTrailerLen], b[len(b)-authTrailerLen:]
 	hdr, got := tr[:12], tr[12:]
 	var k *authKey
-	for i := range c.keys {
-		if c.keys[i].id == hdr[0] {
-			k = &c.keys[i]
+	ring := *c.keys.Load()
+	for i := range ring {
+		if ring[i].id == hdr[0] {
+			k = &ring[i]
 		}
 	}
 	if k == nil || hdr[1]|hdr[2]|hdr[3] != 0 {
