@@ -636,6 +636,7 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 	}
 	s.rxInit = true
 	s.lastRecv = m.Seq
+	s.lastLive = now
 	if adopted {
 		s.afterAdopt(m, &res)
 	}

@@ -13,15 +13,17 @@ import "time"
 //   - A message within seqWindow of the expected number (ahead or behind)
 //     is handled as before: in order, a gap to NACK, or a duplicate.
 //   - A message farther away is dropped and counted (SeqImplausible) while
-//     the live stream is alive, i.e. while a message within the window has
-//     arrived in the last liveSilence (three alive intervals: the peer
+//     the live stream is alive, i.e. while some message advanced the
+//     session in the last liveSilence (three alive intervals: the peer
 //     sends at least an ALIVE every second).
-//   - Once the live stream has been silent that long, the next far message
-//     is adopted as the new baseline (SeqAdopted): a peer that restarted
-//     with a distant seed, or a link that came back after losing more than
-//     the window. Whatever the dropped messages carried is recovered by a
-//     RESYNC request and a bulk send of this node's cache (both directions
-//     may have lost messages while they were dropped).
+//   - Once nothing has advanced the session for that long, the next far
+//     or "old" message is adopted as the new baseline (SeqAdopted): a peer
+//     that restarted with a distant seed, a link that came back after
+//     losing more than the window, or the peer's real stream after an
+//     injected in-window sequence number moved the session ahead of it.
+//     Whatever the dropped messages carried is recovered by a RESYNC
+//     request and a bulk send of this node's cache (both directions may
+//     have lost messages while they were dropped).
 //
 // A HELLO whose sequence number is within the window is a restart as
 // conntrackd knows it and moves the session at once; a far HELLO waits for
@@ -54,23 +56,30 @@ func (s *Session) seqWindow() int64 { return int64(max(s.cfg.ResendQueue, seqWin
 
 func (s *Session) liveSilence() time.Duration { return 3 * s.cfg.AliveInterval }
 
-// checkSeq classifies m's sequence number against the live window.
+// checkSeq classifies m's sequence number against the live window. The
+// live stream is alive while messages keep advancing the session
+// (lastLive is set where Receive accepts a message).
 func (s *Session) checkSeq(now time.Time, m *Message) seqVerdict {
 	if !s.rxInit {
-		s.lastLive = now
 		return seqOK
 	}
 	d := int64(int32(m.Seq - (s.lastRecv + 1)))
-	if w := s.seqWindow(); d >= -w && d <= w {
-		s.lastLive = now
+	w := s.seqWindow()
+	inWindow := d >= -w && d <= w
+	silent := now.Sub(s.lastLive) >= s.liveSilence()
+	switch {
+	case inWindow && (d >= 0 || !silent || m.Flags&FlagHello != 0):
+		// In order, a gap, an old duplicate (dropped by Receive), or a
+		// restart as conntrackd knows it (HELLO, handled by Receive).
 		return seqOK
-	}
-	if now.Sub(s.lastLive) < s.liveSilence() {
+	case !silent:
 		return seqDrop
 	}
-	// Adopt: forget the old stream's pending ACK and gaps; they belong to
-	// a sequence space the peer no longer uses.
-	s.lastLive = now
+	// Nothing has advanced the session for liveSilence, yet messages
+	// arrive: far away, or "old" because something moved the session
+	// ahead of the peer's real stream (an injected in-window sequence
+	// number). Adopt this one; forget the pending ACK and gaps, they
+	// belong to a sequence space the peer no longer uses.
 	s.ackPending = false
 	s.window = s.cfg.ACKWindow
 	s.renacks = nil

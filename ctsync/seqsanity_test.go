@@ -209,3 +209,18 @@ func TestSeqRandomInjectionNeverStalls(t *testing.T) {
 		}
 	}
 }
+
+// TestSeqInWindowJump: a spoofed message 60,000 ahead (inside the window,
+// so it is taken as a gap: an unkeyed link cannot tell it from the peer)
+// makes the peer's real stream look old; once nothing advances the
+// session for a few seconds the real stream is adopted again.
+func TestSeqInWindowJump(t *testing.T) {
+	p := handshaken(t, SessionConfig{MaxDatagram: 1472})
+	rx := p.nodes[1]
+	rx.deliver(p.now, forgedDatagram(t, 0, rx.s.lastRecv+60_000, 4))
+	d, err := p.replicates(4000, 20, 10*time.Second)
+	if err != nil || d > 4*time.Second {
+		t.Fatalf("replication after an in-window jump: %v %v (stats %+v)", d, err, rx.s.Stats())
+	}
+	t.Logf("replication resumed after %v", d)
+}
