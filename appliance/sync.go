@@ -191,6 +191,7 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"retransmits": s.Retransmits, "nacks_sent": s.NACKsSent, "nacks_received": s.NACKsReceived, "renacks": s.Renacks,
 		"acks_sent": s.ACKsSent, "acks_received": s.ACKsReceived,
 		"lost": s.Lost, "before": s.Before, "resend_overflow": s.ResendOverflow,
+		"seq_implausible": s.SeqImplausible, "seq_adopted": s.SeqAdopted, "renack_overflow": s.RenackOverflow,
 		"resyncs": s.Resyncs, "resync_errors": s.ResyncErrors,
 		"resync_requests_sent": s.ResyncRequestsSent, "resync_requests_received": s.ResyncRequestsReceived,
 		"bulk_sends": s.BulkSends, "netlink_overruns": s.Overruns,
