@@ -229,7 +229,7 @@ func randFlow(r *rand.Rand) Flow {
 	f.Status = r.Uint32() &^ 1 // no IPS_EXPECTED
 	// Within the receive-side caps (DefaultMaxTimeouts) so the engine
 	// tests' states pass validation; TCP ESTABLISHED below takes longer.
-	f.Timeout = 1 + r.Uint32N(600)
+	f.Timeout = 30 + r.Uint32N(570)
 	if r.IntN(3) == 0 {
 		f.Mark = r.Uint32()
 	}

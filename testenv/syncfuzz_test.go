@@ -33,8 +33,6 @@ var (
 	// Forged states name their origin in their source address.
 	forgedByStranger = netip.MustParsePrefix("198.18.0.0/16")
 	forgedBySpoofer  = netip.MustParsePrefix("198.19.0.0/16")
-	// Genuine flows created on the MASTER.
-	genuineNet = netip.MustParsePrefix("172.20.0.0/16")
 )
 
 // TestPrivilegedLiveSyncFuzz: two fwpaird in the lab; for a bounded time
