@@ -168,6 +168,8 @@ type Engine struct {
 	lossResync     bool
 	lastLossResync time.Time
 
+	filterScratch Flow // acceptLocked's copy for the filter (under mu)
+
 	bulkCh        chan struct{}
 	lastRejectLog time.Time // maintLoop only
 	linkRejects   []uint64  // maintLoop only

@@ -57,7 +57,10 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 		e.rejectName(err.(*InvalidStateError).Reason)
 		return false
 	}
-	if !del && e.filter != nil && !e.filter.Accept(f) {
+	// The filter gets a copy held by the engine: passing f itself through
+	// the interface would move every received state to the heap.
+	e.filterScratch = *f
+	if !del && e.filter != nil && !e.filter.Accept(&e.filterScratch) {
 		// The configured filter holds on the receive side too: a state
 		// this node would not replicate is not taken from the peer.
 		e.rejectName(ReasonFiltered)
