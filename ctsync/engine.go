@@ -862,8 +862,9 @@ func (e *Engine) SchedulePurge(delay time.Duration) {
 
 func (e *Engine) purge(ctx context.Context) {
 	e.mu.Lock()
-	keys := e.internal.Keys()
+	snap := e.internal.clone()
 	e.mu.Unlock()
+	keys := snap.Keys()
 	res, err := e.kernel.Delete(ctx, keys)
 	e.mu.Lock()
 	for _, k := range keys {
