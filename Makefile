@@ -8,6 +8,8 @@ SYSCONFDIR  ?= /etc
 UNITDIR     ?= /lib/systemd/system
 FUZZTIME    ?= 10s
 TEST_TIMEOUT ?= 14m
+# Total flood time of the live sync fuzz test (keyed and unkeyed halves).
+LIVE_FUZZ_TIME ?= 30s
 # Debian packages the tests, the lab and the interop peers need.
 DEB_PACKAGES := nftables conntrack iproute2 iputils-ping keepalived conntrackd tcpdump lintian
 
@@ -42,7 +44,7 @@ build: ## build bin/fwpaird and bin/fwpairctl with the version built in
 test: deps build ## every test: the QEMU lab once, the quick benchmark once, then go test (unit, simulated, privileged) with -race
 	$(MAKE) --no-print-directory qemu-lab
 	$(MAKE) --no-print-directory bench BENCH_SCALE=small
-	FWPAIR_PRIVILEGED_TESTS=1 FWPAIR_BIN=$(CURDIR)/bin $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FWPAIR_PRIVILEGED_TESTS=1 FWPAIR_BIN=$(CURDIR)/bin FWPAIR_LIVE_FUZZ_TIME=$(LIVE_FUZZ_TIME) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 test-unit: ## unit and simulated tests only (no root needed)
 	$(GO) test -race -count=1 ./...

@@ -124,6 +124,8 @@ type SyncConfig struct {
 	StartupResync bool
 	PeerVersion   string
 	Filter        FilterConfig
+	// Auth, when set, authenticates every sync datagram (syncauth.go).
+	Auth *SyncAuth
 }
 
 // SyncLink is one dedicated sync link (up to four, the first is preferred).
@@ -135,6 +137,9 @@ type SyncLink struct {
 	Port           uint16
 	SendBuffer     int
 	RecvBuffer     int
+	// AcceptFrom are the addresses sync datagrams are accepted from
+	// (default: Peer; required for multicast).
+	AcceptFrom []netip.Addr
 }
 
 // FilterConfig selects which flows are replicated.
@@ -256,16 +261,18 @@ type rawSync struct {
 	PeerVersion   string    `toml:"peer_version"`
 	Links         []rawLink `toml:"link"`
 	Filter        rawFilter `toml:"filter"`
+	Auth          *rawAuth  `toml:"auth"`
 }
 
 type rawLink struct {
-	Interface      *string `toml:"interface"`
-	Local          string  `toml:"local"`
-	Peer           string  `toml:"peer"`
-	MulticastGroup string  `toml:"multicast_group"`
-	Port           *int    `toml:"port"`
-	SendBuffer     *int    `toml:"send_buffer"`
-	RecvBuffer     *int    `toml:"recv_buffer"`
+	Interface      *string  `toml:"interface"`
+	Local          string   `toml:"local"`
+	Peer           string   `toml:"peer"`
+	MulticastGroup string   `toml:"multicast_group"`
+	Port           *int     `toml:"port"`
+	SendBuffer     *int     `toml:"send_buffer"`
+	RecvBuffer     *int     `toml:"recv_buffer"`
+	AcceptFrom     []string `toml:"accept_from"`
 }
 
 type rawFilter struct {
@@ -725,7 +732,11 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 		if l.Local.IsValid() && l.Peer.IsValid() && l.Local.Is4() != l.Peer.Is4() {
 			v.errorf(key+".peer", "%s and local %s are not the same address family", l.Peer, l.Local)
 		}
+		l.AcceptFrom = v.acceptFrom(key, rl.AcceptFrom, l)
 		c.Links = append(c.Links, l)
+	}
+	if r.Auth != nil {
+		c.Auth = v.syncAuth(r.Auth)
 	}
 	c.Filter = FilterConfig{
 		AcceptAddresses: v.prefixes("sync.filter.accept_addresses", r.Filter.AcceptAddresses),

@@ -70,7 +70,7 @@ func TestDefaults(t *testing.T) {
 	if cfg.Sync != nil || cfg.Control.Socket != DefaultSocket || cfg.Log.Level != "info" || cfg.VRRP.GARPBurst != 5 {
 		t.Errorf("config defaults: %+v", cfg)
 	}
-	sync, err := ParseConfig("sync.toml", []byte("[sync]\n[[sync.link]]\ninterface = \"eth2\"\nlocal = \"10.0.0.1\"\n"))
+	sync, err := ParseConfig("sync.toml", []byte("[sync]\n[[sync.link]]\ninterface = \"eth2\"\nlocal = \"10.0.0.1\"\naccept_from = [\"10.0.0.2\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestConfigErrors(t *testing.T) {
 		return "[[vrrp.instance]]\n" + body
 	}
 	base := "interface = \"eth0\"\nvrid = 51\nvips = [\"192.168.0.100/24\"]\n"
-	link := "[sync]\n[[sync.link]]\ninterface = \"eth2\"\nlocal = \"10.0.0.1\"\n"
+	link := "[sync]\n[[sync.link]]\ninterface = \"eth2\"\nlocal = \"10.0.0.1\"\naccept_from = [\"10.0.0.2\"]\n"
 	tests := []struct {
 		name, file, want string
 	}{
@@ -121,9 +121,9 @@ func TestConfigErrors(t *testing.T) {
 		{"sync bad local", "[sync]\n[[sync.link]]\ninterface = \"eth2\"\nlocal = \"10.0.0\"\n", `x.toml:4: sync.link[0].local: "10.0.0" is not an IP address`},
 		{"sync peer and group", link + "peer = \"10.0.0.2\"\nmulticast_group = \"225.0.0.50\"\n", `sync.link[0].peer: set either peer`},
 		{"sync group not multicast", link + "multicast_group = \"10.1.1.1\"\n", `sync.link[0].multicast_group: 10.1.1.1 is not a multicast address`},
-		{"sync port", link + "port = 70000\n", `x.toml:5: sync.link[0].port: 70000 is outside 1..65535`},
+		{"sync port", link + "port = 70000\n", `x.toml:6: sync.link[0].port: 70000 is outside 1..65535`},
 		{"sync family mismatch", link + "peer = \"fd00::2\"\n", `not the same address family`},
-		{"filter cidr", link + "[sync.filter]\nignore_addresses = [\"10.0.0.0/33\"]\n", `x.toml:6: sync.filter.ignore_addresses[0]: "10.0.0.0/33" is not an address or CIDR`},
+		{"filter cidr", link + "[sync.filter]\nignore_addresses = [\"10.0.0.0/33\"]\n", `x.toml:7: sync.filter.ignore_addresses[0]: "10.0.0.0/33" is not an address or CIDR`},
 		{"filter proto", link + "[sync.filter]\nprotocols = [\"tpc\"]\n", `sync.filter.protocols[0]: "tpc" is not one of`},
 		{"filter state", link + "[sync.filter]\ntcp_states = [\"OPEN\"]\n", `sync.filter.tcp_states[0]: "OPEN" is not one of`},
 		{"log level", "[log]\nlevel = \"loud\"\n" + inst(base), `x.toml:2: log.level: "loud" is not one of`},

@@ -73,6 +73,8 @@ type syncEngine interface {
 	SetMaster(master bool)
 	// SetFilter applies a new replication filter (reload).
 	SetFilter(c FilterConfig) error
+	// SetAuthKeys applies rotated sync keys (reload).
+	SetAuthKeys(keys [][]byte) error
 	Status() api.SyncStatus
 	Stats() map[string]uint64
 	Cache(which string) ([]api.CacheEntry, error)

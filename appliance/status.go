@@ -202,6 +202,7 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 		applied = append(applied, a...)
 		needRestart = append(needRestart, r...)
 	}
+	authApplied := false
 	if (next.Sync == nil) != (cur.Sync == nil) {
 		needRestart = append(needRestart, "[sync]")
 	} else if next.Sync != nil {
@@ -212,8 +213,10 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 				applied = append(applied, "sync.filter")
 			}
 		}
+		authApplied = reloadSyncAuth(d.sync, cur.Sync, next.Sync, &applied, &needRestart)
 		rest := *next.Sync
 		rest.Filter = cur.Sync.Filter
+		rest.Auth = cur.Sync.Auth
 		if !reflect.DeepEqual(*cur.Sync, rest) {
 			needRestart = append(needRestart, "sync")
 		}
@@ -222,9 +225,14 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 	// restart stays as it runs until then.
 	merged := *cur
 	merged.Log.Level, merged.Hooks, merged.Node = next.Log.Level, next.Hooks, next.Node
-	if cur.Sync != nil && next.Sync != nil && slices.Contains(applied, "sync.filter") {
+	if cur.Sync != nil && next.Sync != nil && (slices.Contains(applied, "sync.filter") || authApplied) {
 		s := *cur.Sync
-		s.Filter = next.Sync.Filter
+		if slices.Contains(applied, "sync.filter") {
+			s.Filter = next.Sync.Filter
+		}
+		if authApplied {
+			s.Auth = next.Sync.Auth
+		}
 		merged.Sync = &s
 	}
 	if cur.VRRP != nil && next.VRRP != nil {

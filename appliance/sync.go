@@ -70,6 +70,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		DisableExternalCache: c.DirectInject,
 		NoStartupResync:      !c.StartupResync,
 		Wire:                 wireOptions(c.PeerVersion),
+		Auth:                 ctsyncAuth(c.Auth),
 	}
 	for _, l := range c.Links {
 		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{
@@ -80,6 +81,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 			Port:       l.Port,
 			SendBuffer: l.SendBuffer,
 			RecvBuffer: l.RecvBuffer,
+			AcceptFrom: l.AcceptFrom,
 		})
 	}
 	filter, err := syncFilter(c.Filter, own)
@@ -189,6 +191,7 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"retransmits": s.Retransmits, "nacks_sent": s.NACKsSent, "nacks_received": s.NACKsReceived, "renacks": s.Renacks,
 		"acks_sent": s.ACKsSent, "acks_received": s.ACKsReceived,
 		"lost": s.Lost, "before": s.Before, "resend_overflow": s.ResendOverflow,
+		"seq_implausible": s.SeqImplausible, "seq_adopted": s.SeqAdopted, "renack_overflow": s.RenackOverflow,
 		"resyncs": s.Resyncs, "resync_errors": s.ResyncErrors,
 		"resync_requests_sent": s.ResyncRequestsSent, "resync_requests_received": s.ResyncRequestsReceived,
 		"bulk_sends": s.BulkSends, "netlink_overruns": s.Overruns,

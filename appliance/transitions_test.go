@@ -91,6 +91,7 @@ func (f *fakeSync) RequestResync() error                   { f.record("request-r
 func (f *fakeSync) SchedulePurge(time.Duration)            { f.record("purge", time.Now()) }
 func (f *fakeSync) DirectInject() bool                     { return f.direct }
 func (f *fakeSync) SetFilter(FilterConfig) error           { f.record("filter", time.Now()); return nil }
+func (f *fakeSync) SetAuthKeys([][]byte) error             { f.record("auth", time.Now()); return nil }
 func (f *fakeSync) SetMaster(master bool)                  { f.record(fmt.Sprintf("master=%v", master), time.Now()) }
 func (f *fakeSync) Status() api.SyncStatus                 { return api.SyncStatus{Mode: "ftfw"} }
 func (f *fakeSync) Stats() map[string]uint64               { return map[string]uint64{"x": 1} }

@@ -57,6 +57,35 @@ type ChannelConfig struct {
 	SendBuffer, RecvBuffer int
 	// MTU overrides the interface MTU when > 0.
 	MTU int
+	// AcceptFrom lists the source addresses datagrams are accepted from;
+	// everything else is dropped and counted (see SourceFilter). Empty
+	// means Peer for a unicast link; a multicast link with an empty list
+	// accepts every sender on the interface (the appliance configuration
+	// refuses that).
+	AcceptFrom []netip.Addr
+}
+
+// acceptSet returns the allowed source addresses (unmapped), nil for any.
+func (c *ChannelConfig) acceptSet() []netip.Addr {
+	src := c.AcceptFrom
+	if len(src) == 0 && c.Peer.IsValid() {
+		src = []netip.Addr{c.Peer}
+	}
+	out := make([]netip.Addr, 0, len(src))
+	for _, a := range src {
+		out = append(out, a.Unmap())
+	}
+	return out
+}
+
+// RejectCounter is implemented by channels that drop datagrams before the
+// engine sees them: from a source other than the configured peers, or
+// failing authentication. The engine adds the counts to its rejection
+// reasons and logs them, at most once a second.
+type RejectCounter interface {
+	// Rejected returns the counts by reason and a description of the
+	// newest rejected datagram ("" when none).
+	Rejected() (counts map[string]uint64, last string)
 }
 
 func (c *ChannelConfig) validate() error {
@@ -68,6 +97,11 @@ func (c *ChannelConfig) validate() error {
 	}
 	if c.Group.IsValid() && (!c.Group.Is4() || !c.Group.IsMulticast()) {
 		return fmt.Errorf("ctsync: channel on %s: %v is not an IPv4 multicast group", c.Interface, c.Group)
+	}
+	for _, a := range c.AcceptFrom {
+		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("ctsync: channel on %s: %v is not a peer address to accept from", c.Interface, a)
+		}
 	}
 	if c.Peer.IsValid() && c.Local.IsValid() && c.Peer.Is4() != c.Local.Is4() {
 		return fmt.Errorf("ctsync: channel on %s: local %v and peer %v differ in family", c.Interface, c.Local, c.Peer)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,12 @@ type udpChannel struct {
 	mtu   int
 	name  string
 	close sync.Once
+	// accept holds the allowed source addresses (nil: any).
+	accept []netip.Addr
+	// foreign counts dropped datagrams from other sources; lastForeign
+	// is the source of the newest one.
+	foreign     atomic.Uint64
+	lastForeign atomic.Pointer[netip.Addr]
 }
 
 // OpenChannel opens a UDP sync link as conntrackd does: unicast receives on
@@ -126,7 +133,8 @@ func OpenChannel(cfg ChannelConfig) (Channel, error) {
 	}
 	return &udpChannel{
 		cfg: cfg, conn: conn, raw: raw, dst: dst, mtu: mtu - hdr,
-		name: fmt.Sprintf("udp:%s:%v", cfg.Interface, dst),
+		name:   fmt.Sprintf("udp:%s:%v", cfg.Interface, dst),
+		accept: cfg.acceptSet(),
 	}, nil
 }
 
@@ -138,17 +146,53 @@ func (c *udpChannel) Send(p []byte) error {
 func (c *udpChannel) Recv(ctx context.Context, p []byte) (int, error) {
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetReadDeadline(time.Now()) })
 	defer stop()
-	n, _, err := c.conn.ReadFromUDPAddrPort(p)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, ctx.Err()
+	for {
+		n, from, err := c.conn.ReadFromUDPAddrPort(p)
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return 0, ErrClosed
+			}
+			return 0, err
 		}
-		if errors.Is(err, net.ErrClosed) {
-			return 0, ErrClosed
+		if c.allowed(from.Addr()) {
+			return n, nil
 		}
-		return 0, err
+		// Not from the peer: dropped here, counted, never parsed. The
+		// socket is bound to the interface, so only the source is left
+		// to check.
+		a := from.Addr().Unmap()
+		c.foreign.Add(1)
+		c.lastForeign.Store(&a)
 	}
-	return n, nil
+}
+
+func (c *udpChannel) allowed(a netip.Addr) bool {
+	if len(c.accept) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, ok := range c.accept {
+		if a == ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Rejected implements RejectCounter.
+func (c *udpChannel) Rejected() (map[string]uint64, string) {
+	n := c.foreign.Load()
+	if n == 0 {
+		return nil, ""
+	}
+	last := ""
+	if p := c.lastForeign.Load(); p != nil {
+		last = "from " + p.String() + " (not a configured peer)"
+	}
+	return map[string]uint64{ReasonForeignSource: n}, last
 }
 
 // Up asks the kernel for the interface flags through the socket itself,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +36,17 @@ type Config struct {
 	// OverrunResyncDelay is how long after a netlink overrun the kernel
 	// table is dumped again (default 1 s; overruns in between re-arm it).
 	OverrunResyncDelay time.Duration
+	// MaxTimeouts caps the timeout of received states per protocol (zero:
+	// DefaultMaxTimeouts).
+	MaxTimeouts MaxTimeouts
+	// ExternalLimit bounds the external cache (default
+	// DefaultExternalLimit); InjectQueueLimit bounds the direct-inject
+	// queue (default DefaultInjectQueueLimit).
+	ExternalLimit, InjectQueueLimit int
+	// Auth, when set, authenticates every datagram (see auth.go). It
+	// applies to the channels opened from Channels; channels passed in
+	// Options.Channels are used as they are.
+	Auth *AuthConfig
 	// Wire holds the compat knobs: the peer's NTA_MAX (MaxAttr), IPv4 NAT
 	// byte order of <= 1.4.6 peers (LegacyNATv4), a big-endian peer, and
 	// leaving NTA_TIMEOUT out.
@@ -72,6 +82,15 @@ func (c *Config) validate(haveChannels bool) error {
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 30 * time.Second
+	}
+	if c.MaxTimeouts == (MaxTimeouts{}) {
+		c.MaxTimeouts = DefaultMaxTimeouts()
+	}
+	if c.ExternalLimit <= 0 {
+		c.ExternalLimit = DefaultExternalLimit
+	}
+	if c.InjectQueueLimit <= 0 {
+		c.InjectQueueLimit = DefaultInjectQueueLimit
 	}
 	if c.PurgeDelay <= 0 {
 		c.PurgeDelay = 60 * time.Second
@@ -143,6 +162,17 @@ type Engine struct {
 	// touched records the keys of kernel events received while a Resync
 	// dump runs: their event state is newer than the dump's.
 	touched map[ckey]struct{}
+	// Bounds (limits.go): a peer-requested bulk is pending; a bound
+	// dropped a received state and a resync is due.
+	bulkWanted     bool
+	lossResync     bool
+	lastLossResync time.Time
+
+	filterScratch Flow // acceptLocked's copy for the filter (under mu)
+
+	bulkCh        chan struct{}
+	lastRejectLog time.Time // maintLoop only
+	linkRejects   []uint64  // maintLoop only
 }
 
 type injectItem struct {
@@ -180,6 +210,9 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	if len(links) == 0 {
 		for _, cc := range cfg.Channels {
 			ch, err := OpenChannel(cc)
+			if err == nil && cfg.Auth != nil {
+				ch, err = NewAuthChannel(ch, *cfg.Auth, cc.Local, cc.acceptSet())
+			}
 			if err != nil {
 				for _, l := range links {
 					l.Close()
@@ -200,6 +233,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		cfg: cfg, log: log, kernel: opts.Kernel, filter: opts.Filter, links: links,
 		kick: make(chan struct{}, 1), injectCh: make(chan struct{}, 1), ready: make(chan struct{}),
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
+		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
 	}
 	e.sess = NewSession(SessionConfig{
 		Mode: cfg.Mode, ACKWindow: cfg.ACKWindow, ResendQueue: cfg.ResendQueueSize,
@@ -253,6 +287,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.txLoop(ctx) })
 	g.Go(func() error { return e.maintLoop(ctx) })
 	g.Go(func() error { return e.injectLoop(ctx) })
+	g.Go(func() error { return e.bulkLoop(ctx) })
 	g.Go(func() error {
 		<-evStarted
 		res, err := e.resync(ctx, false)
@@ -450,8 +485,11 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 		if res.Reject != 0 {
 			e.reject(res.Reject)
 		}
+		if res.Implausible {
+			e.rejectName(ReasonSeqImplausible)
+		}
 		if res.SendAll {
-			e.bulkLocked()
+			e.wantBulkLocked()
 		}
 		if !res.Apply {
 			continue
@@ -465,16 +503,8 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 			e.reject(ReasonOf(err))
 			continue
 		}
-		e.st.applied++
-		if e.cfg.DisableExternalCache && !e.holdInject {
-			e.injectQ = append(e.injectQ, injectItem{f: f, del: m.Type == MsgCTDel})
+		if e.acceptLocked(now, m.Type == MsgCTDel, &f) {
 			inject = true
-			continue
-		}
-		if m.Type == MsgCTDel {
-			e.external.Delete(f.Key)
-		} else {
-			e.external.Put(&f, now)
 		}
 	}
 	if valid {
@@ -601,6 +631,7 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 			e.purgeAt = time.Time{}
 		}
 		e.mu.Unlock()
+		e.maintainLimits(now)
 		if resync {
 			if _, err := e.resync(ctx, true); err != nil && ctx.Err() == nil {
 				e.log.Warn("overrun resync failed, retrying", "err", err)
@@ -718,8 +749,10 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	start := time.Now()
 	e.mu.Lock()
 	e.purgeAt = time.Time{}
-	flows := make([]Flow, 0, e.external.Len())
-	e.external.Range(func(f *Flow, updated time.Time) bool {
+	snap := e.external.clone() // no whole-cache walk under the lock
+	e.mu.Unlock()
+	flows := make([]Flow, 0, snap.Len())
+	snap.Range(func(f *Flow, updated time.Time) bool {
 		if f.Timeout != 0 {
 			age := uint32(max(0, start.Sub(updated)/time.Second))
 			if f.Timeout > age {
@@ -732,7 +765,6 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 		flows = append(flows, *f)
 		return true
 	})
-	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.CommitTimeout)
 	defer cancel()
 	res, err := e.kernel.Commit(ctx, flows)
@@ -798,20 +830,9 @@ func (e *Engine) Flush(which CacheID) {
 	}
 }
 
-// BulkSend queues the whole internal cache for the peer (conntrackd -B).
-func (e *Engine) BulkSend() {
-	e.mu.Lock()
-	e.bulkLocked()
-	e.mu.Unlock()
-	e.wake(e.kick)
-}
-
-func (e *Engine) bulkLocked() {
-	e.st.bulkSends++
-	for k := range e.internal.m {
-		e.sess.Enqueue(k.key(), MsgCTUpd)
-	}
-}
+// BulkSend queues the whole internal cache for the peer (conntrackd -B),
+// a slice at a time (see bulkChunked).
+func (e *Engine) BulkSend() { e.bulkChunked() }
 
 // RequestResync asks the peer for its whole internal cache (conntrackd -n).
 func (e *Engine) RequestResync() {
@@ -841,8 +862,9 @@ func (e *Engine) SchedulePurge(delay time.Duration) {
 
 func (e *Engine) purge(ctx context.Context) {
 	e.mu.Lock()
-	keys := e.internal.Keys()
+	snap := e.internal.clone()
 	e.mu.Unlock()
+	keys := snap.Keys()
 	res, err := e.kernel.Delete(ctx, keys)
 	e.mu.Lock()
 	for _, k := range keys {
@@ -922,6 +944,13 @@ type Stats struct {
 	Lost           uint64 `json:"lost"`
 	Before         uint64 `json:"before"`
 	ResendOverflow uint64 `json:"resend_overflow"`
+	// SeqImplausible counts messages dropped for a sequence number far
+	// outside the peer's live window; SeqAdopted the far sequence numbers
+	// taken as the new baseline after the live stream fell silent;
+	// RenackOverflow the gaps given up because the re-NACK list was full.
+	SeqImplausible uint64 `json:"seq_implausible"`
+	SeqAdopted     uint64 `json:"seq_adopted"`
+	RenackOverflow uint64 `json:"renack_overflow"`
 	// Resyncs counts dumps of the kernel table into the internal cache.
 	Resyncs      uint64 `json:"resyncs"`
 	ResyncErrors uint64 `json:"resync_errors"`
@@ -930,7 +959,9 @@ type Stats struct {
 	ResyncRequestsReceived uint64 `json:"resync_requests_received"`
 	BulkSends              uint64 `json:"bulk_sends"`
 	Overruns               uint64 `json:"overruns"`
-	// Malformed counts rejected input by reason (see Reason).
+	// Malformed counts rejected input by reason: the codec's (see Reason),
+	// the channels' (foreign_source, auth_*), received-state validation
+	// (invalid_*, filtered) and the bounds (external_full, ...).
 	Malformed      map[string]uint64 `json:"malformed"`
 	EventsNew      uint64            `json:"events_new"`
 	EventsUpdate   uint64            `json:"events_update"`
@@ -963,7 +994,8 @@ func (e *Engine) Stats() Stats {
 		Resyncs:        e.st.resyncs, ResyncErrors: e.st.resyncErrors,
 		ResyncRequestsSent: ss.ResyncsSent, ResyncRequestsReceived: ss.ResyncsRcv,
 		BulkSends: e.st.bulkSends, Overruns: e.st.overruns,
-		Malformed: maps.Clone(e.malformed),
+		Malformed:      e.rejects(),
+		SeqImplausible: ss.SeqImplausible, SeqAdopted: ss.SeqAdopted, RenackOverflow: ss.RenackOverflow,
 		EventsNew: e.st.evNew, EventsUpdate: e.st.evUpdate, EventsDestroy: e.st.evDestroy,
 		EventsOwn: e.st.evOwn, EventsFiltered: e.st.evFiltered,
 		Applied: e.st.applied, Injected: e.st.injected, InjectFailed: e.st.injectFailed,
@@ -974,13 +1006,21 @@ func (e *Engine) Stats() Stats {
 
 // Entries lists a cache (`fwpairctl cache internal|external`).
 func (e *Engine) Entries(which CacheID) []Flow {
+	var in, ex *Cache
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch which {
-	case CacheInternal:
-		return e.internal.Flows()
-	case CacheExternal:
-		return e.external.Flows()
+	if which&CacheInternal != 0 {
+		in = e.internal.clone()
 	}
-	return append(e.internal.Flows(), e.external.Flows()...)
+	if which&CacheExternal != 0 {
+		ex = e.external.clone()
+	}
+	e.mu.Unlock()
+	var out []Flow
+	if in != nil {
+		out = in.Flows()
+	}
+	if ex != nil {
+		out = append(out, ex.Flows()...)
+	}
+	return out
 }

@@ -85,6 +85,13 @@ type SessionStats struct {
 	Before                  uint64 // old or duplicate messages dropped
 	ResendOverflow          uint64 // resend-queue entries dropped because it was full
 	HellosRecv              uint64
+	// SeqImplausible counts messages dropped because their sequence
+	// number was far outside the peer's live window (see seqsanity.go);
+	// SeqAdopted counts the times a far sequence became the new baseline
+	// after the live stream fell silent.
+	SeqImplausible, SeqAdopted uint64
+	// RenackOverflow counts open gaps dropped from the full re-NACK list.
+	RenackOverflow uint64
 }
 
 type ctlItem struct {
@@ -109,6 +116,9 @@ type RecvResult struct {
 	SendAll bool
 	// Reject is non-zero when the message is invalid in this mode.
 	Reject Reason
+	// Implausible: the message was dropped because its sequence number is
+	// far outside the peer's live window.
+	Implausible bool
 }
 
 // Session is the pure replication protocol of one node towards its peer
@@ -149,6 +159,12 @@ type Session struct {
 	ackPending bool
 	ackFrom    uint32
 	window     int
+	// lastLive is when a message within the plausible window of the
+	// peer's sequence last arrived (see seqsanity.go).
+	lastLive time.Time
+	// lastLossResync rate-limits RESYNC requests queued after giving up
+	// on a gap.
+	lastLossResync time.Time
 
 	stats SessionStats
 }
@@ -194,8 +210,9 @@ func (s *Session) Mode() Mode { return s.cfg.Mode }
 // flow, CT_UPD or CT_DEL otherwise; the message actually sent is built from
 // the internal cache at transmit time (absent = CT_DEL), so several changes
 // before one transmission collapse into one message.
-func (s *Session) Enqueue(k Key, t MsgType) {
-	ck := compactKey(&k)
+func (s *Session) Enqueue(k Key, t MsgType) { s.enqueueCompact(compactKey(&k), t) }
+
+func (s *Session) enqueueCompact(ck ckey, t MsgType) {
 	if old, ok := s.txHint[ck]; ok {
 		if old != MsgCTNew {
 			s.txHint[ck] = t
@@ -550,6 +567,15 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 	}
 	var res RecvResult
 	inSync := false
+	adopted := false
+	switch s.checkSeq(now, m) {
+	case seqDrop:
+		s.stats.SeqImplausible++
+		return RecvResult{Implausible: true}
+	case seqAdopt:
+		s.stats.SeqAdopted++
+		adopted, inSync = true, true
+	}
 	hello := m.Flags&FlagHello != 0
 	if hello && s.peerHello && s.rxInit && before(m.Seq, s.lastRecv+1) {
 		// An old or duplicate message of the peer's current HELLO period,
@@ -599,7 +625,7 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 			s.txCtl = append(s.txCtl, ctlItem{flags: FlagACK, from: s.ackFrom, to: expected - 1})
 		}
 		s.txCtl = append(s.txCtl, ctlItem{flags: FlagNACK, from: expected, to: m.Seq - 1})
-		s.renacks = append(s.renacks, renack{from: expected, to: m.Seq - 1, at: now.Add(renackInterval), left: renackRepeats})
+		s.addRenack(now, renack{from: expected, to: m.Seq - 1, at: now.Add(renackInterval), left: renackRepeats})
 		s.stats.Lost += uint64(m.Seq - expected)
 		s.window = s.cfg.ACKWindow - 1
 		s.ackFrom = m.Seq
@@ -610,6 +636,10 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 	}
 	s.rxInit = true
 	s.lastRecv = m.Seq
+	s.lastLive = now
+	if adopted {
+		s.afterAdopt(m, &res)
+	}
 	return res
 }
 

@@ -222,18 +222,23 @@ func randFlow(r *rand.Rand) Flow {
 	}
 	switch {
 	case hasPorts(f.Proto):
-		f.SrcPort, f.DstPort = uint16(r.Uint32()), uint16(r.Uint32())
+		f.SrcPort, f.DstPort = uint16(1+r.Uint32N(65535)), uint16(1+r.Uint32N(65535))
 	case isICMP(f.Proto):
 		f.ICMPID, f.ICMPType, f.ICMPCode = uint16(r.Uint32()), uint8(r.Uint32()), uint8(r.IntN(3))
 	}
 	f.Status = r.Uint32() &^ 1 // no IPS_EXPECTED
-	f.Timeout = 1 + r.Uint32N(500000)
+	// Within the receive-side caps (DefaultMaxTimeouts) so the engine
+	// tests' states pass validation; TCP ESTABLISHED below takes longer.
+	f.Timeout = 30 + r.Uint32N(570)
 	if r.IntN(3) == 0 {
 		f.Mark = r.Uint32()
 	}
 	switch f.Proto {
 	case 6:
 		f.ProtoState, f.HasProtoState = uint8(r.IntN(10)), true
+		if f.ProtoState == tcpEstablished {
+			f.Timeout = 1 + r.Uint32N(432000)
+		}
 		if r.IntN(2) == 0 {
 			f.TCPWScaleOrig, f.TCPWScaleReply, f.HasTCPWScale = uint8(r.IntN(15)), uint8(r.IntN(15)), true
 		}

@@ -2,6 +2,7 @@
 # the namespace lab, side by side. Included from the Makefile.
 #   make bench                    full run (100,000 flows, 1,000 sessions; under 10 minutes)
 #   make bench BENCH_SCALE=small  the quick version make test runs once
+#   make bench BENCH_SCALE=repl   only the replication bursts (100,000 flows; incl. keyed sync)
 BENCH_SCALE ?= full
 
 .PHONY: bench

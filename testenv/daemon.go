@@ -106,6 +106,16 @@ func (d *Daemon) Start(extra ...string) error {
 	return nil
 }
 
+// PID returns the daemon's process id (0 when not started).
+func (d *Daemon) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cmd == nil || d.cmd.Process == nil {
+		return 0
+	}
+	return d.cmd.Process.Pid
+}
+
 // Client returns a control client for the daemon.
 func (d *Daemon) Client() *client.Client { return d.client }
 

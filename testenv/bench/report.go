@@ -268,6 +268,12 @@ func buildRows(res *Results) []Row {
 		replRow(FWPair, g, "receiver CPU per 100k replicated flows (fwpair: inject into the kernel)", "s", true, fmtSec, func(r ReplicationRun) float64 { return r.RecvCPUPer100k }, halfOfRef),
 		replRow(FWPairCache, g, "receiver CPU per 100k replicated flows (fwpair: direct_inject=false)", "s", true, fmtSec, func(r ReplicationRun) float64 { return r.RecvCPUPer100k }, halfOfRef),
 	)
+	if hasRepl(res, FWPairKeyed) {
+		rows = append(rows,
+			replRow(FWPairKeyed, g, "sender CPU per 100k replicated flows (fwpair: keyed sync, HMAC-SHA256)", "s", true, fmtSec, func(r ReplicationRun) float64 { return r.SenderCPUPer100k }, nil),
+			replRow(FWPairKeyed, g, "receiver CPU per 100k replicated flows (fwpair: keyed sync, HMAC-SHA256)", "s", true, fmtSec, func(r ReplicationRun) float64 { return r.RecvCPUPer100k }, nil),
+		)
+	}
 
 	// Commit, from the failovers.
 	var kern, kernL []float64

@@ -254,8 +254,10 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 		}
 	}
 	switch name {
-	case FWPair, FWPairCache:
-		r.stack = newFWPair(lab, e.bin, e.runDir(), name == FWPairCache)
+	case FWPair, FWPairCache, FWPairKeyed:
+		st := newFWPair(lab, e.bin, e.runDir(), name == FWPairCache)
+		st.keyed = name == FWPairKeyed
+		r.stack = st
 	default:
 		ref, err := newReference(lab, e.runDir())
 		if err != nil {

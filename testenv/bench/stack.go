@@ -90,6 +90,7 @@ type fwpairStack struct {
 	bin      string
 	dir      string
 	extCache bool
+	keyed    bool
 	nodes    [2]*testenv.Daemon
 	counts   [2]*ctCount
 }
@@ -102,6 +103,9 @@ func (s *fwpairStack) name() string {
 	if s.extCache {
 		return FWPairCache
 	}
+	if s.keyed {
+		return FWPairKeyed
+	}
 	return FWPair
 }
 
@@ -112,6 +116,11 @@ func (s *fwpairStack) start(n int) error {
 	}
 	if s.extCache {
 		if cfg, err = withExternalCache(cfg, s.dir, n); err != nil {
+			return err
+		}
+	}
+	if s.keyed {
+		if cfg, err = withSyncKey(cfg, s.dir, n); err != nil {
 			return err
 		}
 	}

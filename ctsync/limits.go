@@ -1,0 +1,209 @@
+package ctsync
+
+import (
+	"context"
+	"maps"
+	"time"
+)
+
+// Bounds on everything the peer can make the engine hold or do. The sync
+// segment is not trusted: a peer (or whoever speaks for it) must not grow
+// memory without limit or hold the engine lock for long.
+const (
+	// DefaultExternalLimit bounds the external cache (conntrackd's
+	// HashLimit default). A new state beyond it is dropped, counted
+	// ("external_full") and a resync is requested once there is room.
+	DefaultExternalLimit = 262144
+	// DefaultInjectQueueLimit bounds the states waiting to be written into
+	// the kernel in direct-inject mode ("inject_queue_full").
+	DefaultInjectQueueLimit = 65536
+	// bulkMinInterval rate-limits bulk sends the peer asks for (RESYNC, or
+	// a NACK reaching into states the resend queue dropped): requests in
+	// between are coalesced into one bulk at the end of the interval.
+	bulkMinInterval = time.Second
+	// bulkChunk is how many keys one lock hold queues during a bulk send.
+	bulkChunk = 4096
+	// lossResyncEvery rate-limits the RESYNC requests sent because a bound
+	// dropped a received state.
+	lossResyncEvery = 10 * time.Second
+)
+
+// Rejection reasons counted by the engine besides the codec's (Reason).
+const (
+	ReasonForeignSource   = "foreign_source"
+	ReasonSeqImplausible  = "seq_implausible"
+	ReasonFiltered        = "filtered"
+	ReasonExternalFull    = "external_full"
+	ReasonInjectQueueFull = "inject_queue_full"
+)
+
+// clone returns a copy of the cache (one bulk copy of the table, no
+// per-entry work), so a whole-cache walk can run without the engine lock.
+func (c *Cache) clone() *Cache { return &Cache{m: maps.Clone(c.m)} }
+
+func (e *Engine) rejectName(r string) { e.malformed[r]++ }
+
+// acceptLocked validates one decoded, in-sequence state and applies it
+// (external cache) or queues it (direct inject). It reports whether the
+// injector must be woken.
+func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
+	var err error
+	if del {
+		err = validateKey(&f.Key)
+	} else {
+		err = validateFlow(f, &e.cfg.MaxTimeouts)
+	}
+	if err != nil {
+		e.rejectName(err.(*InvalidStateError).Reason)
+		return false
+	}
+	// The filter gets a copy held by the engine: passing f itself through
+	// the interface would move every received state to the heap.
+	e.filterScratch = *f
+	if !del && e.filter != nil && !e.filter.Accept(&e.filterScratch) {
+		// The configured filter holds on the receive side too: a state
+		// this node would not replicate is not taken from the peer.
+		e.rejectName(ReasonFiltered)
+		return false
+	}
+	e.st.applied++
+	if e.cfg.DisableExternalCache && !e.holdInject {
+		if len(e.injectQ) >= e.cfg.InjectQueueLimit {
+			e.rejectName(ReasonInjectQueueFull)
+			e.lossResync = true
+			return true
+		}
+		e.injectQ = append(e.injectQ, injectItem{f: *f, del: del})
+		return true
+	}
+	if del {
+		e.external.Delete(f.Key)
+		return false
+	}
+	if e.external.Len() >= e.cfg.ExternalLimit && !e.external.Has(f.Key) {
+		e.rejectName(ReasonExternalFull)
+		e.lossResync = true
+		return false
+	}
+	e.external.Put(f, now)
+	return false
+}
+
+// wantBulkLocked records a bulk send the peer asked for; bulkLoop runs it,
+// at most once per bulkMinInterval.
+func (e *Engine) wantBulkLocked() {
+	e.bulkWanted = true
+	e.wake(e.bulkCh)
+}
+
+// bulkLoop runs the peer-requested bulk sends, rate-limited.
+func (e *Engine) bulkLoop(ctx context.Context) error {
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.bulkCh:
+		}
+		if wait := time.Until(last.Add(bulkMinInterval)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		e.mu.Lock()
+		want := e.bulkWanted
+		e.bulkWanted = false
+		e.mu.Unlock()
+		if want {
+			last = time.Now()
+			e.bulkChunked()
+		}
+	}
+}
+
+// bulkChunked queues the whole internal cache for the peer without holding
+// the engine lock across the walk: it copies the table, then queues the
+// keys bulkChunk at a time. A key deleted in between goes out as CT_DEL
+// (the transmitter reads the current state), which is right.
+func (e *Engine) bulkChunked() {
+	e.mu.Lock()
+	e.st.bulkSends++
+	snap := e.internal.clone()
+	e.mu.Unlock()
+	keys := make([]ckey, 0, bulkChunk)
+	flush := func() {
+		e.mu.Lock()
+		for i := range keys {
+			e.sess.enqueueCompact(keys[i], MsgCTUpd)
+		}
+		e.mu.Unlock()
+		keys = keys[:0]
+		e.wake(e.kick)
+	}
+	for k := range snap.m {
+		keys = append(keys, k)
+		if len(keys) == bulkChunk {
+			flush()
+		}
+	}
+	flush()
+}
+
+// maintainLimits runs from maintLoop: it logs datagrams the channels
+// dropped (at most once a second) and requests a resync after a bound
+// dropped a received state, once there is room again.
+func (e *Engine) maintainLimits(now time.Time) {
+	if now.Sub(e.lastRejectLog) >= time.Second {
+		e.lastRejectLog = now
+		for i, l := range e.links {
+			rc, ok := l.(RejectCounter)
+			if !ok {
+				continue
+			}
+			counts, last := rc.Rejected()
+			var total uint64
+			for _, n := range counts {
+				total += n
+			}
+			if total > e.linkRejects[i] {
+				e.log.Warn("sync datagrams rejected", "link", l.String(), "new", total-e.linkRejects[i], "total", total, "last", last)
+				e.linkRejects[i] = total
+			}
+		}
+	}
+	e.mu.Lock()
+	want := e.lossResync && now.Sub(e.lastLossResync) >= lossResyncEvery &&
+		e.external.Len() < e.cfg.ExternalLimit*9/10 && len(e.injectQ) < e.cfg.InjectQueueLimit/2
+	if want {
+		e.lossResync = false
+		e.lastLossResync = now
+	}
+	e.mu.Unlock()
+	if want {
+		e.log.Warn("received states were dropped by a bound; asking the peer for a resync")
+		e.RequestResync()
+	}
+}
+
+// channelRejects sums the channels' rejection counts into m.
+func (e *Engine) channelRejects(m map[string]uint64) {
+	for _, l := range e.links {
+		if rc, ok := l.(RejectCounter); ok {
+			counts, _ := rc.Rejected()
+			for r, n := range counts {
+				m[r] += n
+			}
+		}
+	}
+}
+
+// rejects returns every rejection count by reason, the channels' included.
+func (e *Engine) rejects() map[string]uint64 {
+	m := maps.Clone(e.malformed)
+	e.channelRejects(m)
+	return m
+}

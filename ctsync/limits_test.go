@@ -1,0 +1,191 @@
+package ctsync
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// fakePeer speaks for the peer on the raw end of an in-memory link, with
+// its own FTFW sequence.
+type fakePeer struct {
+	t   *testing.T
+	ch  *MemChannel
+	seq uint32
+	w   WireOptions
+}
+
+func (p *fakePeer) next() uint32 { p.seq++; return p.seq }
+
+func (p *fakePeer) sendFlows(t MsgType, flows ...Flow) {
+	p.t.Helper()
+	var d []byte
+	for i := range flows {
+		var err error
+		d, err = p.w.AppendCT(d, t, 0, p.next(), &flows[i])
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		if len(d) > 1300 {
+			_ = p.ch.Send(d)
+			d = nil
+		}
+	}
+	if len(d) > 0 {
+		_ = p.ch.Send(d)
+	}
+}
+
+func startWithFakePeer(t *testing.T, cfg Config, k *fakeKernel, filter interface{ Accept(*Flow) bool }) (*testNode, *fakePeer) {
+	t.Helper()
+	var net MemNetwork
+	x, y := net.NewMemLink("peer", 1472)
+	cfg.NoStartupResync = true
+	n := startNode(t, cfg, k, []Channel{y}, filter)
+	return n, &fakePeer{t: t, ch: x, seq: 1000}
+}
+
+func TestEngineRejectsInvalidStates(t *testing.T) {
+	n, p := startWithFakePeer(t, Config{}, newFakeKernel(), protoFilter(17))
+	good := flowN(1)
+	bad := map[string]Flow{}
+	f := flowN(2)
+	f.Proto = 19
+	bad["invalid_proto"] = f
+	f = flowN(3)
+	f.Proto, f.ProtoState, f.HasProtoState, f.Timeout = protoUDP, 0, false, 263006
+	bad["invalid_timeout"] = f
+	f = flowN(5)
+	f.Src = netip.MustParseAddr("0.0.0.0")
+	bad["invalid_addr"] = f
+	f = flowN(6)
+	f.DstPort = 0
+	bad["invalid_port"] = f
+	f = flowN(7)
+	f.ProtoState = 12
+	bad["invalid_state"] = f
+	f = flowN(8)
+	f.Proto, f.ProtoState, f.HasProtoState, f.Timeout = protoUDP, 0, false, 30
+	bad["filtered"] = f
+	flows := []Flow{good}
+	for _, f := range bad {
+		flows = append(flows, f)
+	}
+	p.sendFlows(MsgCTNew, flows...)
+	waitFor(t, 5*time.Second, "rejects counted", func() error {
+		m := n.e.Stats().Malformed
+		for r := range bad {
+			if m[r] != 1 {
+				return fmt.Errorf("%s: %d (%v)", r, m[r], m)
+			}
+		}
+		return nil
+	})
+	ext := n.e.Entries(CacheExternal)
+	if len(ext) != 1 || ext[0].Key != good.Key {
+		t.Fatalf("external cache: %+v", ext)
+	}
+}
+
+func TestEngineExternalCacheBounded(t *testing.T) {
+	n, p := startWithFakePeer(t, Config{ExternalLimit: 100}, newFakeKernel(), nil)
+	var flows []Flow
+	for i := range 300 {
+		flows = append(flows, flowN(i))
+	}
+	p.sendFlows(MsgCTNew, flows...)
+	waitFor(t, 5*time.Second, "external bound", func() error {
+		if got := n.e.Stats().Malformed[ReasonExternalFull]; got != 200 {
+			return fmt.Errorf("external_full %d", got)
+		}
+		return nil
+	})
+	if got := n.e.Status().ExternalEntries; got != 100 {
+		t.Fatalf("external cache has %d entries, bound 100", got)
+	}
+	// Updates of entries already held still apply.
+	f := flowN(5)
+	f.Mark = 7
+	p.sendFlows(MsgCTUpd, f)
+	waitFor(t, 5*time.Second, "update applied", func() error {
+		for _, g := range n.e.Entries(CacheExternal) {
+			if g.Key == f.Key && g.Mark == 7 {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+}
+
+func TestEngineInjectQueueBounded(t *testing.T) {
+	k := newFakeKernel()
+	n, p := startWithFakePeer(t, Config{DisableExternalCache: true, InjectQueueLimit: 50}, k, nil)
+	var flows []Flow
+	for i := range 2000 {
+		flows = append(flows, flowN(i))
+	}
+	p.sendFlows(MsgCTNew, flows...)
+	// Every state is either in the kernel or counted as dropped.
+	waitFor(t, 5*time.Second, "inject", func() error {
+		st := n.e.Stats()
+		if got := len(k.Snapshot()); st.Applied != 2000 || uint64(got)+st.Malformed[ReasonInjectQueueFull] != 2000 {
+			return fmt.Errorf("applied %d, kernel %d + dropped %d != 2000", st.Applied, got, st.Malformed[ReasonInjectQueueFull])
+		}
+		return nil
+	})
+	st := n.e.Stats()
+	if st.Malformed[ReasonInjectQueueFull] == 0 {
+		t.Fatal("the bound never dropped anything")
+	}
+	t.Logf("kernel %d, dropped %d", len(k.Snapshot()), st.Malformed[ReasonInjectQueueFull])
+}
+
+// TestEngineResyncFloodDoesNotStall: a flood of RESYNC requests against a
+// 100,000-entry internal cache is answered by at most a few rate-limited
+// bulk sends, and the engine lock is never held long enough to stall
+// status (or event intake) for more than a fraction of a second.
+func TestEngineResyncFloodDoesNotStall(t *testing.T) {
+	k := newFakeKernel()
+	for i := range 100_000 {
+		f := flowN(i)
+		f.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		f.SrcPort = uint16(1000 + i%60000)
+		k.Create(f)
+	}
+	n, p := startWithFakePeer(t, Config{}, k, nil)
+	if got := n.e.Status().InternalEntries; got != 100_000 {
+		t.Fatalf("internal cache %d", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			var d []byte
+			for range 91 {
+				d = AppendCtl(d, FlagResync, p.next(), 0, 0)
+			}
+			_ = p.ch.Send(d)
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	var worst time.Duration
+	for ctx.Err() == nil {
+		start := time.Now()
+		n.e.Status()
+		worst = max(worst, time.Since(start))
+		time.Sleep(time.Millisecond)
+	}
+	st := n.e.Stats()
+	t.Logf("RESYNC requests received %d, bulk sends %d, worst status latency %v", st.ResyncRequestsReceived, st.BulkSends, worst)
+	if st.BulkSends > 4 {
+		t.Errorf("%d bulk sends in 2 s: not rate-limited", st.BulkSends)
+	}
+	if worst > 500*time.Millisecond {
+		t.Errorf("engine lock held %v", worst)
+	}
+}
