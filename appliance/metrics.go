@@ -68,6 +68,9 @@ var syncMetrics = []syncMetric{
 	{"fwpair_sync_kernel_events_total", "Conntrack events read from the kernel, by type.", []string{"type"}},
 	{"fwpair_sync_kernel_events_ignored_total", "Conntrack events not replicated, by reason.", []string{"reason"}},
 	{"fwpair_sync_states_applied_total", "Peer states applied to the external cache or the kernel.", nil},
+	{"fwpair_sync_implausible_sequence_total", "Peer messages dropped because their sequence number was far outside any plausible window.", nil},
+	{"fwpair_sync_sequence_adoptions_total", "Times the receiver adopted a new sequence baseline after the peer's stream stalled (a resync follows).", nil},
+	{"fwpair_sync_renack_overflows_total", "Open gaps dropped from the full re-NACK list (a resync follows).", nil},
 	{"fwpair_sync_states_injected_total", "Peer states written straight into the kernel (direct inject).", nil},
 	{"fwpair_sync_inject_failures_total", "Peer states the kernel refused in direct inject.", nil},
 	{"fwpair_sync_commits_total", "Commits of the external cache into the kernel.", nil},
@@ -115,6 +118,9 @@ var syncCounters = []syncCounter{
 	{"link_failovers", "fwpair_sync_link_failovers_total", nil},
 	{"purges", "fwpair_sync_purges_total", nil},
 	{"purged", "fwpair_sync_purged_entries_total", nil},
+	{"seq_implausible", "fwpair_sync_implausible_sequence_total", nil},
+	{"seq_adopted", "fwpair_sync_sequence_adoptions_total", nil},
+	{"renack_overflow", "fwpair_sync_renack_overflows_total", nil},
 }
 
 // syncCounterPrefixes map families of keys whose suffix is the label

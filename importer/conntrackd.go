@@ -259,6 +259,14 @@ func (im *importer) channel(c *stmt) {
 	if !multicast && !l.peer.set() {
 		im.fatalf(c, "UDP channel without IPv4_Destination_Address")
 	}
+	if multicast {
+		if len(im.syncPeers) == 0 {
+			im.fatalf(c, "Multicast channel: fwpair accepts sync datagrams only from the peer, and conntrackd.conf does not name it: give the peer's address on the sync link with -sync-peer")
+		}
+		for _, a := range im.syncPeers {
+			l.acceptFrom = append(l.acceptFrom, val{a, "-sync-peer"})
+		}
+	}
 	if len(sy.links) == 4 {
 		im.note(c, Refused, "fwpair uses at most 4 sync links")
 		return

@@ -7,6 +7,7 @@ package importer
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -42,6 +43,11 @@ type Input struct {
 	Conntrackd string
 	// Node overrides the node name (default: keepalived's router_id).
 	Node string
+	// SyncPeers are the peer's addresses on a multicast sync link.
+	// conntrackd accepts multicast sync traffic from anyone; fwpair only
+	// from the addresses in sync.link.accept_from, which a multicast
+	// channel in conntrackd.conf does not name.
+	SyncPeers []string
 }
 
 // Result is the converted configuration.
@@ -70,6 +76,13 @@ func Import(in Input) (*Result, error) {
 		return nil, errors.New("import: give a keepalived.conf, a conntrackd.conf or both")
 	}
 	im := newImporter()
+	for _, p := range in.SyncPeers {
+		a, err := netip.ParseAddr(p)
+		if err != nil {
+			return nil, fmt.Errorf("import: -sync-peer %q is not an IP address", p)
+		}
+		im.syncPeers = append(im.syncPeers, a.String())
+	}
 	if in.Keepalived != "" {
 		st, err := parseFile(in.Keepalived, keepalivedSyntax)
 		if err != nil {
@@ -135,9 +148,11 @@ type val struct {
 func (v val) set() bool { return v.v != "" }
 
 type importer struct {
-	out   *outConfig
-	notes []Note
-	fatal []string
+	// syncPeers is Input.SyncPeers, validated.
+	syncPeers []string
+	out       *outConfig
+	notes     []Note
+	fatal     []string
 }
 
 func newImporter() *importer { return &importer{out: &outConfig{}} }

@@ -178,7 +178,7 @@ func TestImportDebianExamples(t *testing.T) {
 	}
 	// The conntrackd primary-backup pair as Debian ships it.
 	for _, mode := range []string{"ftfw", "notrack"} {
-		res, err := Import(Input{Keepalived: filepath.Join(ct, "keepalived.conf"), Conntrackd: filepath.Join(ct, mode, "conntrackd.conf")})
+		res, err := Import(Input{Keepalived: filepath.Join(ct, "keepalived.conf"), Conntrackd: filepath.Join(ct, mode, "conntrackd.conf"), SyncPeers: []string{"192.168.100.101"}})
 		if err != nil {
 			t.Errorf("%s: %v", mode, err)
 			continue

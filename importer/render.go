@@ -37,6 +37,7 @@ type outSync struct {
 
 type outLink struct {
 	iface, local, peer, group, port, sndBuf, rcvBuf val
+	acceptFrom                                      []val
 	from                                            string
 	isDefault                                       bool
 }
@@ -193,6 +194,7 @@ func (o *outConfig) render(in Input, problems []Note) []byte {
 			w.str("local", l.local)
 			w.str("peer", l.peer)
 			w.str("multicast_group", l.group)
+			w.list("accept_from", l.acceptFrom)
 			w.raw("port", l.port)
 			w.raw("send_buffer", l.sndBuf)
 			w.raw("recv_buffer", l.rcvBuf)

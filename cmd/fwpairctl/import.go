@@ -9,12 +9,13 @@ import (
 	"github.com/fwpair/fwpair/importer"
 )
 
-const importUsage = `usage: fwpairctl import [-keepalived FILE] [-conntrackd FILE] [-node NAME] [-o FILE] [-v]
+const importUsage = `usage: fwpairctl import [-keepalived FILE] [-conntrackd FILE] [-node NAME] [-sync-peer ADDR] [-o FILE] [-v]
 
 Converts an existing keepalived.conf and conntrackd.conf into a commented
 fwpair.toml (standard output, or -o FILE) that passes fwpaird -check, and
 lists on standard error every directive that was approximated or refused,
-and why. Exit status: 0 converted, 1 the input cannot make a valid
+and why. A multicast sync channel needs -sync-peer (repeatable): fwpair
+accepts sync datagrams only from the peer's address(es). Exit status: 0 converted, 1 the input cannot make a valid
 fwpair.toml (the reasons are listed), 2 usage error or malformed input.
 `
 
@@ -34,6 +35,10 @@ func importFlags(stderr io.Writer) (*flag.FlagSet, *importOpts) {
 	fs.StringVar(&o.in.Keepalived, "keepalived", "", "keepalived.conf to convert (VRRP)")
 	fs.StringVar(&o.in.Conntrackd, "conntrackd", "", "conntrackd.conf to convert (sync)")
 	fs.StringVar(&o.in.Node, "node", "", "node name (default: keepalived's router_id, else the host name)")
+	fs.Func("sync-peer", "the peer's address on a multicast sync link (repeat for several); required for a multicast channel", func(v string) error {
+		o.in.SyncPeers = append(o.in.SyncPeers, v)
+		return nil
+	})
 	fs.StringVar(&o.out, "o", "", "write the result to this file instead of standard output")
 	fs.BoolVar(&o.verbose, "v", false, "also list the directives carried over and ignored")
 	return fs, o

@@ -22,7 +22,7 @@ var commands = []command{
 	{name: "request-resync", doc: "Ask the peer for its whole state."},
 	{name: "log-level", args: "LEVEL", doc: "Set the daemon's log level: debug, info, warn or error."},
 	{name: "version", doc: "Print fwpairctl's version.", local: true},
-	{name: "import", args: "[-keepalived FILE] [-conntrackd FILE] [-node NAME] [-o FILE] [-v]", local: true,
+	{name: "import", args: "[-keepalived FILE] [-conntrackd FILE] [-node NAME] [-sync-peer ADDR] [-o FILE] [-v]", local: true,
 		doc: "Convert an existing keepalived.conf and conntrackd.conf into a commented fwpair.toml that passes fwpaird -check, listing on standard error every directive approximated or refused and why (-v: also those carried over or not needed). Exit status 1 when the input cannot make a valid file, 2 for malformed input (with file:line)."},
 	{name: "manpage", doc: "Print this manual page (roff).", local: true},
 }
@@ -52,7 +52,7 @@ func manPage() manpage.Page {
 		Sections: []manpage.Section{
 			{Heading: "Synopsis", Blocks: []manpage.Block{
 				manpage.P("fwpairctl [-socket PATH] [--json] COMMAND [ARG]"),
-				manpage.P("fwpairctl import [-keepalived FILE] [-conntrackd FILE] [-node NAME] [-o FILE]"),
+				manpage.P("fwpairctl import [-keepalived FILE] [-conntrackd FILE] [-node NAME] [-sync-peer ADDR] [-o FILE]"),
 			}},
 			{Heading: "Description", Blocks: []manpage.Block{
 				manpage.P("fwpairctl talks to a running fwpaird(8) through its control socket (%s by default, or $FWPAIR_SOCKET, or -socket PATH). --json prints the daemon's answer as JSON for scripts.", defaultSocket),
