@@ -148,8 +148,10 @@ type FilterConfig struct {
 	IgnoreAddresses []netip.Prefix
 	Protocols       []string
 	TCPStates       []string
-	// IgnoreOwn ignores the node's own addresses, the VIPs and the sync
-	// links (default true).
+	// IgnoreOwn leaves out the node's own traffic: flows that terminate on
+	// the node or were opened by it (its addresses, any VIP, the sync
+	// links), decided from the NAT'd tuples; forwarded flows, port
+	// forwards to a VIP included, are replicated (default true).
 	IgnoreOwn bool
 }
 

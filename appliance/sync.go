@@ -249,8 +249,11 @@ func natString(n ctsync.NAT) string {
 }
 
 // syncFilter builds the replication filter: the operator's lists plus, by
-// default (filter.ignore_own), loopback, the node's own addresses, the VIPs
-// and the sync links, whose flows are the firewall's own traffic.
+// default (filter.ignore_own), the node's own traffic: flows that terminate
+// on the node or were opened by it, decided from the NAT'd tuples against
+// the node's addresses, every VIP of the configuration and the sync links
+// (ctsync.Filter.Local). Forwarded flows are replicated whatever address
+// they were sent to, port forwards to a VIP included.
 func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) {
 	fc := ctsync.FilterConfig{AcceptAddrs: c.AcceptAddresses, IgnoreAddrs: c.IgnoreAddresses}
 	for _, name := range c.Protocols {
@@ -276,8 +279,8 @@ func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) b
 		for _, p := range own.VIPs {
 			vips = append(vips, p.Addr())
 		}
-		fc.IgnoreAddrs = append(fc.IgnoreAddrs, ctsync.DefaultIgnore(local, vips, netip.Prefix{})...)
-		fc.IgnoreAddrs = append(fc.IgnoreAddrs, own.SyncLink...)
+		fc.LocalAddrs = append(fc.LocalAddrs, ctsync.DefaultLocal(local, vips, netip.Prefix{})...)
+		fc.LocalAddrs = append(fc.LocalAddrs, own.SyncLink...)
 	}
 	f, err := ctsync.NewFilter(fc)
 	if err != nil {
