@@ -59,9 +59,13 @@ func (c *ckey) key() Key {
 // centry is the cached state of one flow, without the key. Rare fields
 // (NAT, sequence adjustment, labels, helper) live behind ext.
 type centry struct {
-	status, timeout, mark      uint32
-	vtagOrig, vtagReply        uint32
-	stamp                      uint32 // unix seconds of the last update
+	status, timeout, mark uint32
+	vtagOrig, vtagReply   uint32
+	stamp                 uint32 // unix seconds of the last update
+	// refreshAt (unix seconds, 0: stamp + timeout/2) is when refresh.go
+	// looks at the entry again after it found the kernel's copy no
+	// fresher than the peer's.
+	refreshAt                  uint32
 	protoState, wsOrig, wsRepl uint8
 	dccpRole, flags            uint8
 	ext                        *centryExt

@@ -70,6 +70,39 @@
 // Kernel events flagged Own (the daemon's own writes) update the internal
 // cache but are not sent to the peer.
 //
+// # Which flows are replicated (filter.go)
+//
+// Every flow the node forwards, whatever address it was sent to; not the
+// flows that terminate on the node or were opened by it. Filter.Local
+// decides from the NAT'd tuples against the node's addresses and every
+// VIP of the pair (both nodes hold them at different times): the reply
+// tuple's source is the host that really answers, so a port forward to a
+// VIP (reply source: the inside host) is forwarded and SSH to the VIP
+// (reply source: the VIP) is local; the original source is the opener, so
+// masquerade to a VIP is forwarded and the node's own BGP session is local.
+//
+// # Freshness of long-lived flows (refresh.go)
+//
+// The kernel extends a flow's timeout on every packet without an event, so
+// the peer's copy (injected with the timeout it was sent with, or cached
+// with it in commit mode) runs down while the flow lives on here. A
+// refresh pass re-sends, as CT_UPD with the current state and timeout, each
+// internal-cache entry whose peer copy has used half of its life and whose
+// kernel entry outlives that copy. Why the sender, not the receiver: only
+// the node that sees the traffic knows the flow is alive; a receiver that
+// extended its copies on its own would keep dead flows (and their NAT
+// bindings) forever, which is the opposite failure. Cost, bounded and
+// measured (TestRefreshKeepsLongLivedFlows): a live flow is re-sent at most
+// once per half of its timeout, about 61 bytes on the wire, so 10,000 UDP
+// flows at the 120 s stream timeout cost about 10 KB/s and 10,000
+// established TCP flows (5 days) a few bytes/s; an idle flow is never
+// re-sent and expires on both nodes. A pass dumps the kernel only when an
+// entry is due (at most every second, at least every RefreshInterval), and
+// re-sends at most RefreshBurst states; an entry looked at and found not
+// fresher is looked at again half-way to its copy's end, so the injected
+// copies on a backup (never fresher than what was sent) cost a logarithmic
+// number of looks and nothing on the wire.
+//
 // # Limitations
 //
 //   - Expectations (NTA_EXP_*) and NTA_SYNPROXY are received and ignored;

@@ -47,6 +47,13 @@ type Config struct {
 	// applies to the channels opened from Channels; channels passed in
 	// Options.Channels are used as they are.
 	Auth *AuthConfig
+	// RefreshInterval is the longest time between two passes that re-send
+	// the entries whose copy on the peer is half-way to expiry while the
+	// kernel's entry lives on (refresh.go; default DefaultRefreshInterval,
+	// negative: off). RefreshBurst caps the states one pass re-sends
+	// (default DefaultRefreshBurst).
+	RefreshInterval time.Duration
+	RefreshBurst    int
 	// Wire holds the compat knobs: the peer's NTA_MAX (MaxAttr), IPv4 NAT
 	// byte order of <= 1.4.6 peers (LegacyNATv4), a big-endian peer, and
 	// leaving NTA_TIMEOUT out.
@@ -97,6 +104,12 @@ func (c *Config) validate(haveChannels bool) error {
 	}
 	if c.OverrunResyncDelay <= 0 {
 		c.OverrunResyncDelay = time.Second
+	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.RefreshBurst <= 0 {
+		c.RefreshBurst = DefaultRefreshBurst
 	}
 	return nil
 }
@@ -191,6 +204,7 @@ type counters struct {
 	commits                              uint64
 	injected, injectFailed               uint64
 	applied                              uint64
+	refreshed, refreshPasses             uint64
 }
 
 // New builds an engine. Sync sockets from cfg.Channels are opened here, in
@@ -288,6 +302,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.maintLoop(ctx) })
 	g.Go(func() error { return e.injectLoop(ctx) })
 	g.Go(func() error { return e.bulkLoop(ctx) })
+	g.Go(func() error { return e.refreshLoop(ctx) })
 	g.Go(func() error {
 		<-evStarted
 		res, err := e.resync(ctx, false)
@@ -976,6 +991,11 @@ type Stats struct {
 	Failovers      uint64            `json:"failovers"`
 	Purges         uint64            `json:"purges"`
 	Purged         uint64            `json:"purged"`
+	// Refreshed counts states re-sent because the peer's copy was
+	// half-way to expiry while the local entry lived on; RefreshPasses
+	// the kernel dumps taken for that.
+	Refreshed     uint64 `json:"refreshed"`
+	RefreshPasses uint64 `json:"refresh_passes"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -1001,6 +1021,7 @@ func (e *Engine) Stats() Stats {
 		Applied: e.st.applied, Injected: e.st.injected, InjectFailed: e.st.injectFailed,
 		Commits: e.st.commits, LastCommit: e.lastComm,
 		Failovers: e.st.failovers, Purges: e.st.purges, Purged: e.st.purged,
+		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,
 	}
 }
 
