@@ -363,6 +363,11 @@ func (e *Engine) onEvents(evs []Event) {
 			}
 			continue
 		}
+		if ev.Type == EventUpdate {
+			if old, ok := e.internal.Get(f.Key); ok {
+				mergeUpdate(f, &old)
+			}
+		}
 		created := e.internal.Put(f, now)
 		if ev.Own {
 			continue
