@@ -199,7 +199,7 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"events_own": s.EventsOwn, "events_filtered": s.EventsFiltered,
 		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
 		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
-		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses,
+		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses, "converged": s.Converged,
 	}
 	for reason, n := range s.Malformed {
 		m["malformed_"+reason] = n

@@ -186,6 +186,8 @@ type Engine struct {
 	bulkCh        chan struct{}
 	lastRejectLog time.Time // maintLoop only
 	linkRejects   []uint64  // maintLoop only
+	// converge is the open round of a returning node (converge.go).
+	converge *convergeRound
 }
 
 type injectItem struct {
@@ -205,6 +207,7 @@ type counters struct {
 	injected, injectFailed               uint64
 	applied                              uint64
 	refreshed, refreshPasses             uint64
+	converged                            uint64
 }
 
 // New builds an engine. Sync sockets from cfg.Channels are opened here, in
@@ -661,6 +664,7 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 		if purge {
 			e.purge(ctx)
 		}
+		e.convergeTick(ctx, now)
 	}
 }
 
@@ -858,6 +862,7 @@ func (e *Engine) BulkSend() { e.bulkChunked() }
 func (e *Engine) RequestResync() {
 	e.mu.Lock()
 	e.st.resyncRequests++
+	e.startConvergeLocked(time.Now())
 	e.sess.RequestResync()
 	e.mu.Unlock()
 	e.wake(e.kick)
@@ -1001,6 +1006,9 @@ type Stats struct {
 	// the kernel dumps taken for that.
 	Refreshed     uint64 `json:"refreshed"`
 	RefreshPasses uint64 `json:"refresh_passes"`
+	// Converged counts kernel entries a returning node removed because
+	// the peer no longer had them (converge.go).
+	Converged uint64 `json:"converged"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -1027,6 +1035,7 @@ func (e *Engine) Stats() Stats {
 		Commits: e.st.commits, LastCommit: e.lastComm,
 		Failovers: e.st.failovers, Purges: e.st.purges, Purged: e.st.purged,
 		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,
+		Converged: e.st.converged,
 	}
 }
 
