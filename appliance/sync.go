@@ -71,6 +71,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		NoStartupResync:      !c.StartupResync,
 		Wire:                 wireOptions(c.PeerVersion),
 		Auth:                 ctsyncAuth(c.Auth),
+		ConsistencyInterval:  c.ConsistencyCheck,
 	}
 	for _, l := range c.Links {
 		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{
@@ -175,6 +176,9 @@ func (e *ctsyncEngine) Status() api.SyncStatus {
 			out.ActiveLink = l.Name
 		}
 	}
+	if c := e.Engine.Consistency(); c.Enabled {
+		out.Consistency = &api.Consistency{Repaired: c.Repaired, LastClean: c.LastClean, Checks: c.Checks, Resent: c.Resent}
+	}
 	return out
 }
 
@@ -200,6 +204,7 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
 		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
 		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses, "converged": s.Converged,
+		"consistency_checks": s.ConsistencyChecks, "consistency_repaired": s.ConsistencyRepaired, "consistency_resent": s.ConsistencyResent,
 	}
 	for reason, n := range s.Malformed {
 		m["malformed_"+reason] = n

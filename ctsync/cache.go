@@ -75,7 +75,19 @@ const (
 	cfHasState = 1 << iota
 	cfHasWScale
 	cfHasSeqAdj
+	// cfInjected marks an internal-cache entry last written by the
+	// daemon itself (an injected peer state), for digest.go's view.
+	cfInjected
 )
+
+// markInjected flags k's entry as written by the daemon.
+func (c *Cache) markInjected(k *Key) {
+	ck := compactKey(k)
+	if e, ok := c.m[ck]; ok {
+		e.flags |= cfInjected
+		c.m[ck] = e
+	}
+}
 
 type centryExt struct {
 	snat, dnat             NAT

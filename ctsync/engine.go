@@ -54,6 +54,10 @@ type Config struct {
 	// (default DefaultRefreshBurst).
 	RefreshInterval time.Duration
 	RefreshBurst    int
+	// ConsistencyInterval, when positive, runs the continuous consistency
+	// check (digest.go, a fwpair extension: leave it 0 with a conntrackd
+	// peer) at that period.
+	ConsistencyInterval time.Duration
 	// Wire holds the compat knobs: the peer's NTA_MAX (MaxAttr), IPv4 NAT
 	// byte order of <= 1.4.6 peers (LegacyNATv4), a big-endian peer, and
 	// leaving NTA_TIMEOUT out.
@@ -188,6 +192,7 @@ type Engine struct {
 	linkRejects   []uint64  // maintLoop only
 	// converge is the open round of a returning node (converge.go).
 	converge *convergeRound
+	ds       digestState
 }
 
 type injectItem struct {
@@ -306,6 +311,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.injectLoop(ctx) })
 	g.Go(func() error { return e.bulkLoop(ctx) })
 	g.Go(func() error { return e.refreshLoop(ctx) })
+	g.Go(func() error { return e.digestLoop(ctx) })
 	g.Go(func() error {
 		<-evStarted
 		res, err := e.resync(ctx, false)
@@ -373,6 +379,7 @@ func (e *Engine) onEvents(evs []Event) {
 		}
 		created := e.internal.Put(f, now)
 		if ev.Own {
+			e.internal.markInjected(&f.Key)
 			continue
 		}
 		t := MsgCTUpd
@@ -481,6 +488,10 @@ func (e *Engine) recvLoop(ctx context.Context, i int, l Channel) error {
 				return nil
 			case <-time.After(10 * time.Millisecond):
 			}
+			continue
+		}
+		if isDigestDatagram(buf[:n]) {
+			e.handleDigest(ctx, buf[:n])
 			continue
 		}
 		e.handleDatagram(i, buf[:n])
@@ -1009,6 +1020,11 @@ type Stats struct {
 	// Converged counts kernel entries a returning node removed because
 	// the peer no longer had them (converge.go).
 	Converged uint64 `json:"converged"`
+	// Consistency check (digest.go): digests compared, entries repaired,
+	// states re-sent on the peer's requests.
+	ConsistencyChecks   uint64 `json:"consistency_checks"`
+	ConsistencyRepaired uint64 `json:"consistency_repaired"`
+	ConsistencyResent   uint64 `json:"consistency_resent"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -1035,7 +1051,8 @@ func (e *Engine) Stats() Stats {
 		Commits: e.st.commits, LastCommit: e.lastComm,
 		Failovers: e.st.failovers, Purges: e.st.purges, Purged: e.st.purged,
 		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,
-		Converged: e.st.converged,
+		Converged:         e.st.converged,
+		ConsistencyChecks: e.ds.checks, ConsistencyRepaired: e.ds.repaired, ConsistencyResent: e.ds.resent,
 	}
 }
 
