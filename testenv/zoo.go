@@ -316,14 +316,19 @@ func InvalidDrops(ns *NS) (int, error) {
 func ConntrackTuples(ns *NS, args ...string) (map[string]bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := ns.Run(ctx, "conntrack", append([]string{"-L"}, args...)...)
+	// Standard output only: conntrack's summary on standard error would
+	// land in the middle of a line.
+	var stderr strings.Builder
+	cmd := ns.Cmd(ctx, "conntrack", append([]string{"-L"}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s: conntrack -L %v: %w", ns.Name, args, err)
+		return nil, fmt.Errorf("%s: conntrack -L %v: %w: %s", ns.Name, args, err, stderr.String())
 	}
 	set := map[string]bool{}
-	for _, line := range strings.Split(out, "\n") {
+	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 3 {
+		if len(f) < 3 || strings.Contains(f[0], "=") {
 			continue
 		}
 		kv := map[string]string{}

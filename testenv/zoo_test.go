@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -195,6 +196,17 @@ func runZoo(t *testing.T, bin, ruleset string, direct bool) {
 	}
 	v6.Close() // routed through fw1 only: not part of the failovers
 
+	if direct {
+		// The consistency check: delete a port-forward entry on fw2 behind
+		// the sync's back and time its repair.
+		took, err := deleteAndTimeRepair(lab, PortForwardPort)
+		if err != nil {
+			t.Errorf("consistency check: %v\n%s", err, c.Diagnose())
+		} else {
+			t.Logf("consistency check: an entry deleted on fw2 was back after %s (check period %s)", took.Round(10*time.Millisecond), "2s")
+		}
+	}
+
 	type step struct {
 		name string
 		run  func() (ScenarioResult, error)
@@ -259,4 +271,39 @@ func runZoo(t *testing.T, bin, ruleset string, direct bool) {
 		}
 	}
 	t.Logf("direct_inject=%v, connections kept per kind and failover (run %s):\n%s", direct, time.Since(start).Round(time.Second), table.String())
+}
+
+// deleteAndTimeRepair deletes one replicated entry to dport from fw2's
+// kernel (conntrack -D) and waits for the consistency check to bring it
+// back.
+func deleteAndTimeRepair(lab *Lab, dport int) (time.Duration, error) {
+	peer, err := ConntrackTuples(lab.FW2, "-p", "tcp", "--dport", fmt.Sprint(dport))
+	if err != nil {
+		return 0, err
+	}
+	var victim []string
+	for k := range peer {
+		victim = strings.Fields(k) // proto src sport dst dport
+		break
+	}
+	if len(victim) != 5 {
+		return 0, fmt.Errorf("no entry to port %d on fw2", dport)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	at := time.Now()
+	if out, err := lab.FW2.Run(ctx, "conntrack", "-D", "-p", "tcp", "-s", victim[1], "--sport", victim[2], "-d", victim[3], "--dport", victim[4]); err != nil {
+		return 0, fmt.Errorf("conntrack -D: %v: %s", err, out)
+	}
+	key := strings.Join(victim, " ")
+	for deadline := at.Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		now, err := ConntrackTuples(lab.FW2, "-p", "tcp", "--dport", fmt.Sprint(dport))
+		if err != nil {
+			return 0, err
+		}
+		if now[key] {
+			return time.Since(at), nil
+		}
+	}
+	return 0, fmt.Errorf("entry %s deleted on fw2 not repaired within 30s", key)
 }
