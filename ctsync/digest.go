@@ -42,7 +42,11 @@ const (
 
 type digestState struct {
 	// BACKUP side.
-	mismatch  [digestBuckets]uint8
+	mismatch [digestBuckets]uint8
+	// failed counts repairs of a bucket that did not make it match (an
+	// entry the BACKUP cannot hold): each doubles the wait before the next
+	// request, so such a bucket costs little bandwidth.
+	failed    [digestBuckets]uint8
 	repairs   map[uint8]*bucketRepair
 	repaired  uint64
 	lastClean time.Time
@@ -234,7 +238,7 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 	var stale map[uint8]time.Time
 	for b := range digestBuckets {
 		if binary.BigEndian.Uint64(body[8*b:]) == mine[b] {
-			ds.mismatch[b] = 0
+			ds.mismatch[b], ds.failed[b] = 0, 0
 			delete(ds.repairs, uint8(b))
 			continue
 		}
@@ -244,7 +248,7 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 		}
 		r := ds.repairs[uint8(b)]
 		switch {
-		case r == nil && ds.mismatch[b] >= 2 && len(req) < maxRepairBuckets:
+		case r == nil && int(ds.mismatch[b]) >= 2<<min(ds.failed[b], 6) && len(req) < maxRepairBuckets:
 			if ds.repairs == nil {
 				ds.repairs = map[uint8]*bucketRepair{}
 			}
@@ -273,6 +277,9 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 		for b := range stale {
 			delete(ds.repairs, b)
 			ds.mismatch[b] = 0
+			if ds.failed[b] < 255 {
+				ds.failed[b]++
+			}
 		}
 	}
 	if clean {
