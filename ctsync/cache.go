@@ -83,9 +83,10 @@ const (
 // markInjected flags k's entry as written by the daemon.
 func (c *Cache) markInjected(k *Key) {
 	ck := compactKey(k)
-	if e, ok := c.m[ck]; ok {
+	if e, ok := c.m[ck]; ok && e.flags&cfInjected == 0 {
 		e.flags |= cfInjected
 		c.m[ck] = e
+		c.dig.injectedAdd(&ck, &e)
 	}
 }
 
@@ -149,6 +150,9 @@ func (e *centry) flow(k *ckey) Flow {
 // safe for concurrent use; the Engine serialises access.
 type Cache struct {
 	m map[ckey]centry
+	// dig, when set, keeps the consistency check's bucket sums up to date
+	// (cache_digest.go).
+	dig *cacheDigest
 }
 
 // NewCache returns an empty cache.
@@ -160,8 +164,15 @@ func (c *Cache) Len() int { return len(c.m) }
 // Put inserts or replaces the state of f; it reports whether the entry is new.
 func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 	k := compactKey(&f.Key)
-	_, ok := c.m[k]
-	c.m[k] = packEntry(f, now)
+	old, ok := c.m[k]
+	e := packEntry(f, now)
+	c.m[k] = e
+	if c.dig != nil {
+		if ok {
+			c.dig.remove(&k, &old)
+		}
+		c.dig.add(&k, &e)
+	}
 	return !ok
 }
 
@@ -184,15 +195,29 @@ func (c *Cache) Has(k Key) bool {
 // Delete removes k and reports whether it was present.
 func (c *Cache) Delete(k Key) bool {
 	ck := compactKey(&k)
-	if _, ok := c.m[ck]; !ok {
+	return c.deleteCK(ck)
+}
+
+// deleteCK is Delete by compact key.
+func (c *Cache) deleteCK(ck ckey) bool {
+	old, ok := c.m[ck]
+	if !ok {
 		return false
 	}
 	delete(c.m, ck)
+	if c.dig != nil {
+		c.dig.remove(&ck, &old)
+	}
 	return true
 }
 
 // Clear removes every entry.
-func (c *Cache) Clear() { c.m = make(map[ckey]centry) }
+func (c *Cache) Clear() {
+	c.m = make(map[ckey]centry)
+	if c.dig != nil {
+		*c.dig = cacheDigest{}
+	}
+}
 
 // Range calls fn for every entry with the time of its last update, in no
 // particular order, until fn returns false.

@@ -27,7 +27,6 @@ package ctsync
 import (
 	"context"
 	"encoding/binary"
-	"hash/fnv"
 	"time"
 )
 
@@ -61,39 +60,54 @@ type bucketRepair struct {
 	seen map[ckey]struct{}
 }
 
+// mix64 is a 64-bit finaliser (murmur3's fmix64): a fixed function, so
+// both nodes compute the same digests.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+func hashWords(h uint64, ws ...uint64) uint64 {
+	for _, w := range ws {
+		h = mix64(h ^ w + 0x9e3779b97f4a7c15)
+	}
+	return h
+}
+
 // entryHashes returns the bucket of a key and the hash of key and state.
 func entryHashes(k *ckey, c *centry) (bucket uint8, sum uint64) {
-	var b [96]byte
-	p := b[:0]
-	p = append(p, k.src[:]...)
-	p = append(p, k.dst[:]...)
-	p = binary.BigEndian.AppendUint16(p, k.sport)
-	p = binary.BigEndian.AppendUint16(p, k.dport)
-	p = binary.BigEndian.AppendUint16(p, k.icmpID)
-	p = binary.BigEndian.AppendUint16(p, k.zone)
-	p = append(p, k.proto, k.icmpType, k.icmpCode, k.fam)
-	h := fnv.New64a()
-	h.Write(p)
-	kh := h.Sum64()
+	be := binary.BigEndian
+	kh := hashWords(0x66777061697221, // "fwpair!"
+		be.Uint64(k.src[0:8]), be.Uint64(k.src[8:16]), be.Uint64(k.dst[0:8]), be.Uint64(k.dst[8:16]),
+		uint64(k.sport)<<48|uint64(k.dport)<<32|uint64(k.icmpID)<<16|uint64(k.zone),
+		uint64(k.proto)<<24|uint64(k.icmpType)<<16|uint64(k.icmpCode)<<8|uint64(k.fam))
 	bucket = uint8(kh % digestBuckets)
-	p = binary.BigEndian.AppendUint32(p[:0], c.mark)
+	st := uint64(c.mark)
 	if c.flags&cfHasState != 0 {
-		p = append(p, 1, c.protoState)
+		st |= 1<<40 | uint64(c.protoState)<<32
 	}
+	h := hashWords(kh, st)
 	if x := c.ext; x != nil {
 		for _, n := range [2]NAT{x.snat, x.dnat} {
+			var a [16]byte
 			if n.Addr.IsValid() {
-				a := n.Addr.Unmap().As16()
-				p = append(p, a[:]...)
+				a = n.Addr.Unmap().As16()
 			}
-			p = binary.BigEndian.AppendUint16(p, n.Port)
+			h = hashWords(h, be.Uint64(a[0:8]), be.Uint64(a[8:16]), uint64(n.Port))
 		}
 		if anySet(x.labels) {
-			h.Write(x.labels)
+			for i := 0; i < len(x.labels); i += 8 {
+				var w [8]byte
+				copy(w[:], x.labels[i:])
+				h = hashWords(h, be.Uint64(w[:]))
+			}
 		}
 	}
-	h.Write(p)
-	return bucket, h.Sum64()
+	return bucket, h
 }
 
 // viewLocked calls fn for every entry of this node's view of the peer's
@@ -118,6 +132,14 @@ func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) {
 }
 
 func (e *Engine) digestLocked(master bool) (d [digestBuckets]uint64) {
+	switch {
+	case master && e.internal.dig != nil:
+		return e.internal.dig.all
+	case !master && e.cfg.DisableExternalCache && e.internal.dig != nil:
+		return e.internal.dig.injected
+	case !master && !e.cfg.DisableExternalCache && e.external.dig != nil:
+		return e.external.dig.all
+	}
 	e.viewLocked(master, func(k *ckey, c *centry) {
 		b, s := entryHashes(k, c)
 		d[b] += s

@@ -257,6 +257,9 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
 		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
 	}
+	if cfg.ConsistencyInterval > 0 {
+		e.internal.dig, e.external.dig = &cacheDigest{}, &cacheDigest{}
+	}
 	e.sess = NewSession(SessionConfig{
 		Mode: cfg.Mode, ACKWindow: cfg.ACKWindow, ResendQueue: cfg.ResendQueueSize,
 		MaxDatagram: maxDg, Wire: cfg.Wire,
@@ -751,7 +754,7 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 	}
 	for k := range e.internal.m {
 		if _, ok := seen[k]; !ok {
-			delete(e.internal.m, k)
+			e.internal.deleteCK(k)
 			if send {
 				e.sess.Enqueue(k.key(), MsgCTDel)
 			}
