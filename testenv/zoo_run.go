@@ -122,6 +122,19 @@ func RunZoo(lab *Lab, opts ZooOptions) (rep *ZooReport, err error) {
 	}
 	closers = append(closers, v6.Close)
 
+	// The node's own traffic: SSH to fw1's address, which must not be
+	// replicated (it terminates on fw1 and cannot move).
+	ssh, err := StartEchoServer(lab.FW1, netip.AddrPortFrom(FWAddrs[0][0].Addr(), 22))
+	if err != nil {
+		return rep, err
+	}
+	closers = append(closers, ssh.Close)
+	local, err := OpenSessions(lab.Client, netip.AddrPortFrom(FWAddrs[0][0].Addr(), 22), 2, 500*time.Millisecond)
+	if err != nil {
+		return rep, err
+	}
+	closers = append(closers, local.Close)
+
 	sessionsKind := func(name string, ss *Sessions, wait time.Duration) zooKind {
 		return zooKind{name: name, opened: len(ss.list), kept: func(since time.Time) (int, int) {
 			v := ss.WaitKept(since, wait)
@@ -181,6 +194,26 @@ func RunZoo(lab *Lab, opts ZooOptions) (rep *ZooReport, err error) {
 		}
 	}
 	logf("table to table: %d zoo flows on fw1, %d missing on fw2", rep.Flows, len(rep.Missing))
+	sshTo := fmt.Sprintf("%s 22", FWAddrs[0][0].Addr())
+	ownOnPeer := func(tuple string) bool { return strings.HasSuffix(tuple, sshTo) }
+	if master, err := allTuples(lab.FW1); err != nil {
+		return rep, err
+	} else if n := len(Missing(master, nil, ownOnPeer)); n != len(local.list) {
+		return rep, fmt.Errorf("fw1 holds %d SSH sessions to itself, want %d", n, len(local.list))
+	}
+	var peer map[string]bool
+	if direct {
+		peer, err = allTuples(lab.FW2)
+	} else {
+		peer, err = ExternalTuples(c.Nodes[1])
+	}
+	if err != nil {
+		return rep, err
+	}
+	if own := Missing(peer, nil, ownOnPeer); len(own) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("SSH sessions to fw1 itself were replicated to fw2: %v", own))
+	}
+	local.Close()
 	if len(rep.Missing) != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("flows of fw1 missing on fw2 before the first failover:\n%s\n%s", strings.Join(rep.Missing, "\n"), c.Diagnose()))
 	}
