@@ -112,6 +112,10 @@ type InstanceConfig struct {
 	AuthPassword   string
 }
 
+// DefaultConsistencyCheck is the period of the consistency check between
+// two fwpaird nodes.
+const DefaultConsistencyCheck = 2 * time.Second
+
 // SyncConfig is the conntrack sync engine.
 type SyncConfig struct {
 	Mode          string // ftfw or notrack
@@ -126,6 +130,10 @@ type SyncConfig struct {
 	Filter        FilterConfig
 	// Auth, when set, authenticates every sync datagram (syncauth.go).
 	Auth *SyncAuth
+	// ConsistencyCheck is the period of the continuous consistency check
+	// (a fwpair extension; 0: off). Default DefaultConsistencyCheck, or
+	// off when peer_version is set (the peer is conntrackd).
+	ConsistencyCheck time.Duration
 }
 
 // SyncLink is one dedicated sync link (up to four, the first is preferred).
@@ -148,8 +156,10 @@ type FilterConfig struct {
 	IgnoreAddresses []netip.Prefix
 	Protocols       []string
 	TCPStates       []string
-	// IgnoreOwn ignores the node's own addresses, the VIPs and the sync
-	// links (default true).
+	// IgnoreOwn leaves out the node's own traffic: flows that terminate on
+	// the node or were opened by it (its addresses, any VIP, the sync
+	// links), decided from the NAT'd tuples; forwarded flows, port
+	// forwards to a VIP included, are replicated (default true).
 	IgnoreOwn bool
 }
 
@@ -259,6 +269,7 @@ type rawSync struct {
 	DirectInject  *bool     `toml:"direct_inject"`
 	StartupResync *bool     `toml:"startup_resync"`
 	PeerVersion   string    `toml:"peer_version"`
+	Consistency   duration  `toml:"consistency_check"`
 	Links         []rawLink `toml:"link"`
 	Filter        rawFilter `toml:"filter"`
 	Auth          *rawAuth  `toml:"auth"`
@@ -686,6 +697,15 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 	}
 	if r.StartupResync != nil {
 		c.StartupResync = *r.StartupResync
+	}
+	if r.PeerVersion == "" {
+		c.ConsistencyCheck = DefaultConsistencyCheck
+	}
+	if r.Consistency.set {
+		c.ConsistencyCheck = r.Consistency.Duration
+		if c.ConsistencyCheck < 0 || (c.ConsistencyCheck > 0 && c.ConsistencyCheck < 100*time.Millisecond) {
+			v.errorf("sync.consistency_check", "must be 0 (off) or at least 100ms")
+		}
 	}
 	if c.PeerVersion == "" {
 		c.PeerVersion = DefaultPeerVersion

@@ -19,6 +19,7 @@ const (
 	metricReady            = "fwpair_ready"
 	metricCacheEntries     = "fwpair_sync_cache_entries"
 	metricPeerAlive        = "fwpair_sync_peer_alive"
+	metricLastCleanCheck   = "fwpair_sync_consistency_last_clean_timestamp_seconds"
 	metricCommitSeconds    = "fwpair_commit_duration_seconds"
 	metricPendingMessages  = "fwpair_sync_pending_messages"
 	metricLastPeerMessage  = "fwpair_sync_last_peer_message_timestamp_seconds"
@@ -77,6 +78,12 @@ var syncMetrics = []syncMetric{
 	{"fwpair_sync_link_failovers_total", "Switches to another sync link.", nil},
 	{"fwpair_sync_purges_total", "Purges of entries the new MASTER does not know.", nil},
 	{"fwpair_sync_purged_entries_total", "Kernel entries deleted by purges.", nil},
+	{"fwpair_sync_refreshed_states_total", "States re-sent because the peer's copy was half-way to expiry while the local entry lived on (long-lived flows).", nil},
+	{"fwpair_sync_refresh_passes_total", "Kernel dumps taken to refresh long-lived flows on the peer.", nil},
+	{"fwpair_sync_converged_entries_total", "Kernel entries a returning node removed because the peer no longer had them.", nil},
+	{"fwpair_sync_consistency_checks_total", "Peer digests compared by the consistency check.", nil},
+	{"fwpair_sync_consistency_repaired_entries_total", "Entries added, corrected or removed by the consistency check.", nil},
+	{"fwpair_sync_consistency_resent_states_total", "States re-sent on the peer's consistency repair requests.", nil},
 	{metricMalformed, "Sync input rejected, by reason.", []string{"reason"}},
 	{metricSyncOther, "Sync engine counters not mapped to a metric of their own yet, by counter.", []string{"counter"}},
 }
@@ -121,6 +128,12 @@ var syncCounters = []syncCounter{
 	{"seq_implausible", "fwpair_sync_implausible_sequence_total", nil},
 	{"seq_adopted", "fwpair_sync_sequence_adoptions_total", nil},
 	{"renack_overflow", "fwpair_sync_renack_overflows_total", nil},
+	{"refreshed", "fwpair_sync_refreshed_states_total", nil},
+	{"refresh_passes", "fwpair_sync_refresh_passes_total", nil},
+	{"converged", "fwpair_sync_converged_entries_total", nil},
+	{"consistency_checks", "fwpair_sync_consistency_checks_total", nil},
+	{"consistency_repaired", "fwpair_sync_consistency_repaired_entries_total", nil},
+	{"consistency_resent", "fwpair_sync_consistency_resent_states_total", nil},
 }
 
 // syncCounterPrefixes map families of keys whose suffix is the label
@@ -148,6 +161,7 @@ type metrics struct {
 
 	groupState, instanceState, sent, received, discarded *prometheus.Desc
 	cacheEntries, peerAlive, ready, pending, lastPeer    *prometheus.Desc
+	lastClean                                            *prometheus.Desc
 	syncDescs                                            map[string]*prometheus.Desc
 	syncByKey                                            map[string]syncCounter
 
@@ -168,6 +182,7 @@ func newMetrics(d *Daemon) *metrics {
 		ready:         prometheus.NewDesc(metricReady, "1 when this node's state is complete enough to take over (see Daemon.readyForTakeover).", nil, nil),
 		pending:       prometheus.NewDesc(metricPendingMessages, "Sync messages queued for sending (queue=tx) or sent and not yet acknowledged by the peer (queue=unacked): the replication backlog.", []string{"queue"}, nil),
 		lastPeer:      prometheus.NewDesc(metricLastPeerMessage, "Unix time of the last sync message from the peer (0: none yet).", nil, nil),
+		lastClean:     prometheus.NewDesc(metricLastCleanCheck, "Unix time of the last consistency check that found this node's view equal to the peer's digest.", nil, nil),
 		syncDescs:     map[string]*prometheus.Desc{},
 		syncByKey:     map[string]syncCounter{},
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -195,7 +210,7 @@ func (m *metrics) observeCommit(seconds float64) { m.commit.Observe(seconds) }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.groupState, m.instanceState, m.sent, m.received, m.discarded,
-		m.cacheEntries, m.peerAlive, m.ready, m.pending, m.lastPeer} {
+		m.cacheEntries, m.peerAlive, m.ready, m.pending, m.lastPeer, m.lastClean} {
 		ch <- d
 	}
 	for _, sm := range syncMetrics {
@@ -239,6 +254,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.cacheEntries, prometheus.GaugeValue, float64(st.InternalEntries), "internal")
 		ch <- prometheus.MustNewConstMetric(m.cacheEntries, prometheus.GaugeValue, float64(st.ExternalEntries), "external")
 		ch <- prometheus.MustNewConstMetric(m.peerAlive, prometheus.GaugeValue, b2f(st.PeerAlive))
+		if c := st.Consistency; c != nil && !c.LastClean.IsZero() {
+			ch <- prometheus.MustNewConstMetric(m.lastClean, prometheus.GaugeValue, float64(c.LastClean.UnixNano())/1e9)
+		}
 		if sg, ok := s.(syncGauges); ok {
 			q, un := sg.PendingMessages()
 			ch <- prometheus.MustNewConstMetric(m.pending, prometheus.GaugeValue, float64(q), "tx")

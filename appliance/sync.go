@@ -71,6 +71,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		NoStartupResync:      !c.StartupResync,
 		Wire:                 wireOptions(c.PeerVersion),
 		Auth:                 ctsyncAuth(c.Auth),
+		ConsistencyInterval:  c.ConsistencyCheck,
 	}
 	for _, l := range c.Links {
 		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{
@@ -175,6 +176,9 @@ func (e *ctsyncEngine) Status() api.SyncStatus {
 			out.ActiveLink = l.Name
 		}
 	}
+	if c := e.Engine.Consistency(); c.Enabled {
+		out.Consistency = &api.Consistency{Repaired: c.Repaired, LastClean: c.LastClean, Checks: c.Checks, Resent: c.Resent}
+	}
 	return out
 }
 
@@ -199,6 +203,8 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"events_own": s.EventsOwn, "events_filtered": s.EventsFiltered,
 		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
 		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
+		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses, "converged": s.Converged,
+		"consistency_checks": s.ConsistencyChecks, "consistency_repaired": s.ConsistencyRepaired, "consistency_resent": s.ConsistencyResent,
 	}
 	for reason, n := range s.Malformed {
 		m["malformed_"+reason] = n
@@ -249,8 +255,11 @@ func natString(n ctsync.NAT) string {
 }
 
 // syncFilter builds the replication filter: the operator's lists plus, by
-// default (filter.ignore_own), loopback, the node's own addresses, the VIPs
-// and the sync links, whose flows are the firewall's own traffic.
+// default (filter.ignore_own), the node's own traffic: flows that terminate
+// on the node or were opened by it, decided from the NAT'd tuples against
+// the node's addresses, every VIP of the configuration and the sync links
+// (ctsync.Filter.Local). Forwarded flows are replicated whatever address
+// they were sent to, port forwards to a VIP included.
 func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) {
 	fc := ctsync.FilterConfig{AcceptAddrs: c.AcceptAddresses, IgnoreAddrs: c.IgnoreAddresses}
 	for _, name := range c.Protocols {
@@ -276,8 +285,8 @@ func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) b
 		for _, p := range own.VIPs {
 			vips = append(vips, p.Addr())
 		}
-		fc.IgnoreAddrs = append(fc.IgnoreAddrs, ctsync.DefaultIgnore(local, vips, netip.Prefix{})...)
-		fc.IgnoreAddrs = append(fc.IgnoreAddrs, own.SyncLink...)
+		fc.LocalAddrs = append(fc.LocalAddrs, ctsync.DefaultLocal(local, vips, netip.Prefix{})...)
+		fc.LocalAddrs = append(fc.LocalAddrs, own.SyncLink...)
 	}
 	f, err := ctsync.NewFilter(fc)
 	if err != nil {

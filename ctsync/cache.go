@@ -59,9 +59,13 @@ func (c *ckey) key() Key {
 // centry is the cached state of one flow, without the key. Rare fields
 // (NAT, sequence adjustment, labels, helper) live behind ext.
 type centry struct {
-	status, timeout, mark      uint32
-	vtagOrig, vtagReply        uint32
-	stamp                      uint32 // unix seconds of the last update
+	status, timeout, mark uint32
+	vtagOrig, vtagReply   uint32
+	stamp                 uint32 // unix seconds of the last update
+	// refreshAt (unix seconds, 0: stamp + timeout/2) is when refresh.go
+	// looks at the entry again after it found the kernel's copy no
+	// fresher than the peer's.
+	refreshAt                  uint32
 	protoState, wsOrig, wsRepl uint8
 	dccpRole, flags            uint8
 	ext                        *centryExt
@@ -71,7 +75,20 @@ const (
 	cfHasState = 1 << iota
 	cfHasWScale
 	cfHasSeqAdj
+	// cfInjected marks an internal-cache entry last written by the
+	// daemon itself (an injected peer state), for digest.go's view.
+	cfInjected
 )
+
+// markInjected flags k's entry as written by the daemon.
+func (c *Cache) markInjected(k *Key) {
+	ck := compactKey(k)
+	if e, ok := c.m[ck]; ok && e.flags&cfInjected == 0 {
+		e.flags |= cfInjected
+		c.m[ck] = e
+		c.dig.injectedAdd(&ck, &e)
+	}
+}
 
 type centryExt struct {
 	snat, dnat             NAT
@@ -133,6 +150,9 @@ func (e *centry) flow(k *ckey) Flow {
 // safe for concurrent use; the Engine serialises access.
 type Cache struct {
 	m map[ckey]centry
+	// dig, when set, keeps the consistency check's bucket sums up to date
+	// (cache_digest.go).
+	dig *cacheDigest
 }
 
 // NewCache returns an empty cache.
@@ -144,8 +164,15 @@ func (c *Cache) Len() int { return len(c.m) }
 // Put inserts or replaces the state of f; it reports whether the entry is new.
 func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 	k := compactKey(&f.Key)
-	_, ok := c.m[k]
-	c.m[k] = packEntry(f, now)
+	old, ok := c.m[k]
+	e := packEntry(f, now)
+	c.m[k] = e
+	if c.dig != nil {
+		if ok {
+			c.dig.remove(&k, &old)
+		}
+		c.dig.add(&k, &e)
+	}
 	return !ok
 }
 
@@ -168,15 +195,29 @@ func (c *Cache) Has(k Key) bool {
 // Delete removes k and reports whether it was present.
 func (c *Cache) Delete(k Key) bool {
 	ck := compactKey(&k)
-	if _, ok := c.m[ck]; !ok {
+	return c.deleteCK(ck)
+}
+
+// deleteCK is Delete by compact key.
+func (c *Cache) deleteCK(ck ckey) bool {
+	old, ok := c.m[ck]
+	if !ok {
 		return false
 	}
 	delete(c.m, ck)
+	if c.dig != nil {
+		c.dig.remove(&ck, &old)
+	}
 	return true
 }
 
 // Clear removes every entry.
-func (c *Cache) Clear() { c.m = make(map[ckey]centry) }
+func (c *Cache) Clear() {
+	c.m = make(map[ckey]centry)
+	if c.dig != nil {
+		*c.dig = cacheDigest{}
+	}
+}
 
 // Range calls fn for every entry with the time of its last update, in no
 // particular order, until fn returns false.

@@ -43,7 +43,9 @@
 // peers, for the reversed IPv4 NAT addresses of <= 1.4.6 and for older
 // peers' highest attribute number. Malformed input is rejected with a
 // counted Reason, never a panic. Expectations are not replicated (counted
-// as "expectation").
+// as "expectation"). A kernel UPDATE event that leaves out labels or
+// protocol info keeps the cached ones (eventmerge.go), so labels reach a
+// conntrackd peer with every state.
 //
 // # Reliability (FTFW)
 //
@@ -70,9 +72,66 @@
 // Kernel events flagged Own (the daemon's own writes) update the internal
 // cache but are not sent to the peer.
 //
+// # Which flows are replicated (filter.go)
+//
+// Every flow the node forwards, whatever address it was sent to; not the
+// flows that terminate on the node or were opened by it. Filter.Local
+// decides from the NAT'd tuples against the node's addresses and every
+// VIP of the pair (both nodes hold them at different times): the reply
+// tuple's source is the host that really answers, so a port forward to a
+// VIP (reply source: the inside host) is forwarded and SSH to the VIP
+// (reply source: the VIP) is local; the original source is the opener, so
+// masquerade to a VIP is forwarded and the node's own BGP session is local.
+//
+// # Freshness of long-lived flows (refresh.go)
+//
+// The kernel extends a flow's timeout on every packet without an event, so
+// the peer's copy (injected with the timeout it was sent with, or cached
+// with it in commit mode) runs down while the flow lives on here. A
+// refresh pass re-sends, as CT_UPD with the current state and timeout, each
+// internal-cache entry whose peer copy has used half of its life and whose
+// kernel entry outlives that copy. Why the sender, not the receiver: only
+// the node that sees the traffic knows the flow is alive; a receiver that
+// extended its copies on its own would keep dead flows (and their NAT
+// bindings) forever, which is the opposite failure. Cost, bounded and
+// measured (TestRefreshKeepsLongLivedFlows): a live flow is re-sent at most
+// once per half of its timeout, about 61 bytes on the wire, so 10,000 UDP
+// flows at the 120 s stream timeout cost about 10 KB/s and 10,000
+// established TCP flows (5 days) a few bytes/s; an idle flow is never
+// re-sent and expires on both nodes. A pass dumps the kernel only when an
+// entry is due (at most every second, at least every RefreshInterval), and
+// re-sends at most RefreshBurst states; an entry looked at and found not
+// fresher is looked at again half-way to its copy's end, so the injected
+// copies on a backup (never fresher than what was sent) cost a logarithmic
+// number of looks and nothing on the wire.
+//
+// # A returning node converges (converge.go)
+//
+// In direct-inject mode a BACKUP that asks the peer for its table (at
+// start, on becoming BACKUP) treats the entries it holds as unconfirmed;
+// each state the peer sends confirms its key, and once the answer is
+// complete (request sent, peer alive, no state for 3 s, or 15 s when the
+// peer sent nothing) the unconfirmed entries are deleted from the kernel:
+// flows closed while the node was away do not come back with their stale
+// NAT bindings, nor get bulk-sent back to the peer on the next takeover.
+// Becoming MASTER first abandons the round.
+//
+// # Continuous consistency check (digest.go, cache_digest.go)
+//
+// A fwpair extension, off unless ConsistencyInterval is set (the appliance
+// leaves it off with a conntrackd peer): the MASTER sends per-bucket
+// digests of its table, kept incrementally on every cache change; the
+// BACKUP asks for buckets that differ twice in a row, the MASTER re-sends
+// them through the reliable session, and entries of such a bucket the
+// MASTER did not re-send are deleted. A bucket that does not converge is
+// asked for with exponential backoff. Measured: an entry deleted on the
+// BACKUP is back within about 2-3 s at a 2 s period.
+//
 // # Limitations
 //
-//   - Expectations (NTA_EXP_*) and NTA_SYNPROXY are received and ignored;
+//   - Expectations (NTA_EXP_*) and NTA_SYNPROXY are received and ignored
+//     (expectations are not replicated yet: an FTP data connection opened
+//     after a failover is not RELATED on the new MASTER);
 //     window scales are sent only when known (conntrackd sends them only
 //     with TCPWindowTracking). conntrackd always sends NTA_SYNPROXY for
 //     entries created through ctnetlink; the golden test strips it.

@@ -47,6 +47,17 @@ type Config struct {
 	// applies to the channels opened from Channels; channels passed in
 	// Options.Channels are used as they are.
 	Auth *AuthConfig
+	// RefreshInterval is the longest time between two passes that re-send
+	// the entries whose copy on the peer is half-way to expiry while the
+	// kernel's entry lives on (refresh.go; default DefaultRefreshInterval,
+	// negative: off). RefreshBurst caps the states one pass re-sends
+	// (default DefaultRefreshBurst).
+	RefreshInterval time.Duration
+	RefreshBurst    int
+	// ConsistencyInterval, when positive, runs the continuous consistency
+	// check (digest.go, a fwpair extension: leave it 0 with a conntrackd
+	// peer) at that period.
+	ConsistencyInterval time.Duration
 	// Wire holds the compat knobs: the peer's NTA_MAX (MaxAttr), IPv4 NAT
 	// byte order of <= 1.4.6 peers (LegacyNATv4), a big-endian peer, and
 	// leaving NTA_TIMEOUT out.
@@ -97,6 +108,12 @@ func (c *Config) validate(haveChannels bool) error {
 	}
 	if c.OverrunResyncDelay <= 0 {
 		c.OverrunResyncDelay = time.Second
+	}
+	if c.RefreshInterval == 0 {
+		c.RefreshInterval = DefaultRefreshInterval
+	}
+	if c.RefreshBurst <= 0 {
+		c.RefreshBurst = DefaultRefreshBurst
 	}
 	return nil
 }
@@ -173,6 +190,9 @@ type Engine struct {
 	bulkCh        chan struct{}
 	lastRejectLog time.Time // maintLoop only
 	linkRejects   []uint64  // maintLoop only
+	// converge is the open round of a returning node (converge.go).
+	converge *convergeRound
+	ds       digestState
 }
 
 type injectItem struct {
@@ -191,6 +211,8 @@ type counters struct {
 	commits                              uint64
 	injected, injectFailed               uint64
 	applied                              uint64
+	refreshed, refreshPasses             uint64
+	converged                            uint64
 }
 
 // New builds an engine. Sync sockets from cfg.Channels are opened here, in
@@ -234,6 +256,9 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		kick: make(chan struct{}, 1), injectCh: make(chan struct{}, 1), ready: make(chan struct{}),
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
 		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
+	}
+	if cfg.ConsistencyInterval > 0 {
+		e.internal.dig, e.external.dig = &cacheDigest{}, &cacheDigest{}
 	}
 	e.sess = NewSession(SessionConfig{
 		Mode: cfg.Mode, ACKWindow: cfg.ACKWindow, ResendQueue: cfg.ResendQueueSize,
@@ -288,6 +313,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.maintLoop(ctx) })
 	g.Go(func() error { return e.injectLoop(ctx) })
 	g.Go(func() error { return e.bulkLoop(ctx) })
+	g.Go(func() error { return e.refreshLoop(ctx) })
+	g.Go(func() error { return e.digestLoop(ctx) })
 	g.Go(func() error {
 		<-evStarted
 		res, err := e.resync(ctx, false)
@@ -348,8 +375,14 @@ func (e *Engine) onEvents(evs []Event) {
 			}
 			continue
 		}
+		if ev.Type == EventUpdate {
+			if old, ok := e.internal.Get(f.Key); ok {
+				mergeUpdate(f, &old)
+			}
+		}
 		created := e.internal.Put(f, now)
 		if ev.Own {
+			e.internal.markInjected(&f.Key)
 			continue
 		}
 		t := MsgCTUpd
@@ -458,6 +491,10 @@ func (e *Engine) recvLoop(ctx context.Context, i int, l Channel) error {
 				return nil
 			case <-time.After(10 * time.Millisecond):
 			}
+			continue
+		}
+		if isDigestDatagram(buf[:n]) {
+			e.handleDigest(ctx, buf[:n])
 			continue
 		}
 		e.handleDatagram(i, buf[:n])
@@ -641,6 +678,7 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 		if purge {
 			e.purge(ctx)
 		}
+		e.convergeTick(ctx, now)
 	}
 }
 
@@ -716,7 +754,7 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 	}
 	for k := range e.internal.m {
 		if _, ok := seen[k]; !ok {
-			delete(e.internal.m, k)
+			e.internal.deleteCK(k)
 			if send {
 				e.sess.Enqueue(k.key(), MsgCTDel)
 			}
@@ -838,6 +876,7 @@ func (e *Engine) BulkSend() { e.bulkChunked() }
 func (e *Engine) RequestResync() {
 	e.mu.Lock()
 	e.st.resyncRequests++
+	e.startConvergeLocked(time.Now())
 	e.sess.RequestResync()
 	e.mu.Unlock()
 	e.wake(e.kick)
@@ -976,6 +1015,19 @@ type Stats struct {
 	Failovers      uint64            `json:"failovers"`
 	Purges         uint64            `json:"purges"`
 	Purged         uint64            `json:"purged"`
+	// Refreshed counts states re-sent because the peer's copy was
+	// half-way to expiry while the local entry lived on; RefreshPasses
+	// the kernel dumps taken for that.
+	Refreshed     uint64 `json:"refreshed"`
+	RefreshPasses uint64 `json:"refresh_passes"`
+	// Converged counts kernel entries a returning node removed because
+	// the peer no longer had them (converge.go).
+	Converged uint64 `json:"converged"`
+	// Consistency check (digest.go): digests compared, entries repaired,
+	// states re-sent on the peer's requests.
+	ConsistencyChecks   uint64 `json:"consistency_checks"`
+	ConsistencyRepaired uint64 `json:"consistency_repaired"`
+	ConsistencyResent   uint64 `json:"consistency_resent"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -1001,6 +1053,9 @@ func (e *Engine) Stats() Stats {
 		Applied: e.st.applied, Injected: e.st.injected, InjectFailed: e.st.injectFailed,
 		Commits: e.st.commits, LastCommit: e.lastComm,
 		Failovers: e.st.failovers, Purges: e.st.purges, Purged: e.st.purged,
+		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,
+		Converged:         e.st.converged,
+		ConsistencyChecks: e.ds.checks, ConsistencyRepaired: e.ds.repaired, ConsistencyResent: e.ds.resent,
 	}
 }
 

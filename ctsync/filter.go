@@ -5,6 +5,12 @@ package ctsync
 // (address, protocol, TCP state); within a category an accept list, when
 // not empty, admits only what it lists, and an ignore list drops what it
 // lists. Addresses are matched against both ends of the original tuple.
+//
+// Independently of those lists, LocalAddrs says which addresses are the
+// node's own (its interface addresses, every VIP of the pair, the sync
+// link): a flow that terminates on the node or was opened by it is not
+// replicated, every flow the node forwards is, whatever address it was sent
+// to. See Filter.Local for the rule.
 
 import (
 	"fmt"
@@ -26,6 +32,12 @@ type FilterConfig struct {
 	// TCP_CONNTRACK_* state (see ParseTCPState); other protocols, and TCP
 	// flows without a state, are not affected.
 	AcceptTCPStates, IgnoreTCPStates []uint8
+	// LocalAddrs are the node's own addresses (a single address is a /32
+	// or /128 prefix): its interface addresses, the VIPs of the pair
+	// (whoever holds them now), loopback and the sync link. A flow that
+	// terminates on one of them after NAT, or was opened from one, is the
+	// node's own traffic and is not replicated (see Filter.Local).
+	LocalAddrs []netip.Prefix
 }
 
 // Filter decides which flows are replicated. A nil *Filter accepts
@@ -37,6 +49,7 @@ type Filter struct {
 	acceptProtos, ignoreProtos [4]uint64
 	anyAcceptProto             bool
 	acceptStates, ignoreStates uint16
+	local                      []netip.Prefix
 }
 
 // tcpStateMax is TCP_CONNTRACK_MAX: states are 0..tcpStateMax-1.
@@ -51,6 +64,9 @@ func NewFilter(cfg FilterConfig) (*Filter, error) {
 	}
 	if f.ignoreAddrs, err = filterPrefixes(cfg.IgnoreAddrs); err != nil {
 		return nil, fmt.Errorf("filter: ignore address: %w", err)
+	}
+	if f.local, err = filterPrefixes(cfg.LocalAddrs); err != nil {
+		return nil, fmt.Errorf("filter: local address: %w", err)
 	}
 	for _, p := range cfg.AcceptProtos {
 		f.acceptProtos[p/64] |= 1 << (p % 64)
@@ -115,7 +131,53 @@ func (f *Filter) Accept(fl *Flow) bool {
 	if len(f.acceptAddrs) > 0 && !filterMatch(f.acceptAddrs, src, dst) {
 		return false
 	}
-	return !filterMatch(f.ignoreAddrs, src, dst)
+	if filterMatch(f.ignoreAddrs, src, dst) {
+		return false
+	}
+	return !f.Local(fl)
+}
+
+// Local reports whether fl is the node's own traffic rather than a
+// connection it forwards. The decision is taken on the NAT'd tuples, as the
+// kernel sees the two directions:
+//
+//   - the reply tuple's source is the host that really answers (the
+//     original destination, or the DNAT target): when it is a local
+//     address, the flow terminates on the node (SSH or BGP to the firewall,
+//     a REDIRECT to a local proxy, the sync link, VRRP adverts received);
+//   - the original source is the host that opened the flow: when it is a
+//     local address the node opened it (its own SSH, BGP, DNS, adverts),
+//     whatever SNAT did to it afterwards;
+//   - multicast, limited broadcast and link-local endpoints are never
+//     forwarded.
+//
+// Everything else is forwarded and replicated: a port forward to a VIP
+// (original destination VIP, reply source the inside host), SNAT or
+// masquerade to a VIP (original source the client, reply destination the
+// VIP), hairpin NAT. The original destination and the reply destination
+// alone are not looked at: both are local addresses for forwarded flows
+// with DNAT, respectively SNAT. With no LocalAddrs only the address classes
+// of the last rule make a flow local.
+func (f *Filter) Local(fl *Flow) bool {
+	if f == nil {
+		return false
+	}
+	origSrc := fl.Src.Unmap()
+	replySrc := fl.Dst.Unmap()
+	if fl.DNAT.Addr.IsValid() {
+		replySrc = fl.DNAT.Addr.Unmap()
+	}
+	if neverForwarded(origSrc) || neverForwarded(replySrc) || neverForwarded(fl.Dst.Unmap()) {
+		return true
+	}
+	return filterMatch(f.local, origSrc, replySrc)
+}
+
+// neverForwarded reports addresses a router does not forward to or from:
+// multicast, the limited broadcast, link-local, loopback, unspecified.
+func neverForwarded(a netip.Addr) bool {
+	return a.IsMulticast() || a.IsLinkLocalUnicast() || a.IsLoopback() || a.IsUnspecified() ||
+		a == netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 func filterMatch(ps []netip.Prefix, a, b netip.Addr) bool {
@@ -127,15 +189,13 @@ func filterMatch(ps []netip.Prefix, a, b netip.Addr) bool {
 	return false
 }
 
-// DefaultIgnore returns the addresses conntrackd users ignore so that the
-// firewall's own traffic is not replicated: loopback, the node's own
-// addresses, the virtual addresses and the sync link prefix (an invalid
-// prefix is skipped). The result goes into FilterConfig.IgnoreAddrs.
-func DefaultIgnore(own, vips []netip.Addr, syncLink netip.Prefix) []netip.Prefix {
-	out := []netip.Prefix{
-		netip.MustParsePrefix("127.0.0.0/8"),
-		netip.MustParsePrefix("::1/128"),
-	}
+// DefaultLocal returns the node's own addresses as FilterConfig.LocalAddrs
+// wants them: its interface addresses, every VIP of the pair (both nodes
+// hold them at different times, so all of them, whoever holds them now) and
+// the sync link prefix (an invalid address or prefix is skipped). Loopback,
+// link-local and multicast need not be listed (see Filter.Local).
+func DefaultLocal(own, vips []netip.Addr, syncLink netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
 	for _, lists := range [][]netip.Addr{own, vips} {
 		for _, a := range lists {
 			if a.IsValid() {

@@ -23,7 +23,7 @@ func TestFilterAccept(t *testing.T) {
 		return &f
 	}
 	ping := ktPing("192.168.0.10", "192.168.1.20", 1)
-	defaults := FilterConfig{IgnoreAddrs: DefaultIgnore(
+	defaults := FilterConfig{LocalAddrs: DefaultLocal(
 		[]netip.Addr{netip.MustParseAddr("192.168.0.1"), netip.MustParseAddr("2001:db8::1")},
 		[]netip.Addr{netip.MustParseAddr("192.168.0.100")},
 		netip.MustParsePrefix("10.0.0.1/30"))}
@@ -100,22 +100,105 @@ func TestNewFilterErrors(t *testing.T) {
 	}
 }
 
-func TestDefaultIgnore(t *testing.T) {
-	got := DefaultIgnore(
+func TestDefaultLocal(t *testing.T) {
+	got := DefaultLocal(
 		[]netip.Addr{netip.MustParseAddr("::ffff:192.168.0.1"), {}},
 		[]netip.Addr{netip.MustParseAddr("2001:db8::100")},
 		netip.MustParsePrefix("10.0.0.1/30"))
-	want := []string{"127.0.0.0/8", "::1/128", "192.168.0.1/32", "2001:db8::100/128", "10.0.0.0/30"}
+	want := []string{"192.168.0.1/32", "2001:db8::100/128", "10.0.0.0/30"}
 	if len(got) != len(want) {
-		t.Fatalf("DefaultIgnore = %v, want %v", got, want)
+		t.Fatalf("DefaultLocal = %v, want %v", got, want)
 	}
 	for i := range want {
 		if got[i].String() != want[i] {
-			t.Errorf("DefaultIgnore[%d] = %v, want %s", i, got[i], want[i])
+			t.Errorf("DefaultLocal[%d] = %v, want %s", i, got[i], want[i])
 		}
 	}
-	if n := len(DefaultIgnore(nil, nil, netip.Prefix{})); n != 2 {
-		t.Errorf("DefaultIgnore with nothing = %d prefixes, want 2 (loopback)", n)
+	if n := len(DefaultLocal(nil, nil, netip.Prefix{})); n != 0 {
+		t.Errorf("DefaultLocal with nothing = %d prefixes, want 0", n)
+	}
+}
+
+// TestFilterForwardedVsLocal is the replication rule of ARCHITECTURE.md
+// ("What replicated must mean") on the reference lab's addresses, as
+// fw1 sees the flows: fw1 has 192.168.0.1, 192.168.1.1, 10.0.0.1 and
+// 2001:db8:0::1; fw2 has 192.168.0.2, 192.168.1.2, 10.0.0.2; the VIPs
+// 192.168.0.100, 192.168.1.100 and 2001:db8:1::100 are on either node.
+func TestFilterForwardedVsLocal(t *testing.T) {
+	a := netip.MustParseAddr
+	f, err := NewFilter(FilterConfig{LocalAddrs: DefaultLocal(
+		[]netip.Addr{a("192.168.0.1"), a("192.168.1.1"), a("2001:db8::1")},
+		[]netip.Addr{a("192.168.0.100"), a("192.168.1.100"), a("2001:db8:1::100")},
+		netip.MustParsePrefix("10.0.0.1/30"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp := func(src, dst string, sport, dport uint16, snat, dnat string, dnatPort uint16) Flow {
+		fl := ktTCP(src, dst, sport, dport)
+		if snat != "" {
+			fl.SNAT.Addr = a(snat)
+			fl.Status |= nlIPSSrcNAT
+		}
+		if dnat != "" {
+			fl.DNAT = NAT{Addr: a(dnat), Port: dnatPort}
+			fl.Status |= nlIPSDstNAT
+		}
+		return fl
+	}
+	udp := func(src, dst string) Flow { return ktUDP(src, dst, 5000, 53) }
+	vrrp := ktUDP("192.168.0.1", "224.0.0.18", 0, 0)
+	vrrp.Proto, vrrp.SrcPort, vrrp.DstPort = 112, 0, 0
+	vrrpPeer := vrrp
+	vrrpPeer.Src = a("192.168.0.2")
+	tests := []struct {
+		name string
+		fl   Flow
+		want bool // replicated
+	}{
+		// Forwarded: replicated.
+		{"forwarded, no NAT", tcp("192.168.0.50", "192.168.1.20", 40000, 80, "", "", 0), true},
+		{"forwarded, SNAT to the outside VIP", tcp("192.168.1.20", "192.168.0.50", 40000, 80, "192.168.0.100", "", 0), true},
+		{"forwarded, masquerade to this node's address", tcp("192.168.1.20", "192.168.0.50", 40000, 80, "192.168.0.1", "", 0), true},
+		{"port forward to the outside VIP", tcp("192.168.0.50", "192.168.0.100", 40000, 8080, "", "192.168.1.20", 80), true},
+		{"port forward to this node's own address", tcp("192.168.0.50", "192.168.0.1", 40000, 8080, "", "192.168.1.20", 80), true},
+		{"hairpin: DNAT and SNAT to VIPs", tcp("192.168.1.30", "192.168.0.100", 40000, 8080, "192.168.1.100", "192.168.1.20", 80), true},
+		{"forwarded to the peer node's LAN address", tcp("192.168.0.50", "192.168.1.2", 40000, 22, "", "", 0), true},
+		{"ICMP echo forwarded", ktPing("192.168.0.50", "192.168.1.20", 7), true},
+		{"IPv6 forwarded", ktTCP("2001:db8::50", "2001:db8:1::20", 40000, 443), true},
+		// Terminating on the node, or opened by it: not replicated.
+		{"SSH to this node", tcp("192.168.0.50", "192.168.0.1", 40000, 22, "", "", 0), false},
+		{"SSH to the VIP (held now)", tcp("192.168.0.50", "192.168.0.100", 40000, 22, "", "", 0), false},
+		{"SSH to the inside VIP", tcp("192.168.0.50", "192.168.1.100", 40000, 22, "", "", 0), false},
+		{"REDIRECT to a local proxy", tcp("192.168.1.20", "93.184.216.34", 40000, 80, "", "192.168.1.1", 3128), false},
+		{"DNAT to the VIP itself", tcp("192.168.0.50", "192.168.0.9", 40000, 80, "", "192.168.0.100", 8080), false},
+		{"BGP opened by this node", tcp("192.168.0.1", "192.168.0.254", 40000, 179, "", "", 0), false},
+		{"opened by this node from a VIP, SNATed", tcp("192.168.0.100", "192.168.0.254", 40000, 179, "192.168.0.1", "", 0), false},
+		{"DNS query from this node", udp("192.168.1.1", "192.168.1.53"), false},
+		{"sync link, outgoing", udp("10.0.0.1", "10.0.0.2"), false},
+		{"sync link, incoming", udp("10.0.0.2", "10.0.0.1"), false},
+		{"VRRP advert sent", vrrp, false},
+		{"VRRP advert received from the peer", vrrpPeer, false},
+		{"IPv6 to this node", ktTCP("2001:db8::50", "2001:db8::1", 40000, 22), false},
+		{"IPv6 to the VIP", ktTCP("2001:db8::50", "2001:db8:1::100", 40000, 22), false},
+		{"IPv6 link-local", ktUDP("fe80::2", "fe80::1", 546, 547), false},
+		{"limited broadcast", ktUDP("0.0.0.0", "255.255.255.255", 68, 67), false},
+		{"loopback", tcp("127.0.0.1", "127.0.0.1", 40000, 9000, "", "", 0), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := f.Accept(&tt.fl); got != tt.want {
+				t.Errorf("Accept(%v -> %v snat %v dnat %v) = %v, want %v", tt.fl.Src, tt.fl.Dst, tt.fl.SNAT, tt.fl.DNAT, got, tt.want)
+			}
+		})
+	}
+	// With no local addresses only the address classes are local.
+	var none *Filter
+	if none.Local(&tests[0].fl) {
+		t.Error("nil filter calls a flow local")
+	}
+	empty, _ := NewFilter(FilterConfig{})
+	if !empty.Accept(&tests[3].fl) || empty.Accept(&tests[len(tests)-1].fl) {
+		t.Error("empty filter: want forwarded accepted, loopback not")
 	}
 }
 

@@ -67,6 +67,8 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 		return false
 	}
 	e.st.applied++
+	e.convergeSeenLocked(&f.Key, now)
+	e.digestSeenLocked(f, del)
 	if e.cfg.DisableExternalCache && !e.holdInject {
 		if len(e.injectQ) >= e.cfg.InjectQueueLimit {
 			e.rejectName(ReasonInjectQueueFull)

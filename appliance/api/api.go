@@ -58,6 +58,22 @@ type SyncStatus struct {
 	InternalEntries int    `json:"internal_entries"`
 	ExternalEntries int    `json:"external_entries"`
 	DirectInject    bool   `json:"direct_inject"`
+	// Consistency is the continuous consistency check (nil when off).
+	Consistency *Consistency `json:"consistency,omitempty"`
+}
+
+// Consistency is the state of the consistency check between the nodes.
+type Consistency struct {
+	// Repaired counts entries this node added, corrected or removed
+	// because the peer's digest differed.
+	Repaired uint64 `json:"repaired"`
+	// LastClean is when this node's view last matched the peer's digest
+	// entirely (zero: never, or this node is the MASTER).
+	LastClean time.Time `json:"last_clean_check"`
+	// Checks counts digests compared, Resent the states re-sent on the
+	// peer's repair requests.
+	Checks uint64 `json:"checks"`
+	Resent uint64 `json:"resent"`
 }
 
 // Step is one timed step of a transition.

@@ -318,6 +318,13 @@ func printStatus(w io.Writer, s api.Status) {
 			fmt.Fprintf(w, ", link %s", y.ActiveLink)
 		}
 		fmt.Fprintln(w)
+		if c := y.Consistency; c != nil {
+			last := "never"
+			if !c.LastClean.IsZero() {
+				last = c.LastClean.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "consistency check: %d repaired, last clean check %s (%d checks, %d re-sent)\n", c.Repaired, last, c.Checks, c.Resent)
+		}
 	}
 	if t := s.LastTransition; t != nil {
 		fmt.Fprintf(w, "last transition %s -> %s at %s (%s): commit %d entries in %.3fs, VIPs up after %.3fs\n",

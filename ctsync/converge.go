@@ -1,0 +1,104 @@
+package ctsync
+
+// Convergence of a returning node (direct inject). A node whose daemon was
+// stopped while the peer forwarded keeps its old kernel entries: flows the
+// peer closed meanwhile would stay with their stale NAT bindings until
+// their timeout, and, once this node is MASTER again, be bulk-sent back and
+// resurrected on both nodes. So when a BACKUP asks the peer for its table
+// (RESYNC), the entries of its internal cache at that moment are
+// unconfirmed; every state the peer sends confirms its key; once the
+// peer's answer is complete, the entries still unconfirmed are deleted
+// from the kernel.
+//
+// conntrackd's protocol has no end-of-bulk marker, so "complete" is: the
+// request is sent, the peer is alive, and no state has arrived for
+// convergeQuiet (or for convergeEmpty when the peer sent nothing at all,
+// i.e. has an empty table). Becoming MASTER first abandons the round: a
+// MASTER keeps its entries (they may be the only copy). In commit mode the
+// returning node's leftovers are removed by the BACKUP purge instead.
+
+import (
+	"context"
+	"time"
+)
+
+const (
+	convergeQuiet = 3 * time.Second
+	convergeEmpty = 15 * time.Second
+	// convergeGiveUp abandons a round the peer never answered.
+	convergeGiveUp = 5 * time.Minute
+)
+
+type convergeRound struct {
+	pending  map[ckey]struct{}
+	started  time.Time
+	lastData time.Time // zero until the peer sent a state
+}
+
+// startConvergeLocked opens a round if this node injects and is not
+// MASTER. Callers hold e.mu.
+func (e *Engine) startConvergeLocked(now time.Time) {
+	if !e.cfg.DisableExternalCache || e.holdInject || e.internal.Len() == 0 {
+		return
+	}
+	r := &convergeRound{pending: make(map[ckey]struct{}, e.internal.Len()), started: now}
+	for k := range e.internal.m {
+		r.pending[k] = struct{}{}
+	}
+	e.converge = r
+}
+
+// convergeSeenLocked records a state received from the peer.
+func (e *Engine) convergeSeenLocked(k *Key, now time.Time) {
+	if r := e.converge; r != nil {
+		delete(r.pending, compactKey(k))
+		r.lastData = now
+	}
+}
+
+// convergeTick closes the round when the peer's answer is complete.
+func (e *Engine) convergeTick(ctx context.Context, now time.Time) {
+	e.mu.Lock()
+	r := e.converge
+	if r == nil {
+		e.mu.Unlock()
+		return
+	}
+	tx, _ := e.sess.Pending()
+	peerAlive := !e.lastPeer.IsZero() && e.lastPeer.After(r.started) && now.Sub(e.lastPeer) < 2*DefaultAliveInterval
+	var done bool
+	switch {
+	case e.holdInject || now.Sub(r.started) > convergeGiveUp:
+		e.converge = nil
+		e.mu.Unlock()
+		return
+	case tx > 0 || !peerAlive:
+	case !r.lastData.IsZero():
+		done = now.Sub(r.lastData) >= convergeQuiet
+	default:
+		done = now.Sub(r.started) >= convergeEmpty
+	}
+	if !done {
+		e.mu.Unlock()
+		return
+	}
+	e.converge = nil
+	stale := make([]Key, 0, len(r.pending))
+	for k := range r.pending {
+		if _, ok := e.internal.m[k]; ok {
+			stale = append(stale, k.key())
+		}
+	}
+	e.mu.Unlock()
+	if len(stale) == 0 {
+		return
+	}
+	res, err := e.kernel.Delete(ctx, stale)
+	e.mu.Lock()
+	for _, k := range stale {
+		e.internal.Delete(k)
+	}
+	e.st.converged += uint64(res.Deleted)
+	e.mu.Unlock()
+	e.log.Info("removed entries the peer no longer has", "entries", len(stale), "deleted", res.Deleted, "err", err)
+}

@@ -1,0 +1,393 @@
+package ctsync
+
+// Continuous consistency check (fwpair extension, never sent to a
+// conntrackd peer: off unless Config.ConsistencyInterval is set).
+//
+// Every ConsistencyInterval the MASTER sends a digest of its internal
+// cache: the table is split into digestBuckets buckets by a hash of the
+// key, and each bucket's digest is the sum of a 64-bit hash of each
+// entry's key and replicated state (mark, protocol state, NAT bindings,
+// labels; not the timeout or status bits, which the kernel sets its own
+// way on injected entries). The BACKUP computes the same over its view of
+// the peer's table (the external cache in commit mode; in direct-inject
+// mode the kernel entries it injected, as its internal cache records
+// them). A bucket that differs in two digests in a row (one is in-flight
+// traffic) is asked for: the MASTER re-sends every entry of the bucket
+// through the reliable session, which repairs missing and stale entries;
+// if the bucket still differs at a later digest, the BACKUP's entries of
+// that bucket the MASTER did not re-send are extras and are deleted. The
+// BACKUP counts the entries repaired and the time of the last digest that
+// matched entirely.
+//
+// Wire: standalone datagrams with the version-1 header, type
+// msgDigestType (a type conntrackd rejects), seq 0, and a payload of a
+// kind byte then, for kindDigest, digestBuckets big-endian uint64 sums,
+// for kindRepair, up to maxRepairBuckets bucket numbers.
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+)
+
+const (
+	digestBuckets    = 128
+	msgDigestType    = 11
+	kindDigest       = 1
+	kindRepair       = 2
+	maxRepairBuckets = 16
+	digestPayloadLen = 1 + 8*digestBuckets
+)
+
+type digestState struct {
+	// BACKUP side.
+	mismatch [digestBuckets]uint8
+	// failed counts repairs of a bucket that did not make it match (an
+	// entry the BACKUP cannot hold): each doubles the wait before the next
+	// request, so such a bucket costs little bandwidth.
+	failed    [digestBuckets]uint8
+	repairs   map[uint8]*bucketRepair
+	repaired  uint64
+	lastClean time.Time
+	checks    uint64
+	// MASTER side.
+	lastRepair time.Time
+	resent     uint64
+}
+
+type bucketRepair struct {
+	at   time.Time
+	seen map[ckey]struct{}
+}
+
+// mix64 is a 64-bit finaliser (murmur3's fmix64): a fixed function, so
+// both nodes compute the same digests.
+func mix64(x uint64) uint64 {
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return x
+}
+
+func hashWords(h uint64, ws ...uint64) uint64 {
+	for _, w := range ws {
+		h = mix64(h ^ w + 0x9e3779b97f4a7c15)
+	}
+	return h
+}
+
+// entryHashes returns the bucket of a key and the hash of key and state.
+func entryHashes(k *ckey, c *centry) (bucket uint8, sum uint64) {
+	be := binary.BigEndian
+	kh := hashWords(0x66777061697221, // "fwpair!"
+		be.Uint64(k.src[0:8]), be.Uint64(k.src[8:16]), be.Uint64(k.dst[0:8]), be.Uint64(k.dst[8:16]),
+		uint64(k.sport)<<48|uint64(k.dport)<<32|uint64(k.icmpID)<<16|uint64(k.zone),
+		uint64(k.proto)<<24|uint64(k.icmpType)<<16|uint64(k.icmpCode)<<8|uint64(k.fam))
+	bucket = uint8(kh % digestBuckets)
+	st := uint64(c.mark)
+	if c.flags&cfHasState != 0 {
+		st |= 1<<40 | uint64(c.protoState)<<32
+	}
+	h := hashWords(kh, st)
+	if x := c.ext; x != nil {
+		for _, n := range [2]NAT{x.snat, x.dnat} {
+			var a [16]byte
+			if n.Addr.IsValid() {
+				a = n.Addr.Unmap().As16()
+			}
+			h = hashWords(h, be.Uint64(a[0:8]), be.Uint64(a[8:16]), uint64(n.Port))
+		}
+		if anySet(x.labels) {
+			for i := 0; i < len(x.labels); i += 8 {
+				var w [8]byte
+				copy(w[:], x.labels[i:])
+				h = hashWords(h, be.Uint64(w[:]))
+			}
+		}
+	}
+	return bucket, h
+}
+
+// viewLocked calls fn for every entry of this node's view of the peer's
+// table (BACKUP) or of its own table (MASTER).
+func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) {
+	switch {
+	case master:
+		for k, c := range e.internal.m {
+			fn(&k, &c)
+		}
+	case e.cfg.DisableExternalCache:
+		for k, c := range e.internal.m {
+			if c.flags&cfInjected != 0 {
+				fn(&k, &c)
+			}
+		}
+	default:
+		for k, c := range e.external.m {
+			fn(&k, &c)
+		}
+	}
+}
+
+func (e *Engine) digestLocked(master bool) (d [digestBuckets]uint64) {
+	switch {
+	case master && e.internal.dig != nil:
+		return e.internal.dig.all
+	case !master && e.cfg.DisableExternalCache && e.internal.dig != nil:
+		return e.internal.dig.injected
+	case !master && !e.cfg.DisableExternalCache && e.external.dig != nil:
+		return e.external.dig.all
+	}
+	e.viewLocked(master, func(k *ckey, c *centry) {
+		b, s := entryHashes(k, c)
+		d[b] += s
+	})
+	return d
+}
+
+func digestMessage(kind byte, body []byte) []byte {
+	n := headerLen + 1 + len(body)
+	m := make([]byte, 0, n)
+	m = append(m, ProtocolVersion<<4|msgDigestType, 0)
+	m = binary.BigEndian.AppendUint16(m, uint16(n))
+	m = binary.BigEndian.AppendUint32(m, 0)
+	m = append(m, kind)
+	return append(m, body...)
+}
+
+// isDigestDatagram reports whether d is a consistency-check message.
+func isDigestDatagram(d []byte) bool {
+	return len(d) >= headerLen && d[0] == ProtocolVersion<<4|msgDigestType
+}
+
+// digestLoop sends the MASTER's digest every ConsistencyInterval.
+func (e *Engine) digestLoop(ctx context.Context) error {
+	if e.cfg.ConsistencyInterval <= 0 {
+		return nil
+	}
+	t := time.NewTicker(e.cfg.ConsistencyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		e.mu.Lock()
+		if !e.holdInject {
+			e.mu.Unlock()
+			continue
+		}
+		d := e.digestLocked(true)
+		e.mu.Unlock()
+		body := make([]byte, 0, 8*digestBuckets)
+		for _, s := range d {
+			body = binary.BigEndian.AppendUint64(body, s)
+		}
+		e.sendAll([][]byte{digestMessage(kindDigest, body)})
+	}
+}
+
+// handleDigest processes a consistency-check datagram from the peer.
+func (e *Engine) handleDigest(ctx context.Context, d []byte) {
+	n := int(binary.BigEndian.Uint16(d[2:4]))
+	e.mu.Lock()
+	if e.cfg.ConsistencyInterval <= 0 || n != len(d) || n < headerLen+1 {
+		e.malformed["digest"]++
+		e.mu.Unlock()
+		return
+	}
+	body := d[headerLen+1 : n]
+	switch d[headerLen] {
+	case kindDigest:
+		if len(body) != 8*digestBuckets {
+			e.malformed["digest"]++
+			e.mu.Unlock()
+			return
+		}
+		if e.holdInject { // both MASTER: the split-brain handling decides
+			e.mu.Unlock()
+			return
+		}
+		req, extras := e.compareDigestLocked(time.Now(), body)
+		e.mu.Unlock()
+		if len(extras) > 0 {
+			e.deleteExtras(ctx, extras)
+		}
+		if len(req) > 0 {
+			e.sendAll([][]byte{digestMessage(kindRepair, req)})
+		}
+	case kindRepair:
+		now := time.Now()
+		if len(body) == 0 || len(body) > maxRepairBuckets || !e.holdInject ||
+			now.Sub(e.ds.lastRepair) < e.cfg.ConsistencyInterval/2 {
+			if len(body) == 0 || len(body) > maxRepairBuckets {
+				e.malformed["digest"]++
+			}
+			e.mu.Unlock()
+			return
+		}
+		e.ds.lastRepair = now
+		want := map[uint8]bool{}
+		for _, b := range body {
+			if b < digestBuckets {
+				want[b] = true
+			}
+		}
+		for k, c := range e.internal.m {
+			if b, _ := entryHashes(&k, &c); want[b] {
+				e.sess.Enqueue(k.key(), MsgCTUpd)
+				e.ds.resent++
+			}
+		}
+		e.mu.Unlock()
+		e.wake(e.kick)
+	default:
+		e.malformed["digest"]++
+		e.mu.Unlock()
+	}
+}
+
+// compareDigestLocked compares the MASTER's digest with this node's view:
+// it returns the buckets to ask for and the extras to delete.
+func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, extras []Key) {
+	ds := &e.ds
+	ds.checks++
+	mine := e.digestLocked(false)
+	clean := true
+	var stale map[uint8]time.Time
+	for b := range digestBuckets {
+		if binary.BigEndian.Uint64(body[8*b:]) == mine[b] {
+			ds.mismatch[b], ds.failed[b] = 0, 0
+			delete(ds.repairs, uint8(b))
+			continue
+		}
+		clean = false
+		if ds.mismatch[b] < 255 {
+			ds.mismatch[b]++
+		}
+		r := ds.repairs[uint8(b)]
+		switch {
+		case r == nil && int(ds.mismatch[b]) >= 2<<min(ds.failed[b], 6) && len(req) < maxRepairBuckets:
+			if ds.repairs == nil {
+				ds.repairs = map[uint8]*bucketRepair{}
+			}
+			ds.repairs[uint8(b)] = &bucketRepair{at: now, seen: map[ckey]struct{}{}}
+			req = append(req, uint8(b))
+		case r != nil && now.Sub(r.at) >= e.cfg.ConsistencyInterval:
+			// The MASTER re-sent the bucket a period ago: what it did
+			// not re-send is not in its table.
+			if stale == nil {
+				stale = map[uint8]time.Time{}
+			}
+			stale[uint8(b)] = r.at
+		}
+	}
+	if len(stale) > 0 {
+		e.viewLocked(false, func(k *ckey, c *centry) {
+			b, _ := entryHashes(k, c)
+			if r := ds.repairs[b]; r != nil {
+				if _, ok := stale[b]; ok {
+					if _, seen := r.seen[*k]; !seen {
+						extras = append(extras, k.key())
+					}
+				}
+			}
+		})
+		for b := range stale {
+			delete(ds.repairs, b)
+			ds.mismatch[b] = 0
+			if ds.failed[b] < 255 {
+				ds.failed[b]++
+			}
+		}
+	}
+	if clean {
+		ds.lastClean = now
+	}
+	return req, extras
+}
+
+// digestSeenLocked notes a state received from the peer for the repair
+// bookkeeping and counts it as a repair when it changes the view of a
+// bucket being repaired.
+func (e *Engine) digestSeenLocked(f *Flow, del bool) {
+	if len(e.ds.repairs) == 0 {
+		return
+	}
+	k := compactKey(&f.Key)
+	nc := packEntry(f, time.Time{})
+	b, sum := entryHashes(&k, &nc)
+	r := e.ds.repairs[b]
+	if r == nil {
+		return
+	}
+	r.seen[k] = struct{}{}
+	var old centry
+	var ok bool
+	if e.cfg.DisableExternalCache {
+		old, ok = e.internal.m[k]
+		ok = ok && old.flags&cfInjected != 0
+	} else {
+		old, ok = e.external.m[k]
+	}
+	if del {
+		if ok {
+			e.ds.repaired++
+		}
+		return
+	}
+	if _, s := entryHashes(&k, &old); !ok || s != sum {
+		e.ds.repaired++
+	}
+}
+
+// deleteExtras removes entries of the view the MASTER does not have.
+func (e *Engine) deleteExtras(ctx context.Context, keys []Key) {
+	if e.cfg.DisableExternalCache {
+		res, err := e.kernel.Delete(ctx, keys)
+		if err != nil {
+			e.log.Warn("consistency check: delete extra entries", "err", err)
+		}
+		e.mu.Lock()
+		for _, k := range keys {
+			e.internal.Delete(k)
+		}
+		e.ds.repaired += uint64(res.Deleted)
+		e.mu.Unlock()
+	} else {
+		e.mu.Lock()
+		for _, k := range keys {
+			if e.external.Delete(k) {
+				e.ds.repaired++
+			}
+		}
+		e.mu.Unlock()
+	}
+	e.log.Info("consistency check: removed entries the peer does not have", "entries", len(keys))
+}
+
+// ConsistencyStatus is the consistency check's state on this node.
+type ConsistencyStatus struct {
+	Enabled bool `json:"enabled"`
+	// Checks counts the peer's digests compared (BACKUP).
+	Checks uint64 `json:"checks"`
+	// Repaired counts entries added, corrected or removed by repairs.
+	Repaired uint64 `json:"repaired"`
+	// LastClean is when a digest last matched entirely (zero: never).
+	LastClean time.Time `json:"last_clean"`
+	// Resent counts states re-sent on the peer's repair requests (MASTER).
+	Resent uint64 `json:"resent"`
+}
+
+// Consistency returns the consistency check's state.
+func (e *Engine) Consistency() ConsistencyStatus {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return ConsistencyStatus{
+		Enabled: e.cfg.ConsistencyInterval > 0, Checks: e.ds.checks, Repaired: e.ds.repaired,
+		LastClean: e.ds.lastClean, Resent: e.ds.resent,
+	}
+}
