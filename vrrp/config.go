@@ -26,11 +26,17 @@ type InstanceConfig struct {
 	Interface string
 	// VRID is the virtual router ID, 1-255, unique per interface.
 	VRID uint8
+	// Version is the VRRP version: 2 (RFC 3768; zero means 2) or 3 (RFC
+	// 9568: centisecond intervals, no authentication, timers that follow
+	// the master's interval). Instances of one group may differ.
+	Version uint8
 	// Priority is 1-255; 255 makes this node the address owner. Zero means
 	// the RFC default, 100.
 	Priority uint8
 	// AdvertInterval is the advertisement interval. VRRPv2 carries whole
-	// seconds: it must be a multiple of a second, 1-255 s. Zero means 1 s.
+	// seconds: it must be a multiple of a second, 1-255 s. VRRPv3 carries
+	// centiseconds: a multiple of 10 ms from 10 ms to 40.95 s. Zero means
+	// 1 s.
 	AdvertInterval time.Duration
 	// VIPs are the virtual addresses, IPv4, with their prefix length (/32
 	// unless the subnet route matters) and an optional label.
@@ -99,6 +105,9 @@ func (c Config) withDefaults() Config {
 		if in.Priority == 0 {
 			in.Priority = DefaultPriority
 		}
+		if in.Version == 0 {
+			in.Version = Version2
+		}
 		if in.AdvertInterval == 0 {
 			in.AdvertInterval = defaultAdvertPeriod
 		}
@@ -143,8 +152,20 @@ func (c Config) Validate() error {
 			bad("VRID %d used twice on %s", in.VRID, in.Interface)
 		}
 		vrids[key] = true
-		if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > 255*time.Second {
-			bad("advert interval %v is not 1-255 whole seconds (VRRPv2)", in.AdvertInterval)
+		switch in.Version {
+		case Version2:
+			if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > 255*time.Second {
+				bad("advert interval %v is not 1-255 whole seconds (VRRPv2)", in.AdvertInterval)
+			}
+		case Version3:
+			if _, ok := CentisecondsV3(in.AdvertInterval); !ok {
+				bad("advert interval %v is not a multiple of 10ms from 10ms to 40.95s (VRRPv3)", in.AdvertInterval)
+			}
+			if in.AuthPassword != "" {
+				bad("VRRPv3 has no authentication (RFC 9568); remove the password")
+			}
+		default:
+			bad("VRRP version %d is not supported (2 or 3)", in.Version)
 		}
 		if len(in.VIPs) == 0 {
 			bad("no VIPs")

@@ -114,6 +114,7 @@ type instance struct {
 	iface  *iface
 	policy receivePolicy
 	advert Advertisement // template: priority filled per send
+	v3     *AdvertisementV3 // VRRPv3 template instead of advert; nil for v2
 	links  []string      // own interface + tracked
 	linkUp bool          // last LinkChanged given to the machine
 
@@ -220,6 +221,9 @@ func New(cfg Config, opts Options) (*Group, error) {
 			inst.policy.authType, inst.advert.AuthType = AuthSimple, AuthSimple
 			inst.policy.authData = SimplePassword(in.AuthPassword)
 			inst.advert.AuthData = inst.policy.authData
+		}
+		if in.Version == Version3 {
+			inst.setupV3()
 		}
 		inst.iface.insts[in.VRID] = inst
 		g.insts = append(g.insts, inst)

@@ -133,7 +133,7 @@ type RouterConfig struct {
 	// Version is 2 (RFC 3768, also for zero) or 3 (RFC 9568). In v3 the
 	// timers follow the master's advertised interval.
 	Version uint8
-	Preempt        bool
+	Preempt bool
 	// PreemptDelay tolerates a lower-priority master for this long after
 	// first hearing it before preempting it (keepalived preempt_delay).
 	PreemptDelay time.Duration

@@ -109,6 +109,7 @@ func (e *engine) run(ctx context.Context) error {
 			AdvertInterval: in.cfg.AdvertInterval,
 			Preempt:        in.cfg.Preempt,
 			PreemptDelay:   in.cfg.PreemptDelay,
+			Version:        in.cfg.Version,
 		})
 		e.routers = append(e.routers, r)
 	}
@@ -230,18 +231,28 @@ func (e *engine) send(in *instance, prio uint8) {
 		e.mu.Unlock()
 		return
 	}
-	adv := in.advert
-	adv.Priority = prio
-	b, err := adv.AppendBinary(e.sendBuf[:0])
-	if err != nil { // the config was validated: this is a bug
-		panic(err)
+	var b []byte
+	if in.v3 == nil {
+		adv := in.advert
+		adv.Priority = prio
+		var err error
+		b, err = adv.AppendBinary(e.sendBuf[:0])
+		if err != nil { // the config was validated: this is a bug
+			panic(err)
+		}
+		e.sendBuf = b
 	}
-	e.sendBuf = b
-	dsts := []netip.Addr{GroupAddress}
+	group := [1]netip.Addr{in.groupAddress()}
+	dsts := group[:]
 	if in.policy.unicast {
 		dsts = in.cfg.UnicastPeers
 	}
 	for _, dst := range dsts {
+		if in.v3 != nil {
+			// The v3 checksum covers the pseudo-header: one encoding per
+			// destination.
+			b = e.encodeV3(in, conn, prio, dst)
+		}
 		err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
 		e.mu.Lock()
 		switch {
@@ -298,6 +309,10 @@ func (e *engine) handleReceived(r received) {
 		discard(&ifc.counters, DiscardOwnAdvert)
 		return
 	}
+	if len(r.data) > 0 && r.data[0]>>4 == Version3 {
+		e.handleV3(ifc, r.data, m, discard)
+		return
+	}
 	a, err := ParseAdvertisement(r.data)
 	if err != nil {
 		reason := DiscardLength
@@ -309,6 +324,10 @@ func (e *engine) handleReceived(r received) {
 		return
 	}
 	in := ifc.insts[a.VRID]
+	if in != nil && in.v3 != nil {
+		discard(&in.counters, DiscardVersion, "instance", in.cfg.Name, "version", Version2)
+		return
+	}
 	if in == nil {
 		discard(&ifc.counters, DiscardUnknownVRID, "vrid", a.VRID)
 		return
