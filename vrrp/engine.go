@@ -113,10 +113,10 @@ type instance struct {
 	index  int
 	iface  *iface
 	policy receivePolicy
-	advert Advertisement // template: priority filled per send
+	advert Advertisement    // template: priority filled per send
 	v3     *AdvertisementV3 // VRRPv3 template instead of advert; nil for v2
-	links  []string      // own interface + tracked
-	linkUp bool          // last LinkChanged given to the machine
+	links  []string         // own interface + tracked
+	linkUp bool             // last LinkChanged given to the machine
 
 	// guarded by Group.mu
 	state    State
