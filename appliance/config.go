@@ -547,8 +547,8 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 	}
 	if r.Version != nil {
 		c.Version = *r.Version
-		if c.Version != 2 {
-			v.errorf("vrrp.version", "%d is not supported (only VRRPv2, version = 2)", c.Version)
+		if c.Version != 2 && c.Version != 3 {
+			v.errorf("vrrp.version", "%d is not supported (2 = RFC 3768, 3 = RFC 9568)", c.Version)
 		}
 	}
 	if r.GARPBurst != nil {
@@ -601,9 +601,7 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		}
 		if ri.AdvertInterval.set {
 			in.AdvertInterval = ri.AdvertInterval.Duration
-			if in.AdvertInterval < time.Second || in.AdvertInterval%time.Second != 0 || in.AdvertInterval > maxAdvertIntervalV2Sec*time.Second {
-				v.errorf(key+".advert_interval", "%s: VRRPv2 needs whole seconds from 1s to 255s", in.AdvertInterval)
-			}
+			v.advertInterval(key+".advert_interval", c.Version, in.AdvertInterval)
 		}
 		if ri.Preempt != nil {
 			in.Preempt = *ri.Preempt
@@ -623,7 +621,7 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 				continue
 			}
 			if !p.Addr().Is4() {
-				v.errorf(vk, "%q: VRRPv2 carries IPv4 virtual addresses only", s)
+				v.errorf(vk, "%q: VRRPv%d in fwpair carries IPv4 virtual addresses only", s, c.Version)
 				continue
 			}
 			in.VIPs = append(in.VIPs, p)
@@ -642,6 +640,9 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		}
 		if ri.UnicastSource != "" {
 			in.UnicastSource = v.addr(key+".unicast_source", ri.UnicastSource)
+		}
+		if c.Version == 3 && in.AuthPassword != "" {
+			v.errorf(key+".auth_password", "VRRPv3 has no authentication (RFC 9568); remove it or use version = 2")
 		}
 		if len(in.AuthPassword) > 8 {
 			v.errorf(key+".auth_password", "simple-password authentication holds at most 8 characters, got %d", len(in.AuthPassword))

@@ -203,6 +203,7 @@ func vrrpConfig(c *VRRPConfig) vrrp.Config {
 			Name:            in.Name,
 			Interface:       in.Interface,
 			VRID:            in.VRID,
+			Version:         uint8(c.Version),
 			Priority:        in.Priority,
 			AdvertInterval:  in.AdvertInterval,
 			Preempt:         in.Preempt,
