@@ -310,6 +310,13 @@ vrrp_sync_group G {
   notify %s
 }
 `, notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
+	return launchKeepalived(t, ns, dir, conf)
+}
+
+// launchKeepalived starts keepalived in ns with conf, whose sync-group
+// notify script is dir/notify.sh.
+func launchKeepalived(t *testing.T, ns *testenv.NS, dir, conf string) *keepalived {
+	t.Helper()
 	confPath := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
