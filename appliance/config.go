@@ -620,11 +620,13 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 				v.errorf(vk, "%q is not a valid CIDR", s)
 				continue
 			}
-			if !p.Addr().Is4() {
-				v.errorf(vk, "%q: VRRPv%d in fwpair carries IPv4 virtual addresses only", s, c.Version)
+			if !v.vipFamily(vk, c.Version, j, p, in.VIPs) {
 				continue
 			}
 			in.VIPs = append(in.VIPs, p)
+		}
+		if in.VIPLabel != "" && len(in.VIPs) > 0 && in.VIPs[0].Addr().Is6() {
+			v.errorf(key+".vip_label", "Linux labels only IPv4 addresses; remove it from this IPv6 instance")
 		}
 		if len(in.VIPLabel) > 15 {
 			v.errorf(key+".vip_label", "label %q is longer than 15 bytes", in.VIPLabel)

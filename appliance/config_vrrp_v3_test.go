@@ -42,3 +42,29 @@ func TestConfigVRRPv3(t *testing.T) {
 		t.Errorf("v2 50ms: %v", err)
 	}
 }
+
+func TestConfigVRRPv3IPv6(t *testing.T) {
+	const head = "[vrrp]\nversion = 3\n[[vrrp.instance]]\ninterface = \"eth0\"\nvrid = 61\n"
+	cfg, err := ParseConfig("x.toml", []byte(head+"vips = [\"fe80::61/64\", \"fd00::100/64\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vrrpConfig(cfg.VRRP).Validate(); err != nil {
+		t.Fatalf("engine refuses the parsed config: %v", err)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"vips = [\"fd00::100/64\"]\n", `x.toml:6: vrrp.instance[0].vips[0]: "fd00::100/64": the first IPv6 VIP must be the virtual router's link-local address`},
+		{"vips = [\"fe80::61/64\", \"192.168.0.100/24\"]\n", `x.toml:6: vrrp.instance[0].vips[1]: "192.168.0.100/24": one address family per instance`},
+		{"vips = [\"192.168.0.100/24\", \"fd00::100/64\"]\n", `x.toml:6: vrrp.instance[0].vips[1]: "fd00::100/64": one address family per instance`},
+		{"vips = [\"fe80::61/64\"]\nvip_label = \"eth0:v6\"\n", `x.toml:7: vrrp.instance[0].vip_label: Linux labels only IPv4 addresses`},
+	} {
+		_, err := ParseConfig("x.toml", []byte(head+tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.body, err, tc.want)
+		}
+	}
+	_, err = ParseConfig("x.toml", []byte(strings.Replace(head, "version = 3", "version = 2", 1)+"vips = [\"fe80::61/64\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), `x.toml:6: vrrp.instance[0].vips[0]: "fe80::61/64": IPv6 virtual addresses need vrrp.version = 3`) {
+		t.Errorf("v2 IPv6: %v", err)
+	}
+}

@@ -147,9 +147,10 @@ func (c Config) Validate() error {
 		if in.VRID == 0 {
 			bad("VRID must be 1-255")
 		}
-		key := fmt.Sprintf("%s/%d", in.Interface, in.VRID)
+		// IPv4 and IPv6 have separate VRID spaces (RFC 9568 §5.2.3).
+		key := fmt.Sprintf("%s/%d", in.socketKey(), in.VRID)
 		if vrids[key] {
-			bad("VRID %d used twice on %s", in.VRID, in.Interface)
+			bad("VRID %d used twice on %s", in.VRID, in.socketKey())
 		}
 		vrids[key] = true
 		switch in.Version {
@@ -173,9 +174,19 @@ func (c Config) Validate() error {
 		if len(in.VIPs) > MaxAddresses {
 			bad("%d VIPs, at most %d fit in an advert", len(in.VIPs), MaxAddresses)
 		}
-		for _, v := range in.VIPs {
-			if !v.Prefix.IsValid() || !v.Prefix.Addr().Is4() {
-				bad("VIP %v is not an IPv4 prefix", v.Prefix)
+		ipv6 := in.ipv6()
+		for j, v := range in.VIPs {
+			switch {
+			case !v.Prefix.IsValid() || v.Prefix.Addr().Is4In6() || v.Prefix.Addr().Zone() != "":
+				bad("VIP %v is not an IPv4 or IPv6 prefix", v.Prefix)
+			case in.Version != Version3 && !v.Prefix.Addr().Is4():
+				bad("VIP %v is not an IPv4 prefix (IPv6 needs VRRPv3)", v.Prefix)
+			case v.Prefix.Addr().Is6() != ipv6:
+				bad("VIP %v: all VIPs of an instance must be of one family (RFC 9568); use one instance per family", v.Prefix)
+			case ipv6 && j == 0 && !v.Prefix.Addr().IsLinkLocalUnicast():
+				bad("first IPv6 VIP %v must be the virtual router's link-local address (fe80::/10, RFC 9568 §5.2.9)", v.Prefix)
+			case ipv6 && v.Label != "":
+				bad("label %q on IPv6 VIP %v: Linux labels only IPv4 addresses", v.Label, v.Prefix)
 			}
 			if v.Label != "" && !strings.HasPrefix(v.Label, in.Interface) {
 				bad("label %q must start with the interface name %q", v.Label, in.Interface)
@@ -187,13 +198,17 @@ func (c Config) Validate() error {
 		if in.PreemptDelay < 0 {
 			bad("negative preempt delay")
 		}
+		family := "IPv4"
+		if ipv6 {
+			family = "IPv6"
+		}
 		for _, p := range in.UnicastPeers {
-			if !p.Is4() {
-				bad("unicast peer %v is not IPv4", p)
+			if p.Is6() != ipv6 || p.Is4In6() {
+				bad("unicast peer %v is not %s like the VIPs", p, family)
 			}
 		}
-		if in.UnicastSource.IsValid() && !in.UnicastSource.Is4() {
-			bad("unicast source %v is not IPv4", in.UnicastSource)
+		if in.UnicastSource.IsValid() && (in.UnicastSource.Is6() != ipv6 || in.UnicastSource.Is4In6()) {
+			bad("unicast source %v is not %s like the VIPs", in.UnicastSource, family)
 		}
 		if in.UnicastSource.IsValid() && len(in.UnicastPeers) == 0 {
 			bad("unicast source without unicast peers")
@@ -206,6 +221,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("vrrp config: %w", err)
 	}
 	return nil
+}
+
+// ipv6 reports whether the instance runs VRRPv3 over IPv6 (its first VIP
+// is IPv6).
+func (in InstanceConfig) ipv6() bool {
+	return in.Version == Version3 && len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6()
+}
+
+// socketKey names the socket an instance uses: one per interface and
+// address family.
+func (in InstanceConfig) socketKey() string {
+	if in.ipv6() {
+		return in.Interface + "/ipv6"
+	}
+	return in.Interface
 }
 
 // interfaces returns the distinct instance interfaces, in config order.

@@ -126,6 +126,7 @@ type instance struct {
 
 type iface struct {
 	name  string
+	ipv6  bool // VRRPv3 over IPv6: a separate socket on the same interface
 	insts map[uint8]*instance // by VRID
 	conn  Conn
 	gen   int // incremented on every dial, so reads from old conns are ignored
@@ -187,11 +188,13 @@ func New(cfg Config, opts Options) (*Group, error) {
 		}
 		g.defaults = p
 	}
-	byName := map[string]*iface{}
-	for _, name := range cfg.interfaces() {
-		ifc := &iface{name: name, insts: map[uint8]*instance{}, up: true}
-		byName[name] = ifc
-		g.ifaces = append(g.ifaces, ifc)
+	byName := map[string]*iface{} // by socketKey: one socket per interface and family
+	for _, in := range cfg.Instances {
+		if byName[in.socketKey()] == nil {
+			ifc := &iface{name: in.Interface, ipv6: in.ipv6(), insts: map[uint8]*instance{}, up: true}
+			byName[in.socketKey()] = ifc
+			g.ifaces = append(g.ifaces, ifc)
+		}
 	}
 	for i, in := range cfg.Instances {
 		vips := vipAddrs(in.VIPs)
@@ -200,7 +203,7 @@ func New(cfg Config, opts Options) (*Group, error) {
 		inst := &instance{
 			cfg:   in,
 			index: i,
-			iface: byName[in.Interface],
+			iface: byName[in.socketKey()],
 			policy: receivePolicy{
 				owner:    in.Priority == OwnerPriority,
 				interval: uint8(in.AdvertInterval / time.Second),
@@ -339,6 +342,7 @@ type InstanceStatus struct {
 // instance (bad packets, unknown VRIDs).
 type InterfaceStatus struct {
 	Name      string
+	IPv6      bool // the VRRPv3-over-IPv6 socket of the interface
 	Up        bool
 	LocalAddr netip.Addr
 	Counters  Counters
@@ -380,7 +384,7 @@ func (g *Group) Status() Status {
 	}
 	for _, ifc := range g.ifaces {
 		st.Interfaces = append(st.Interfaces, InterfaceStatus{
-			Name: ifc.name, Up: ifc.up, LocalAddr: ifc.localAddr, Counters: ifc.counters.snapshot(),
+			Name: ifc.name, IPv6: ifc.ipv6, Up: ifc.up, LocalAddr: ifc.localAddr, Counters: ifc.counters.snapshot(),
 		})
 	}
 	return st

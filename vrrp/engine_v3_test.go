@@ -2,6 +2,7 @@ package vrrp_test
 
 import (
 	"errors"
+	"net/netip"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -114,6 +115,52 @@ func TestConfigV3Validate(t *testing.T) {
 		tc.mod(&cfg.Instances[0])
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+}
+
+func TestConfigV3IPv6Validate(t *testing.T) {
+	v6 := func(prefixes ...string) vrrp.Config {
+		cfg := pairConfigV3(100, 50*time.Millisecond)
+		cfg.Instances = cfg.Instances[:1]
+		cfg.Instances[0].VIPs = nil
+		for _, p := range prefixes {
+			cfg.Instances[0].VIPs = append(cfg.Instances[0].VIPs, vrrp.VIP{Prefix: netip.MustParsePrefix(p)})
+		}
+		return cfg
+	}
+	if err := v6("fe80::51/64", "fd00::100/64").Validate(); err != nil {
+		t.Fatalf("valid IPv6 instance: %v", err)
+	}
+	// A v4 and a v6 instance may share interface and VRID (separate spaces).
+	both := pairConfigV3(100, 50*time.Millisecond)
+	both.Instances = append(both.Instances, v6("fe80::51/64").Instances[0])
+	both.Instances[2].Name = "vi_lan0_v6"
+	if err := both.Validate(); err != nil {
+		t.Fatalf("v4 and v6 on one interface and VRID: %v", err)
+	}
+	for name, cfg := range map[string]vrrp.Config{
+		"global first":   v6("fd00::100/64", "fe80::51/64"),
+		"mixed families": v6("fe80::51/64", "192.168.0.100/24"),
+		"v2 with IPv6": func() vrrp.Config {
+			c := v6("fe80::51/64")
+			c.Instances[0].Version = vrrp.Version2
+			c.Instances[0].AdvertInterval = time.Second
+			return c
+		}(),
+		"label on IPv6": func() vrrp.Config {
+			c := v6("fe80::51/64")
+			c.Instances[0].VIPs[0].Label = "eth0:v6"
+			return c
+		}(),
+		"IPv4 unicast peer": func() vrrp.Config {
+			c := v6("fe80::51/64")
+			c.Instances[0].UnicastPeers = []netip.Addr{netip.MustParseAddr("192.168.0.2")}
+			return c
+		}(),
+	} {
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
 		}
 	}
 }

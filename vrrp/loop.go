@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
 )
@@ -372,8 +371,10 @@ func (e *engine) isLocal(addr netip.Addr) bool {
 func (e *engine) handleLink(u LinkUpdate) {
 	prev, known := e.linkState[u.Name]
 	e.linkState[u.Name] = u.Up
-	if i := slices.IndexFunc(e.ifaces, func(ifc *iface) bool { return ifc.name == u.Name }); i >= 0 {
-		ifc := e.ifaces[i]
+	for _, ifc := range e.ifaces { // the IPv4 and the IPv6 socket
+		if ifc.name != u.Name {
+			continue
+		}
 		e.mu.Lock()
 		ifc.up = u.Up
 		e.mu.Unlock()
@@ -406,7 +407,7 @@ func (e *engine) refreshLinks(now time.Time) {
 
 func (e *engine) dial(ifc *iface) {
 	ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
-	conn, err := e.dialer.Dial(ctx, ifc.name)
+	conn, err := e.dialFamily(ctx, ifc)
 	cancel()
 	if err != nil {
 		e.logLimited(slog.LevelWarn, "dial:"+ifc.name, "cannot open VRRP socket; retrying", "iface", ifc.name, "err", err)
