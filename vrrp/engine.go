@@ -126,7 +126,7 @@ type instance struct {
 
 type iface struct {
 	name  string
-	ipv6  bool // VRRPv3 over IPv6: a separate socket on the same interface
+	ipv6  bool                // VRRPv3 over IPv6: a separate socket on the same interface
 	insts map[uint8]*instance // by VRID
 	conn  Conn
 	gen   int // incremented on every dial, so reads from old conns are ignored
