@@ -93,6 +93,8 @@ type VRRPConfig struct {
 	Instances    []InstanceConfig
 	TrackIfaces  []string
 	StartupDelay time.Duration
+	// RealtimePriority (1-99) runs the VRRP threads under SCHED_RR; 0 off.
+	RealtimePriority int
 }
 
 // InstanceConfig is one VRRP instance (one interface, one VRID).
@@ -232,6 +234,7 @@ type rawVRRP struct {
 	TrackIfaces  []string      `toml:"track_interfaces"`
 	StartupDelay duration      `toml:"startup_delay"`
 	Instances    []rawInstance `toml:"instance"`
+	RealtimePrio *int          `toml:"realtime_priority"`
 }
 
 type rawInstance struct {
@@ -550,6 +553,9 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		if c.Version != 2 && c.Version != 3 {
 			v.errorf("vrrp.version", "%d is not supported (2 = RFC 3768, 3 = RFC 9568)", c.Version)
 		}
+	}
+	if r.RealtimePrio != nil && v.rangeInt("vrrp.realtime_priority", *r.RealtimePrio, 0, 99) {
+		c.RealtimePriority = *r.RealtimePrio
 	}
 	if r.GARPBurst != nil {
 		c.GARPBurst = *r.GARPBurst

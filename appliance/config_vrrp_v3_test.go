@@ -68,3 +68,15 @@ func TestConfigVRRPv3IPv6(t *testing.T) {
 		t.Errorf("v2 IPv6: %v", err)
 	}
 }
+
+func TestConfigRealtimePriority(t *testing.T) {
+	const inst = "[[vrrp.instance]]\ninterface = \"eth0\"\nvrid = 51\nvips = [\"192.168.0.100/24\"]\n"
+	cfg, err := ParseConfig("x.toml", []byte("[vrrp]\nrealtime_priority = 50\n"+inst))
+	if err != nil || cfg.VRRP.RealtimePriority != 50 {
+		t.Fatalf("realtime_priority = 50: %+v, %v", cfg, err)
+	}
+	_, err = ParseConfig("x.toml", []byte("[vrrp]\nrealtime_priority = 100\n"+inst))
+	if err == nil || !strings.Contains(err.Error(), "x.toml:2: vrrp.realtime_priority: 100 is outside 0..99") {
+		t.Errorf("realtime_priority = 100: %v", err)
+	}
+}

@@ -157,7 +157,8 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	if cfg.VRRP != nil {
 		g, err := newVRRP(vrrpConfig(cfg.VRRP), vrrp.Options{
-			Logger: d.log.With("engine", "vrrp"),
+			Logger:           d.log.With("engine", "vrrp"),
+			RealtimePriority: cfg.VRRP.RealtimePriority,
 			Hooks: vrrp.Hooks{
 				BeforeMaster:    d.beforeMaster,
 				AfterTransition: d.afterTransition,

@@ -31,6 +31,15 @@ type Options struct {
 	// called from any goroutine.
 	NetNS string
 
+	// RealtimePriority, 1-99, runs the event loop (timers, adverts, the
+	// state machine) and the socket readers each on an OS thread of its
+	// own under SCHED_RR at this priority, like keepalived's
+	// vrrp_rt_priority, so that adverts leave and are heard on time on a
+	// busy machine. It needs CAP_SYS_NICE; without it the engine logs a
+	// warning and runs at normal priority. Zero (default) leaves the
+	// scheduling alone.
+	RealtimePriority int
+
 	Dialer    Dialer
 	Addresser Addresser
 	Announcer Announcer
@@ -314,7 +323,7 @@ func (g *Group) Run(ctx context.Context) error {
 
 	e := &engine{Group: g, rx: make(chan received, 64), linkUpdates: make(chan LinkUpdate, 16),
 		vipFailed: make(chan vipFailure, len(g.insts)), reannounce: make(chan struct{}, 1)}
-	return e.run(ctx)
+	return e.runScheduled(ctx)
 }
 
 // Status is a snapshot of the group for the control API and metrics.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,8 +50,9 @@ type engine struct {
 	vipsHeld    bool // actuator only: VIPs may be installed
 	announcing  sync.WaitGroup
 
-	sendBuf []byte
-	logged  map[string]time.Time
+	sendBuf  []byte
+	logged   map[string]time.Time
+	rtWarned atomic.Bool // warned once that real-time scheduling failed
 }
 
 type received struct {
@@ -156,6 +158,11 @@ func (e *engine) run(ctx context.Context) error {
 		case cmd := <-e.cmds:
 			cmd(e, time.Now())
 		case <-e.timer.C:
+			// Adverts that arrived before the deadline count first: select
+			// picks at random among ready cases, and a master's advert
+			// waiting in rx must not lose to the Master_Down timer (a
+			// false takeover on a busy machine).
+			e.drainReceived()
 			e.step(time.Now(), -1, TimerExpired{})
 		case <-e.redial.C:
 			for _, ifc := range e.ifaces {
@@ -430,6 +437,7 @@ func (e *engine) dial(ifc *iface) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		e.realtimeThread("reader " + ifc.name)
 		for {
 			buf := make([]byte, maxPacket)
 			n, meta, err := conn.ReadAdvert(buf)
