@@ -43,9 +43,12 @@ func testLogger(t *testing.T, node string) *slog.Logger {
 // startInNS starts a Group whose adapters work in ns. Construction styles
 // differ on purpose: fw1 passes the namespace path, fw2 calls New from a
 // goroutine locked into the namespace. Both must behave the same.
-func startInNS(t *testing.T, name string, ns *testenv.NS, cfg vrrp.Config) *running {
+func startInNS(t *testing.T, name string, ns *testenv.NS, cfg vrrp.Config, mods ...func(*vrrp.Options)) *running {
 	t.Helper()
 	opts := vrrp.Options{Logger: testLogger(t, name)}
+	for _, m := range mods {
+		m(&opts)
+	}
 	var (
 		g   *vrrp.Group
 		err error

@@ -19,6 +19,13 @@ import (
 // v3Intervals are the advert intervals the interop tests run at.
 var v3Intervals = []time.Duration{50 * time.Millisecond, time.Second}
 
+// testRTPriority is the SCHED_RR priority both stacks run their VRRP
+// threads at in the v3 tests (fwpair's RealtimePriority, keepalived's
+// vrrp_rt_priority): 50 ms adverts on a shared, loaded CI machine need it.
+const testRTPriority = 50
+
+func realtime(o *vrrp.Options) { o.RealtimePriority = testRTPriority }
+
 func labConfigV3(prio uint8, interval time.Duration) vrrp.Config {
 	cfg := labConfig(prio, true, "")
 	for i := range cfg.Instances {
@@ -55,6 +62,8 @@ func startKeepalivedV3(t *testing.T, ns *testenv.NS, prio uint8, interval time.D
   router_id fwv_keepalived_v3
   script_user root
   vrrp_version 3
+  vrrp_rt_priority %d
+  vrrp_rlimit_rttime 500000
 }
 vrrp_sync_group G {
   group {
@@ -63,7 +72,7 @@ vrrp_sync_group G {
   }
   notify %s
 }
-`, notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
+`, testRTPriority, notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
 	return launchKeepalived(t, ns, dir, conf)
 }
 
@@ -80,10 +89,9 @@ func TestPrivilegedKeepalivedV3MasterFwpairBackup(t *testing.T) {
 			t.Parallel()
 			lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
 			k := startKeepalivedV3(t, lab.FW1, 200, iv)
-			us := startInNS(t, "fw2", lab.FW2, labConfigV3(100, iv))
-
 			eventually(t, 6*time.Second, "keepalived MASTER", k.inState("MASTER"))
 			eventually(t, 2*time.Second, "keepalived holds both VIPs", holders(lab, 1))
+			us := startInNS(t, "fw2", lab.FW2, labConfigV3(100, iv), realtime)
 			consistently(t, 2*time.Second, "fwpair stays BACKUP without VIPs against keepalived 200", func() (bool, error) {
 				ok, err := holders(lab, 1)()
 				return ok && us.Status().State == vrrp.StateBackup, err
@@ -111,7 +119,7 @@ func TestPrivilegedKeepalivedV3BackupFwpairMaster(t *testing.T) {
 		t.Run(iv.String(), func(t *testing.T) {
 			t.Parallel()
 			lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
-			us := startInNS(t, "fw1", lab.FW1, labConfigV3(100, iv))
+			us := startInNS(t, "fw1", lab.FW1, labConfigV3(100, iv), realtime)
 			k := startKeepalivedV3(t, lab.FW2, 50, iv)
 
 			eventually(t, 6*time.Second, "fwpair MASTER with both VIPs", holders(lab, 1))
