@@ -1,6 +1,7 @@
 package vrrp_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/fwpair/fwpair/testenv"
 	"github.com/fwpair/fwpair/vrrp"
+	"github.com/vishvananda/netlink"
 )
 
 // VRRPv3 over IPv4 and IPv6 in one sync group, against keepalived 2.2.7
@@ -127,6 +129,43 @@ func ping6Through(t *testing.T, lab *testenv.Lab) {
 	t.Fatalf("client cannot reach the server over IPv6 through the VIPs: %v\n%s", err, out)
 }
 
+// neighborFollows is a condition: the neighbour entry of ns's eth0 for
+// the gateway VIP carries fw n's MAC on ifname. Without traffic, only an
+// unsolicited Neighbor Advertisement (Override) moves an existing entry
+// that quickly.
+func neighborFollows(lab *testenv.Lab, ns *testenv.NS, gw netip.Addr, n int, ifname string) func() (bool, error) {
+	return func() (bool, error) {
+		fwLink, err := lab.FW(n).Handle().LinkByName(ifname)
+		if err != nil {
+			return false, err
+		}
+		link, err := ns.Handle().LinkByName("eth0")
+		if err != nil {
+			return false, err
+		}
+		neighs, err := ns.Handle().NeighList(link.Attrs().Index, netlink.FAMILY_V6)
+		if err != nil {
+			return false, err
+		}
+		for _, nb := range neighs {
+			if ip, ok := netip.AddrFromSlice(nb.IP); ok && ip == gw {
+				return bytes.Equal(nb.HardwareAddr, fwLink.Attrs().HardwareAddr), nil
+			}
+		}
+		return false, fmt.Errorf("no neighbour entry for %v", gw)
+	}
+}
+
+// checkNeighborsFollow checks that the client's and the server's entries
+// for their link-local gateway VIPs moved to fw n, without traffic.
+func checkNeighborsFollow(t *testing.T, lab *testenv.Lab, n int) {
+	t.Helper()
+	eventually(t, time.Second, "client's neighbour entry for fe80::51 moved by the unsolicited NA",
+		neighborFollows(lab, lab.Client, testenv.VIP6LL0.Addr(), n, "eth0"))
+	eventually(t, time.Second, "server's neighbour entry for fe80::52 moved by the unsolicited NA",
+		neighborFollows(lab, lab.Server, testenv.VIP6LL1.Addr(), n, "eth1"))
+}
+
 func newDualLab(t *testing.T) *testenv.Lab {
 	t.Helper()
 	lab := testenv.NewLab(t, testenv.LabOptions{Prefix: "fwv"})
@@ -169,6 +208,7 @@ func TestPrivilegedKeepalivedV3IPv6MasterFwpairBackup(t *testing.T) {
 	mdi := vrrp.MasterDownIntervalV3(ivDual, 100)
 	took := eventually(t, mdi+v3Slack(ivDual), "fwpair takes over every VIP from the killed keepalived", dualHoldsAll(lab, 2))
 	t.Logf("MEASURED v3 IPv4+IPv6 %v: fwpair takeover from killed keepalived: %v (Master_Down_Interval %v)", ivDual, took, mdi)
+	checkNeighborsFollow(t, lab, 2)
 	pingThrough(t, lab)
 	ping6Through(t, lab)
 }
@@ -197,6 +237,7 @@ func TestPrivilegedKeepalivedV3IPv6BackupFwpairMaster(t *testing.T) {
 	mdi := vrrp.MasterDownIntervalV3(ivDual, 50)
 	took := eventually(t, mdi+time.Second, "keepalived takes over every VIP", dualHoldsAll(lab, 2))
 	t.Logf("MEASURED v3 IPv4+IPv6 %v: keepalived takeover from crashed fwpair: %v (Master_Down_Interval %v)", ivDual, took, mdi)
+	checkNeighborsFollow(t, lab, 2)
 	pingThrough(t, lab)
 	ping6Through(t, lab)
 }
