@@ -26,6 +26,16 @@ const testRTPriority = 50
 
 func realtime(o *vrrp.Options) { o.RealtimePriority = testRTPriority }
 
+// rtConf is keepalived's global_defs lines for vrrp_rt_priority rt. The
+// default RLIMIT_RTTIME it sets (10 ms of CPU without sleeping) gets it
+// killed while it sends its GARP bursts on a loaded machine: raise it.
+func rtConf(rt int) string {
+	if rt == 0 {
+		return ""
+	}
+	return fmt.Sprintf("  vrrp_rt_priority %d\n  vrrp_rlimit_rttime 500000\n", rt)
+}
+
 func labConfigV3(prio uint8, interval time.Duration) vrrp.Config {
 	cfg := labConfig(prio, true, "")
 	for i := range cfg.Instances {
@@ -38,6 +48,12 @@ func labConfigV3(prio uint8, interval time.Duration) vrrp.Config {
 // startKeepalivedV3 runs keepalived with the lab's two instances in one
 // sync group, in VRRPv3 at the given interval.
 func startKeepalivedV3(t *testing.T, ns *testenv.NS, prio uint8, interval time.Duration) *keepalived {
+	return startKeepalivedV3RT(t, ns, prio, interval, testRTPriority)
+}
+
+// startKeepalivedV3RT is startKeepalivedV3 with vrrp_rt_priority rt (0:
+// none, normal scheduling).
+func startKeepalivedV3RT(t *testing.T, ns *testenv.NS, prio uint8, interval time.Duration, rt int) *keepalived {
 	t.Helper()
 	dir := t.TempDir()
 	notify := filepath.Join(dir, "notify.sh")
@@ -62,9 +78,7 @@ func startKeepalivedV3(t *testing.T, ns *testenv.NS, prio uint8, interval time.D
   router_id fwv_keepalived_v3
   script_user root
   vrrp_version 3
-  vrrp_rt_priority %d
-  vrrp_rlimit_rttime 500000
-}
+%s}
 vrrp_sync_group G {
   group {
     VI_0
@@ -72,7 +86,7 @@ vrrp_sync_group G {
   }
   notify %s
 }
-`, testRTPriority, notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
+`, rtConf(rt), notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
 	return launchKeepalived(t, ns, dir, conf)
 }
 
