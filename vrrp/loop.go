@@ -53,6 +53,13 @@ type engine struct {
 	sendBuf  []byte
 	logged   map[string]time.Time
 	rtWarned atomic.Bool // warned once that real-time scheduling failed
+
+	// pacer sends MASTER instances' periodic adverts from a real-time
+	// thread (RealtimePriority); nil without it.
+	pacer        *pacer
+	pacerClosing atomic.Bool
+	periodicStep bool   // the current step is a TimerExpired
+	wasMaster    []bool // per instance, before the current step
 }
 
 type received struct {
@@ -116,6 +123,7 @@ func (e *engine) run(ctx context.Context) error {
 	}
 	e.machine = NewSyncGroup(names, e.routers)
 
+	e.startPacer()
 	for _, ifc := range e.ifaces {
 		e.dial(ifc)
 	}
@@ -177,8 +185,10 @@ func (e *engine) run(ctx context.Context) error {
 
 // step runs the machine and executes its actions.
 func (e *engine) step(now time.Time, i int, ev Event) {
+	e.beforeStep(ev)
 	acts, next := e.machine.Step(now, i, ev)
 	e.execute(now, acts)
+	e.afterStep(now)
 	if next.IsZero() {
 		e.timer.Stop()
 	} else {
@@ -193,9 +203,13 @@ func (e *engine) step(now time.Time, i int, ev Event) {
 }
 
 func (e *engine) execute(now time.Time, acts []Action) {
+	e.stopPacing(acts)
 	for _, a := range acts {
 		switch a := a.(type) {
 		case SendAdvert:
+			if e.pacedAdvert(a) {
+				continue // the pacer sends it, on time
+			}
 			e.send(e.insts[a.Instance], a.Priority)
 		case Reannounce:
 			select {
@@ -458,6 +472,11 @@ func (e *engine) closeConn(ifc *iface) {
 	if ifc.conn == nil {
 		return
 	}
+	if e.pacer != nil {
+		for _, in := range ifc.insts {
+			e.pacer.stop(in.index)
+		}
+	}
 	_ = ifc.conn.Close()
 	e.mu.Lock()
 	ifc.conn = nil
@@ -480,6 +499,7 @@ func (e *engine) stop(graceful bool) {
 	e.announcing.Wait()
 	e.timer.Stop()
 	e.redial.Stop()
+	e.stopPacer()
 	for _, ifc := range e.ifaces {
 		e.closeConn(ifc)
 	}
