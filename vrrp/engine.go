@@ -131,6 +131,9 @@ type instance struct {
 	state    State
 	priority uint8
 	counters counters
+	// paced counts the pacer's sends, lock-free: the real-time pacer must
+	// never wait for Group.mu, which normal-priority threads hold.
+	paced pacedCounters
 }
 
 type iface struct {
@@ -388,7 +391,7 @@ func (g *Group) Status() Status {
 			Priority:  in.priority,
 			VIPs:      slices.Clone(in.cfg.VIPs),
 			Unicast:   in.policy.unicast,
-			Counters:  in.counters.snapshot(),
+			Counters:  in.paced.addTo(in.counters.snapshot()),
 		})
 	}
 	for _, ifc := range g.ifaces {

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,17 @@ type paceSlot struct {
 	prio  uint8
 	every time.Duration
 	next  time.Time
+}
+
+// pacedCounters are the pacer's additions to an instance's counters.
+type pacedCounters struct {
+	sent, sendErrors atomic.Uint64
+}
+
+func (c *pacedCounters) addTo(out Counters) Counters {
+	out.AdvertsSent += c.sent.Load()
+	out.SendErrors += c.sendErrors.Load()
+	return out
 }
 
 // pacerCore is the platform-independent part of the pacer.
@@ -120,14 +132,11 @@ func (p *pacerCore) fire(now time.Time) {
 			continue
 		}
 		for j, b := range s.pkts {
-			err := s.conn.WriteAdvert(b, s.in.cfg.UnicastSource, s.dsts[j])
-			p.e.mu.Lock()
-			if err != nil {
-				s.in.counters.sendErrors++
+			if err := s.conn.WriteAdvert(b, s.in.cfg.UnicastSource, s.dsts[j]); err != nil {
+				s.in.paced.sendErrors.Add(1)
 			} else {
-				s.in.counters.sent++
+				s.in.paced.sent.Add(1)
 			}
-			p.e.mu.Unlock()
 		}
 		s.next = s.next.Add(s.every)
 		if !s.next.After(now) { // far behind (a stall): no burst

@@ -65,8 +65,8 @@ func TestPacerCore(t *testing.T) {
 		t.Fatal("sent early")
 	}
 	p.fire(t0.Add(50 * time.Millisecond))
-	if conn.count() != 1 || in.counters.sent != 1 {
-		t.Fatalf("writes %d, sent %d after one period", conn.count(), in.counters.sent)
+	if conn.count() != 1 || in.paced.sent.Load() != 1 || g.Status().Instances[0].Counters.AdvertsSent != 1 {
+		t.Fatalf("writes %d, sent %d after one period", conn.count(), in.paced.sent.Load())
 	}
 	// A stall of 10 periods sends one advert, not a burst, and re-bases.
 	p.fire(t0.Add(550 * time.Millisecond))

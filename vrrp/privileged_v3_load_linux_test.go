@@ -3,6 +3,8 @@ package vrrp_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -81,6 +83,11 @@ func TestPrivilegedKeepalivedV3UnderCPUHog(t *testing.T) {
 			}
 			defer rec.Close()
 			before := transitions()
+			// The assertions are about our hogs; a host already running
+			// more than two tasks per core (other jobs) measures its own
+			// contention, so it only logs.
+			load := loadAverage(t)
+			busyHost := load > 2*float64(runtime.NumCPU())
 			var hogs []*testenv.CPUHog
 			for _, ns := range []*testenv.NS{lab.FW1, lab.FW2} {
 				h, err := testenv.StartCPUHog(ns, hogsPerNS)
@@ -107,8 +114,12 @@ func TestPrivilegedKeepalivedV3UnderCPUHog(t *testing.T) {
 			p50, _ := testenv.Percentile(iv, 50)
 			p99, _ := testenv.Percentile(iv, 99)
 			pmax, _ := testenv.Percentile(iv, 100)
-			t.Logf("MEASURED v3 %v under CPU hog (%d busy processes per firewall, %v, rt priority %d): %s advert interval p50 %v p99 %v max %v (%d intervals); spurious transitions %d",
-				hogInterval, hogsPerNS, hogWindow, c.rt, c.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond), len(iv), spurious)
+			t.Logf("MEASURED v3 %v under CPU hog (%d busy processes per firewall, %v, rt priority %d, host load %.1f before the hogs): %s advert interval p50 %v p99 %v max %v (%d intervals); spurious transitions %d",
+				hogInterval, hogsPerNS, hogWindow, c.rt, load, c.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond), len(iv), spurious)
+			if busyHost {
+				t.Logf("host load %.1f exceeds 2 tasks per core before the hogs: figures logged, not asserted", load)
+				return
+			}
 			if c.strict && spurious > 0 {
 				t.Errorf("%d spurious transitions under load (a late advert made the BACKUP take over)", spurious)
 			}
@@ -118,6 +129,19 @@ func TestPrivilegedKeepalivedV3UnderCPUHog(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loadAverage is the host's one-minute load average.
+func loadAverage(t *testing.T) float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 // transitions counts the group states keepalived's notify script wrote.
