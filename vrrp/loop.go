@@ -59,6 +59,7 @@ type engine struct {
 	pacer        *pacer
 	pacerClosing atomic.Bool
 	periodicStep bool   // the current step is a TimerExpired
+	pendBuf      []byte // drainReceived's buffer for ReadPending
 	wasMaster    []bool // per instance, before the current step
 }
 

@@ -8,15 +8,40 @@ import (
 // maxDrain bounds drainReceived, so a flood cannot hold the timer off.
 const maxDrain = 64
 
-// drainReceived handles the adverts already queued by the readers,
-// without waiting. Called before a timer expiry is acted on.
+// pendingReader is implemented by Conns that can read a packet already
+// queued in the kernel without waiting (the Linux raw sockets).
+type pendingReader interface {
+	ReadPending(b []byte) (int, RecvMeta, bool)
+}
+
+// drainReceived handles, without waiting, the adverts already queued by
+// the readers and then those still in the sockets. Called before a timer
+// expiry is acted on: on a saturated machine the reader goroutines may
+// not have run although the master's adverts arrived in time.
 func (e *engine) drainReceived() {
 	for range maxDrain {
 		select {
 		case r := <-e.rx:
 			e.handleReceived(r)
+			continue
 		default:
-			return
+		}
+		break
+	}
+	for _, ifc := range e.ifaces {
+		pr, ok := ifc.conn.(pendingReader)
+		if !ok {
+			continue
+		}
+		if e.pendBuf == nil {
+			e.pendBuf = make([]byte, maxPacket)
+		}
+		for range maxDrain {
+			n, meta, ok := pr.ReadPending(e.pendBuf)
+			if !ok {
+				break
+			}
+			e.handleReceived(received{ifc: ifc, gen: ifc.gen, data: e.pendBuf[:n], meta: meta})
 		}
 	}
 }

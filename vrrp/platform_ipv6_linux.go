@@ -73,7 +73,12 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: open raw IPv6 socket on %s: %w", ifname, err)
 	}
-	c := &rawConn6{pc: ipv6.NewPacketConn(pc), index: link.Attrs().Index, local: local}
+	sc, err := pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: raw socket: %w", ifname, err)
+	}
+	c := &rawConn6{pc: ipv6.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []struct {
 		what string
@@ -102,6 +107,7 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 // rawConn6 is a Conn over a raw IPv6 socket bound to one interface.
 type rawConn6 struct {
 	pc    *ipv6.PacketConn
+	raw   syscall.RawConn // for ReadPending
 	index int
 	local netip.Addr
 }

@@ -191,7 +191,12 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: open raw socket on %s: %w", ifname, err)
 	}
-	c := &rawConn{pc: ipv4.NewPacketConn(pc), index: link.Attrs().Index, local: local}
+	sc, err := pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: raw socket: %w", ifname, err)
+	}
+	c := &rawConn{pc: ipv4.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []struct {
 		what string
@@ -220,6 +225,7 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 // rawConn is a Conn over a raw IPv4 socket bound to one interface.
 type rawConn struct {
 	pc    *ipv4.PacketConn
+	raw   syscall.RawConn // for ReadPending
 	index int
 	local netip.Addr
 }
