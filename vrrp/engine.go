@@ -360,6 +360,15 @@ type InterfaceStatus struct {
 	Counters  Counters
 }
 
+// Key names the socket uniquely: the interface name, with "/ipv6" for
+// the VRRPv3-over-IPv6 socket of an interface that has both.
+func (s InterfaceStatus) Key() string {
+	if s.IPv6 {
+		return s.Name + "/ipv6"
+	}
+	return s.Name
+}
+
 // Counters count adverts. Discarded is keyed by DiscardReason.String().
 type Counters struct {
 	AdvertsReceived      uint64
