@@ -112,6 +112,7 @@ type InstanceConfig struct {
 	UnicastPeers   []netip.Addr
 	UnicastSource  netip.Addr
 	AuthPassword   string
+	UseVMAC        bool
 }
 
 // SyncConfig is the conntrack sync engine.
@@ -251,6 +252,7 @@ type rawInstance struct {
 	UnicastPeers   []string `toml:"unicast_peers"`
 	UnicastSource  string   `toml:"unicast_source"`
 	AuthPassword   string   `toml:"auth_password"`
+	UseVMAC        bool     `toml:"use_vmac"`
 }
 
 type rawSync struct {
@@ -583,6 +585,7 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 			VIPLabel:       ri.VIPLabel,
 			TrackIfaces:    ri.TrackIfaces,
 			AuthPassword:   ri.AuthPassword,
+			UseVMAC:        ri.UseVMAC,
 		}
 		in.Interface = v.iface(key+".interface", ri.Interface)
 		if ri.VRID == nil {

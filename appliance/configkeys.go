@@ -40,6 +40,7 @@ var ConfigKeys = []ConfigKey{
 	{"vrrp.instance.unicast_peers", "list of strings", "none (multicast to 224.0.0.18)", "Send adverts to these addresses instead of the multicast group."},
 	{"vrrp.instance.unicast_source", "string", "the interface's address", "Source address of unicast adverts."},
 	{"vrrp.instance.auth_password", "string", "none", "Simple-password authentication (type 1, at most 8 characters), for peers that use it; VRRPv2 only."},
+	{"vrrp.instance.use_vmac", "boolean", "false", "Hold the virtual addresses on a macvlan interface vrrp.VRID (vrrp6.VRID for IPv6) with the virtual router MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID), created on becoming MASTER and removed on leaving, so that hosts ignoring gratuitous ARP follow a failover; firewall rules matching the inside interface must match it too. Sets arp_ignore = 1 on the interface."},
 	{"sync.mode", "string", `"ftfw"`, "ftfw (reliable: acknowledged, retransmitted) or notrack (best effort)."},
 	{"sync.ack_window", "integer", "300", "Acknowledge every N in-order messages (FTFW)."},
 	{"sync.resend_queue", "integer", "131072", "Messages kept for retransmission (FTFW)."},

@@ -213,6 +213,7 @@ func vrrpConfig(c *VRRPConfig) vrrp.Config {
 			UnicastPeers:    in.UnicastPeers,
 			UnicastSource:   in.UnicastSource,
 			AuthPassword:    in.AuthPassword,
+			UseVMAC:         in.UseVMAC,
 		}
 		for _, p := range in.VIPs {
 			vi.VIPs = append(vi.VIPs, vrrp.VIP{Prefix: p, Label: in.VIPLabel})

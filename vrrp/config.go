@@ -61,6 +61,15 @@ type InstanceConfig struct {
 	// UnicastSource is the source address of unicast adverts; zero means
 	// the interface's primary address.
 	UnicastSource netip.Addr
+	// UseVMAC puts the VIPs on a macvlan interface with the virtual
+	// router MAC (00-00-5E-00-01-{VRID}, IPv6 00-00-5E-00-02-{VRID}, RFC
+	// 9568 §7.3), created on the parent Interface when the node becomes
+	// MASTER and removed when it leaves: hosts that ignore gratuitous ARP
+	// keep a valid neighbour entry across a failover, and the switch
+	// relearns the MAC from the new MASTER's first GARP. The interface is
+	// VMACInterface; firewall rules that match the inside interface must
+	// match it too. Adverts still leave through Interface.
+	UseVMAC bool
 	// AuthPassword enables RFC 2338 simple password authentication (auth
 	// type 1, keepalived "auth_type PASS"). Only the first 8 bytes count.
 	// Empty means no authentication, the RFC 3768 behaviour.
@@ -187,6 +196,9 @@ func (c Config) Validate() error {
 				bad("first IPv6 VIP %v must be the virtual router's link-local address (fe80::/10, RFC 9568 §5.2.9)", v.Prefix)
 			case ipv6 && v.Label != "":
 				bad("label %q on IPv6 VIP %v: Linux labels only IPv4 addresses", v.Label, v.Prefix)
+			}
+			if in.UseVMAC && v.Label != "" {
+				bad("label %q: labels are not supported with use_vmac", v.Label)
 			}
 			if v.Label != "" && !strings.HasPrefix(v.Label, in.Interface) {
 				bad("label %q must start with the interface name %q", v.Label, in.Interface)

@@ -100,8 +100,11 @@ func (e *engine) run(ctx context.Context) error {
 	// A killed predecessor may have left VIPs behind; only MASTER may hold them.
 	for _, in := range e.insts {
 		rctx, cancel := context.WithTimeout(ctx, osTimeout)
-		if err := e.addresser.RemoveVIPs(rctx, in.cfg.Interface, in.cfg.VIPs); err != nil {
-			e.log.Warn("removing leftover VIPs", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+		if err := e.addresser.RemoveVIPs(rctx, in.cfg.vipInterface(), in.cfg.VIPs); err != nil {
+			e.log.Warn("removing leftover VIPs", "instance", in.cfg.Name, "iface", in.cfg.vipInterface(), "err", err)
+		}
+		if err := e.removeVMAC(rctx, in); err != nil {
+			e.log.Warn("removing a leftover virtual MAC interface", "instance", in.cfg.Name, "iface", in.cfg.VMACInterface(), "err", err)
 		}
 		cancel()
 	}
@@ -629,7 +632,10 @@ func (e *engine) takeVIPs(it transitionItem) bool {
 	e.vipsHeld = true
 	for _, in := range e.insts {
 		ctx, cancel := context.WithTimeout(it.ctx, osTimeout)
-		err := e.addresser.AddVIPs(ctx, in.cfg.Interface, in.cfg.VIPs)
+		err := e.addVMAC(ctx, in)
+		if err == nil {
+			err = e.addresser.AddVIPs(ctx, in.cfg.vipInterface(), in.cfg.VIPs)
+		}
 		cancel()
 		if err != nil {
 			if it.ctx.Err() != nil {
@@ -662,7 +668,7 @@ func (e *engine) announceAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := e.announcer.Announce(ctx, in.cfg.Interface, in.advert.Addresses); err != nil && ctx.Err() == nil {
+		if err := e.announcer.Announce(ctx, in.cfg.vipInterface(), in.advert.Addresses); err != nil && ctx.Err() == nil {
 			e.log.Warn("gratuitous ARP failed", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
 		}
 	}
@@ -724,11 +730,14 @@ func (e *engine) releaseVIPs() {
 	e.vipsHeld = false
 	for _, in := range e.insts {
 		ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
-		if err := e.addresser.RemoveVIPs(ctx, in.cfg.Interface, in.cfg.VIPs); err != nil {
-			e.log.Error("cannot remove VIPs", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+		if err := e.addresser.RemoveVIPs(ctx, in.cfg.vipInterface(), in.cfg.VIPs); err != nil {
+			e.log.Error("cannot remove VIPs", "instance", in.cfg.Name, "iface", in.cfg.vipInterface(), "err", err)
 			e.mu.Lock()
 			in.counters.vipFailures++
 			e.mu.Unlock()
+		}
+		if err := e.removeVMAC(ctx, in); err != nil {
+			e.log.Error("cannot remove the virtual MAC interface", "instance", in.cfg.Name, "iface", in.cfg.VMACInterface(), "err", err)
 		}
 		cancel()
 	}
