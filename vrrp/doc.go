@@ -165,8 +165,12 @@
 //     each peer, must come from a peer, and their TTL is not checked.
 //   - Simple-password authentication (RFC 2338 type 1) is supported for
 //     keepalived interop; IP AH (type 2) is not.
-//   - Adverts and GARPs use the interface's own MAC, like keepalived
-//     without use_vmac; the RFC's virtual MAC is not used.
+//   - By default adverts and GARPs use the interface's own MAC, like
+//     keepalived without use_vmac. With InstanceConfig.UseVMAC the MASTER
+//     holds the VIPs on a macvlan interface with the RFC's virtual router
+//     MAC (vmac.go, vmac_linux.go), so its GARPs and ARP replies carry
+//     it; adverts still leave through the parent interface with its own
+//     MAC (RFC 9568 §7.2 wants the virtual one).
 //   - Neighbor Advertisements set the Router flag (the MASTER is a
 //     router); keepalived 2.2.7 sends Override only.
 //   - Preempt delay tolerates a lower-priority master for PreemptDelay
