@@ -43,7 +43,7 @@ func RecordAdverts(ns *NS, ifname string) (*AdvertRecorder, error) {
 		if err != nil {
 			return err
 		}
-		proto := int(htons(unix.ETH_P_IP))
+		proto := int(netOrder16(unix.ETH_P_IP))
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, proto)
 		if err != nil {
 			return err
@@ -68,7 +68,9 @@ func RecordAdverts(ns *NS, ifname string) (*AdvertRecorder, error) {
 	return r, nil
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
+// netOrder16 swaps a 16-bit value to network byte order (little-endian
+// hosts), as AF_PACKET protocol numbers want.
+func netOrder16(v uint16) uint16 { return v<<8 | v>>8 }
 
 func (r *AdvertRecorder) read() {
 	defer close(r.done)
