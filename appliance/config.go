@@ -93,6 +93,8 @@ type VRRPConfig struct {
 	Instances    []InstanceConfig
 	TrackIfaces  []string
 	StartupDelay time.Duration
+	// RealtimePriority (1-99) runs the VRRP threads under SCHED_RR; 0 off.
+	RealtimePriority int
 }
 
 // InstanceConfig is one VRRP instance (one interface, one VRID).
@@ -110,6 +112,7 @@ type InstanceConfig struct {
 	UnicastPeers   []netip.Addr
 	UnicastSource  netip.Addr
 	AuthPassword   string
+	UseVMAC        bool
 }
 
 // DefaultConsistencyCheck is the period of the consistency check between
@@ -242,6 +245,7 @@ type rawVRRP struct {
 	TrackIfaces  []string      `toml:"track_interfaces"`
 	StartupDelay duration      `toml:"startup_delay"`
 	Instances    []rawInstance `toml:"instance"`
+	RealtimePrio *int          `toml:"realtime_priority"`
 }
 
 type rawInstance struct {
@@ -258,6 +262,7 @@ type rawInstance struct {
 	UnicastPeers   []string `toml:"unicast_peers"`
 	UnicastSource  string   `toml:"unicast_source"`
 	AuthPassword   string   `toml:"auth_password"`
+	UseVMAC        bool     `toml:"use_vmac"`
 }
 
 type rawSync struct {
@@ -558,9 +563,12 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 	}
 	if r.Version != nil {
 		c.Version = *r.Version
-		if c.Version != 2 {
-			v.errorf("vrrp.version", "%d is not supported (only VRRPv2, version = 2)", c.Version)
+		if c.Version != 2 && c.Version != 3 {
+			v.errorf("vrrp.version", "%d is not supported (2 = RFC 3768, 3 = RFC 9568)", c.Version)
 		}
+	}
+	if r.RealtimePrio != nil && v.rangeInt("vrrp.realtime_priority", *r.RealtimePrio, 0, 99) {
+		c.RealtimePriority = *r.RealtimePrio
 	}
 	if r.GARPBurst != nil {
 		c.GARPBurst = *r.GARPBurst
@@ -588,6 +596,7 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 			VIPLabel:       ri.VIPLabel,
 			TrackIfaces:    ri.TrackIfaces,
 			AuthPassword:   ri.AuthPassword,
+			UseVMAC:        ri.UseVMAC,
 		}
 		in.Interface = v.iface(key+".interface", ri.Interface)
 		if ri.VRID == nil {
@@ -612,9 +621,7 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		}
 		if ri.AdvertInterval.set {
 			in.AdvertInterval = ri.AdvertInterval.Duration
-			if in.AdvertInterval < time.Second || in.AdvertInterval%time.Second != 0 || in.AdvertInterval > maxAdvertIntervalV2Sec*time.Second {
-				v.errorf(key+".advert_interval", "%s: VRRPv2 needs whole seconds from 1s to 255s", in.AdvertInterval)
-			}
+			v.advertInterval(key+".advert_interval", c.Version, in.AdvertInterval)
 		}
 		if ri.Preempt != nil {
 			in.Preempt = *ri.Preempt
@@ -633,11 +640,13 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 				v.errorf(vk, "%q is not a valid CIDR", s)
 				continue
 			}
-			if !p.Addr().Is4() {
-				v.errorf(vk, "%q: VRRPv2 carries IPv4 virtual addresses only", s)
+			if !v.vipFamily(vk, c.Version, j, p, in.VIPs) {
 				continue
 			}
 			in.VIPs = append(in.VIPs, p)
+		}
+		if in.VIPLabel != "" && len(in.VIPs) > 0 && in.VIPs[0].Addr().Is6() {
+			v.errorf(key+".vip_label", "Linux labels only IPv4 addresses; remove it from this IPv6 instance")
 		}
 		if len(in.VIPLabel) > 15 {
 			v.errorf(key+".vip_label", "label %q is longer than 15 bytes", in.VIPLabel)
@@ -653,6 +662,9 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		}
 		if ri.UnicastSource != "" {
 			in.UnicastSource = v.addr(key+".unicast_source", ri.UnicastSource)
+		}
+		if c.Version == 3 && in.AuthPassword != "" {
+			v.errorf(key+".auth_password", "VRRPv3 has no authentication (RFC 9568); remove it or use version = 2")
 		}
 		if len(in.AuthPassword) > 8 {
 			v.errorf(key+".auth_password", "simple-password authentication holds at most 8 characters, got %d", len(in.AuthPassword))

@@ -111,7 +111,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad duration", inst(base + "preempt_delay = \"soon\"\n"), `x.toml:5`},
 		{"long password", inst(base + "auth_password = \"123456789\"\n"), `vrrp.instance[0].auth_password: simple-password authentication holds at most 8`},
 		{"bad unicast peer", inst(base + "unicast_peers = [\"10.0.0.x\"]\n"), `vrrp.instance[0].unicast_peers[0]: "10.0.0.x" is not an IP address`},
-		{"vrrp version", "[vrrp]\nversion = 3\n" + inst(base), `x.toml:2: vrrp.version: 3 is not supported`},
+		{"vrrp version", "[vrrp]\nversion = 4\n" + inst(base), `x.toml:2: vrrp.version: 4 is not supported`},
 		{"no instances", "[vrrp]\ngroup = \"g\"\n", `vrrp: no [[vrrp.instance]] configured`},
 		{"nothing to run", "[node]\nname = \"x\"\n", `neither [vrrp] nor [sync]`},
 		{"mode typo", link + "[sync.filter]\n", ""},

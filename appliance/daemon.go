@@ -157,7 +157,8 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	}
 	if cfg.VRRP != nil {
 		g, err := newVRRP(vrrpConfig(cfg.VRRP), vrrp.Options{
-			Logger: d.log.With("engine", "vrrp"),
+			Logger:           d.log.With("engine", "vrrp"),
+			RealtimePriority: cfg.VRRP.RealtimePriority,
 			Hooks: vrrp.Hooks{
 				BeforeMaster:    d.beforeMaster,
 				AfterTransition: d.afterTransition,
@@ -203,6 +204,7 @@ func vrrpConfig(c *VRRPConfig) vrrp.Config {
 			Name:            in.Name,
 			Interface:       in.Interface,
 			VRID:            in.VRID,
+			Version:         uint8(c.Version),
 			Priority:        in.Priority,
 			AdvertInterval:  in.AdvertInterval,
 			Preempt:         in.Preempt,
@@ -211,6 +213,7 @@ func vrrpConfig(c *VRRPConfig) vrrp.Config {
 			UnicastPeers:    in.UnicastPeers,
 			UnicastSource:   in.UnicastSource,
 			AuthPassword:    in.AuthPassword,
+			UseVMAC:         in.UseVMAC,
 		}
 		for _, p := range in.VIPs {
 			vi.VIPs = append(vi.VIPs, vrrp.VIP{Prefix: p, Label: in.VIPLabel})

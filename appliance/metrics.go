@@ -245,7 +245,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, ifc := range st.Interfaces {
 			for reason, n := range ifc.Counters.Discarded {
-				ch <- prometheus.MustNewConstMetric(m.discarded, prometheus.CounterValue, float64(n), "interface:"+ifc.Name, reason)
+				ch <- prometheus.MustNewConstMetric(m.discarded, prometheus.CounterValue, float64(n), "interface:"+ifc.Key(), reason)
 			}
 		}
 	}

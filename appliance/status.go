@@ -72,7 +72,7 @@ func (d *Daemon) Stats() api.Stats {
 		}
 		for _, ifc := range st.Interfaces {
 			for r, n := range ifc.Counters.Discarded {
-				out.VRRP[ifc.Name+".discarded_"+r] = n
+				out.VRRP[ifc.Key()+".discarded_"+r] = n
 			}
 		}
 	}

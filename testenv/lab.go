@@ -397,7 +397,11 @@ func holdsOnUpLink(ns *NS, ifname string, addr netip.Addr) (bool, error) {
 	if link.Attrs().Flags&net.FlagUp == 0 {
 		return false, nil
 	}
-	return HasAddr(ns, ifname, addr)
+	ok, err := HasAddr(ns, ifname, addr)
+	if ok || err != nil {
+		return ok, err
+	}
+	return onVMAC(ns, link, addr)
 }
 
 // PlaceVIPs puts both VIPs on firewall n only (removing them from the

@@ -22,7 +22,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 )
 
 // The zoo's ports and addresses.
@@ -33,18 +32,6 @@ const (
 	InsidePort      = 7100
 	// StreamPort is the server's UDP stream port.
 	StreamPort = 7200
-)
-
-// IPv6 addresses added to the lab by AddIPv6 (no IPv6 VIPs yet: the
-// client routes through fw1's address, and the replicated entries are
-// compared table to table).
-var (
-	ClientAddr6 = netip.MustParsePrefix("2001:db8::10/64")
-	ServerAddr6 = netip.MustParsePrefix("2001:db8:1::10/64")
-	FWAddrs6    = [2][2]netip.Prefix{
-		{netip.MustParsePrefix("2001:db8::1/64"), netip.MustParsePrefix("2001:db8:1::1/64")},
-		{netip.MustParsePrefix("2001:db8::2/64"), netip.MustParsePrefix("2001:db8:1::2/64")},
-	}
 )
 
 // ZooTimeouts are the conntrack timeouts the zoo shortens in the
@@ -67,35 +54,14 @@ func ZooRuleset() (string, error) {
 	return string(b), err
 }
 
-// AddIPv6 gives the lab IPv6 addresses (no DAD) and routes the client and
-// the server through fw1. Call it before the daemons start, so that their
-// address lists include them.
-func (l *Lab) AddIPv6() error {
-	add := func(ns *NS, ifname string, p netip.Prefix) error {
-		h := ns.Handle()
-		link, err := h.LinkByName(ifname)
-		if err != nil {
-			return err
-		}
-		a := &netlink.Addr{IPNet: prefixToIPNet(p), Flags: unix.IFA_F_NODAD}
-		if err := h.AddrAdd(link, a); err != nil {
-			return fmt.Errorf("%s: add %s: %w", ns.Name, p, err)
-		}
-		return nil
-	}
-	steps := []struct {
-		ns     *NS
-		ifname string
-		p      netip.Prefix
-	}{
-		{l.Client, "eth0", ClientAddr6}, {l.Server, "eth0", ServerAddr6},
-		{l.FW1, "eth0", FWAddrs6[0][0]}, {l.FW1, "eth1", FWAddrs6[0][1]},
-		{l.FW2, "eth0", FWAddrs6[1][0]}, {l.FW2, "eth1", FWAddrs6[1][1]},
-	}
-	for _, s := range steps {
-		if err := add(s.ns, s.ifname, s.p); err != nil {
-			return err
-		}
+// addIPv6ViaFW1 gives the lab IPv6 (AddIPv6) and routes the client's and
+// the server's LAN prefixes through fw1's own addresses: the zoo runs
+// VRRPv2, so there are no IPv6 VIPs, and its replicated IPv6 entries are
+// compared table to table. Call it before the daemons start, so that their
+// address lists include the new addresses.
+func (l *Lab) addIPv6ViaFW1() error {
+	if err := l.AddIPv6(); err != nil {
+		return err
 	}
 	route := func(ns *NS, dst netip.Prefix, gw netip.Addr) error {
 		r := &netlink.Route{Dst: prefixToIPNet(dst), Gw: net.IP(gw.AsSlice())}

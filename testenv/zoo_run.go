@@ -75,7 +75,7 @@ func RunZoo(lab *Lab, opts ZooOptions) (rep *ZooReport, err error) {
 			}
 		}
 	}
-	if err := lab.AddIPv6(); err != nil {
+	if err := lab.addIPv6ViaFW1(); err != nil {
 		return rep, err
 	}
 	direct := opts.DirectInject

@@ -26,11 +26,17 @@ type InstanceConfig struct {
 	Interface string
 	// VRID is the virtual router ID, 1-255, unique per interface.
 	VRID uint8
+	// Version is the VRRP version: 2 (RFC 3768; zero means 2) or 3 (RFC
+	// 9568: centisecond intervals, no authentication, timers that follow
+	// the master's interval). Instances of one group may differ.
+	Version uint8
 	// Priority is 1-255; 255 makes this node the address owner. Zero means
 	// the RFC default, 100.
 	Priority uint8
 	// AdvertInterval is the advertisement interval. VRRPv2 carries whole
-	// seconds: it must be a multiple of a second, 1-255 s. Zero means 1 s.
+	// seconds: it must be a multiple of a second, 1-255 s. VRRPv3 carries
+	// centiseconds: a multiple of 10 ms from 10 ms to 40.95 s. Zero means
+	// 1 s.
 	AdvertInterval time.Duration
 	// VIPs are the virtual addresses, IPv4, with their prefix length (/32
 	// unless the subnet route matters) and an optional label.
@@ -55,6 +61,15 @@ type InstanceConfig struct {
 	// UnicastSource is the source address of unicast adverts; zero means
 	// the interface's primary address.
 	UnicastSource netip.Addr
+	// UseVMAC puts the VIPs on a macvlan interface with the virtual
+	// router MAC (00-00-5E-00-01-{VRID}, IPv6 00-00-5E-00-02-{VRID}, RFC
+	// 9568 §7.3), created on the parent Interface when the node becomes
+	// MASTER and removed when it leaves: hosts that ignore gratuitous ARP
+	// keep a valid neighbour entry across a failover, and the switch
+	// relearns the MAC from the new MASTER's first GARP. The interface is
+	// VMACInterface; firewall rules that match the inside interface must
+	// match it too. Adverts still leave through Interface.
+	UseVMAC bool
 	// AuthPassword enables RFC 2338 simple password authentication (auth
 	// type 1, keepalived "auth_type PASS"). Only the first 8 bytes count.
 	// Empty means no authentication, the RFC 3768 behaviour.
@@ -99,6 +114,9 @@ func (c Config) withDefaults() Config {
 		if in.Priority == 0 {
 			in.Priority = DefaultPriority
 		}
+		if in.Version == 0 {
+			in.Version = Version2
+		}
 		if in.AdvertInterval == 0 {
 			in.AdvertInterval = defaultAdvertPeriod
 		}
@@ -138,13 +156,26 @@ func (c Config) Validate() error {
 		if in.VRID == 0 {
 			bad("VRID must be 1-255")
 		}
-		key := fmt.Sprintf("%s/%d", in.Interface, in.VRID)
+		// IPv4 and IPv6 have separate VRID spaces (RFC 9568 §5.2.3).
+		key := fmt.Sprintf("%s/%d", in.socketKey(), in.VRID)
 		if vrids[key] {
-			bad("VRID %d used twice on %s", in.VRID, in.Interface)
+			bad("VRID %d used twice on %s", in.VRID, in.socketKey())
 		}
 		vrids[key] = true
-		if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > 255*time.Second {
-			bad("advert interval %v is not 1-255 whole seconds (VRRPv2)", in.AdvertInterval)
+		switch in.Version {
+		case Version2:
+			if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > 255*time.Second {
+				bad("advert interval %v is not 1-255 whole seconds (VRRPv2)", in.AdvertInterval)
+			}
+		case Version3:
+			if _, ok := CentisecondsV3(in.AdvertInterval); !ok {
+				bad("advert interval %v is not a multiple of 10ms from 10ms to 40.95s (VRRPv3)", in.AdvertInterval)
+			}
+			if in.AuthPassword != "" {
+				bad("VRRPv3 has no authentication (RFC 9568); remove the password")
+			}
+		default:
+			bad("VRRP version %d is not supported (2 or 3)", in.Version)
 		}
 		if len(in.VIPs) == 0 {
 			bad("no VIPs")
@@ -152,9 +183,22 @@ func (c Config) Validate() error {
 		if len(in.VIPs) > MaxAddresses {
 			bad("%d VIPs, at most %d fit in an advert", len(in.VIPs), MaxAddresses)
 		}
-		for _, v := range in.VIPs {
-			if !v.Prefix.IsValid() || !v.Prefix.Addr().Is4() {
-				bad("VIP %v is not an IPv4 prefix", v.Prefix)
+		ipv6 := in.ipv6()
+		for j, v := range in.VIPs {
+			switch {
+			case !v.Prefix.IsValid() || v.Prefix.Addr().Is4In6() || v.Prefix.Addr().Zone() != "":
+				bad("VIP %v is not an IPv4 or IPv6 prefix", v.Prefix)
+			case in.Version != Version3 && !v.Prefix.Addr().Is4():
+				bad("VIP %v is not an IPv4 prefix (IPv6 needs VRRPv3)", v.Prefix)
+			case v.Prefix.Addr().Is6() != ipv6:
+				bad("VIP %v: all VIPs of an instance must be of one family (RFC 9568); use one instance per family", v.Prefix)
+			case ipv6 && j == 0 && !v.Prefix.Addr().IsLinkLocalUnicast():
+				bad("first IPv6 VIP %v must be the virtual router's link-local address (fe80::/10, RFC 9568 §5.2.9)", v.Prefix)
+			case ipv6 && v.Label != "":
+				bad("label %q on IPv6 VIP %v: Linux labels only IPv4 addresses", v.Label, v.Prefix)
+			}
+			if in.UseVMAC && v.Label != "" {
+				bad("label %q: labels are not supported with use_vmac", v.Label)
 			}
 			if v.Label != "" && !strings.HasPrefix(v.Label, in.Interface) {
 				bad("label %q must start with the interface name %q", v.Label, in.Interface)
@@ -166,13 +210,17 @@ func (c Config) Validate() error {
 		if in.PreemptDelay < 0 {
 			bad("negative preempt delay")
 		}
+		family := "IPv4"
+		if ipv6 {
+			family = "IPv6"
+		}
 		for _, p := range in.UnicastPeers {
-			if !p.Is4() {
-				bad("unicast peer %v is not IPv4", p)
+			if p.Is6() != ipv6 || p.Is4In6() {
+				bad("unicast peer %v is not %s like the VIPs", p, family)
 			}
 		}
-		if in.UnicastSource.IsValid() && !in.UnicastSource.Is4() {
-			bad("unicast source %v is not IPv4", in.UnicastSource)
+		if in.UnicastSource.IsValid() && (in.UnicastSource.Is6() != ipv6 || in.UnicastSource.Is4In6()) {
+			bad("unicast source %v is not %s like the VIPs", in.UnicastSource, family)
 		}
 		if in.UnicastSource.IsValid() && len(in.UnicastPeers) == 0 {
 			bad("unicast source without unicast peers")
@@ -185,6 +233,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("vrrp config: %w", err)
 	}
 	return nil
+}
+
+// ipv6 reports whether the instance runs VRRPv3 over IPv6 (its first VIP
+// is IPv6).
+func (in InstanceConfig) ipv6() bool {
+	return in.Version == Version3 && len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6()
+}
+
+// socketKey names the socket an instance uses: one per interface and
+// address family.
+func (in InstanceConfig) socketKey() string {
+	if in.ipv6() {
+		return in.Interface + "/ipv6"
+	}
+	return in.Interface
 }
 
 // interfaces returns the distinct instance interfaces, in config order.

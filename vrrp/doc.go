@@ -1,17 +1,23 @@
-// Package vrrp is fwpair's VRRPv2 engine (RFC 3768): it elects which
-// node of the pair is MASTER, holds the virtual addresses (VIPs) there,
-// and announces them with gratuitous ARP. It replaces keepalived and
-// interoperates with it (adverts are wire-compatible with keepalived
-// 2.2.7, including its simple-password authentication).
+// Package vrrp is fwpair's VRRP engine, version 2 (RFC 3768) and version 3
+// (RFC 9568, over IPv4 and IPv6): it elects which node of the pair is
+// MASTER, holds the virtual addresses (VIPs) there, and announces them
+// with gratuitous ARP (IPv4) or unsolicited Neighbor Advertisements
+// (IPv6). It replaces keepalived and interoperates with it (adverts are
+// wire-compatible with keepalived 2.2.7 in vrrp_version 2, including its
+// simple-password authentication, and in vrrp_version 3).
 //
 // # Layers
 //
 // The package has three layers, each testable on its own:
 //
 //  1. Pure protocol code, no I/O, no timers, no goroutines:
-//     advert.go (Advertisement codec: ParseAdvertisement, AppendBinary,
-//     Checksum), validate.go (the RFC 3768 §7.1 receive rules and the
-//     DiscardReason counters), timers.go (Skew_Time, Master_Down_Interval),
+//     advert.go (v2 Advertisement codec: ParseAdvertisement, AppendBinary,
+//     Checksum), advert_v3.go (AdvertisementV3: centisecond Max Adver
+//     Int, checksum over the IPv4/IPv6 pseudo-header, no authentication;
+//     SkewTimeV3, MasterDownIntervalV3), ndisc.go (the unsolicited
+//     Neighbor Advertisement), validate.go and validate_v3.go (the §7.1
+//     receive rules and the DiscardReason counters), timers.go (v2
+//     Skew_Time, Master_Down_Interval),
 //     fsm.go (Router: one instance's state machine) and syncgroup.go
 //     (SyncGroup: the instances of a node moving together). Machines take
 //     the current time and an Event and return Actions plus the next
@@ -22,13 +28,19 @@
 //     the small interfaces Conn/Dialer, Addresser, Announcer and
 //     LinkSource (adapters.go). vrrptest provides in-memory versions for
 //     tests under testing/synctest.
-//  3. Linux adapters (platform_linux.go): a raw IP protocol 112 socket per
-//     interface (golang.org/x/net/ipv4; SO_BINDTODEVICE, 224.0.0.18 joined
-//     on that interface only, TTL 255, multicast loop off, TTL/destination/
-//     interface control messages), VIPs through a vishvananda/netlink
+//  3. Linux adapters (platform_linux.go, platform_ipv6_linux.go,
+//     ndisc_linux.go): a raw IP protocol 112 socket per interface and
+//     family (golang.org/x/net/ipv4 and ipv6; SO_BINDTODEVICE, 224.0.0.18
+//     or ff02::12 joined on that interface only, TTL/hop limit 255,
+//     multicast loop off, TTL/destination/interface control messages; the
+//     IPv6 source is the interface's link-local address), VIPs through a
+//     vishvananda/netlink
 //     Handle bound to the namespace (idempotent add/remove with prefix and
-//     label), gratuitous ARP requests through AF_PACKET (mdlayher/packet,
-//     arp, ethernet), and link state read through that Handle whenever an
+//     label; IPv6 ones without duplicate address detection), gratuitous
+//     ARP requests through AF_PACKET (mdlayher/packet, arp, ethernet),
+//     Neighbor Advertisements (Router and Override flags, to ff02::1, hop
+//     limit 255) through a raw ICMPv6 socket, and link state read through
+//     that Handle whenever an
 //     rtnetlink link notification arrives (plus a slow safety poll).
 //
 // # Using it
@@ -101,6 +113,41 @@
 // waiting for every member's own timer: pulling only the master's eth0
 // cable costs Skew_Time (~0.6 s), not 3.2 s.
 //
+// # VRRPv3
+//
+// InstanceConfig.Version = 3 selects RFC 9568 per instance. The interval
+// is a multiple of 10 ms from 10 ms to 40.95 s; a BACKUP times the master
+// out from the interval the master advertises (Master_Adver_Interval),
+// not its own. An instance is IPv4 or IPv6, never both (its VIPs' family;
+// for IPv6 the first VIP is the virtual router's link-local address);
+// IPv4 and IPv6 instances have separate sockets and VRID spaces and may
+// share one sync group. The IPv4 checksum is sent over the pseudo-header,
+// as keepalived 2.2.7 does by default; the message-only form (RFC 9568's
+// reading, keepalived's v3_checksum_as_v2) is accepted too. Accept_Mode
+// is not implemented: a MASTER accepts packets to its VIPs (Linux
+// behaviour, as with v2 and keepalived).
+//
+// # Timing on a busy machine
+//
+// A BACKUP that misses three adverts takes over, so at 50 ms adverts a
+// MASTER late by 150 ms is a false takeover. Two things guard against it.
+// Before acting on a Master_Down expiry the event loop handles every
+// advert already received, in its queue or still in the kernel's socket
+// buffers (ReadPending): a reader goroutine that was not scheduled in
+// time cannot cause a takeover. With Options.RealtimePriority the event
+// loop and the readers run on OS threads of their own under SCHED_RR,
+// and a MASTER's periodic adverts leave from a pacer (pacer.go): a
+// SCHED_RR thread that sleeps in ppoll until the next advert is due and
+// sends pre-encoded adverts, instead of going through Go's timers, whose
+// threads run at normal priority. The pacer sends only the periodic
+// adverts; every other one (the first, priority 0, answers to another
+// master) still comes from the state machine, and pacing stops before an
+// instance leaves MASTER, so no paced advert follows a priority-0 one.
+// The pacer still needs a free P of the Go runtime when it wakes; on a
+// host loaded far beyond its cores the Ps are held by descheduled
+// normal-priority threads and its tail latency grows (see the MEASURED
+// lines of TestPrivilegedKeepalivedV3UnderCPUHog).
+//
 // # Deviations and choices
 //
 //   - FAULT is not in RFC 3768 (keepalived has it). A FAULT instance does
@@ -118,8 +165,14 @@
 //     each peer, must come from a peer, and their TTL is not checked.
 //   - Simple-password authentication (RFC 2338 type 1) is supported for
 //     keepalived interop; IP AH (type 2) is not.
-//   - Adverts and GARPs use the interface's own MAC, like keepalived
-//     without use_vmac; the RFC's virtual MAC is not used.
+//   - By default adverts and GARPs use the interface's own MAC, like
+//     keepalived without use_vmac. With InstanceConfig.UseVMAC the MASTER
+//     holds the VIPs on a macvlan interface with the RFC's virtual router
+//     MAC (vmac.go, vmac_linux.go), so its GARPs and ARP replies carry
+//     it; adverts still leave through the parent interface with its own
+//     MAC (RFC 9568 §7.2 wants the virtual one).
+//   - Neighbor Advertisements set the Router flag (the MASTER is a
+//     router); keepalived 2.2.7 sends Override only.
 //   - Preempt delay tolerates a lower-priority master for PreemptDelay
 //     after first hearing it, then preempts after Master_Down_Interval.
 //

@@ -31,6 +31,15 @@ type Options struct {
 	// called from any goroutine.
 	NetNS string
 
+	// RealtimePriority, 1-99, runs the event loop (timers, adverts, the
+	// state machine) and the socket readers each on an OS thread of its
+	// own under SCHED_RR at this priority, like keepalived's
+	// vrrp_rt_priority, so that adverts leave and are heard on time on a
+	// busy machine. It needs CAP_SYS_NICE; without it the engine logs a
+	// warning and runs at normal priority. Zero (default) leaves the
+	// scheduling alone.
+	RealtimePriority int
+
 	Dialer    Dialer
 	Addresser Addresser
 	Announcer Announcer
@@ -113,18 +122,23 @@ type instance struct {
 	index  int
 	iface  *iface
 	policy receivePolicy
-	advert Advertisement // template: priority filled per send
-	links  []string      // own interface + tracked
-	linkUp bool          // last LinkChanged given to the machine
+	advert Advertisement    // template: priority filled per send
+	v3     *AdvertisementV3 // VRRPv3 template instead of advert; nil for v2
+	links  []string         // own interface + tracked
+	linkUp bool             // last LinkChanged given to the machine
 
 	// guarded by Group.mu
 	state    State
 	priority uint8
 	counters counters
+	// paced counts the pacer's sends, lock-free: the real-time pacer must
+	// never wait for Group.mu, which normal-priority threads hold.
+	paced pacedCounters
 }
 
 type iface struct {
 	name  string
+	ipv6  bool                // VRRPv3 over IPv6: a separate socket on the same interface
 	insts map[uint8]*instance // by VRID
 	conn  Conn
 	gen   int // incremented on every dial, so reads from old conns are ignored
@@ -186,11 +200,13 @@ func New(cfg Config, opts Options) (*Group, error) {
 		}
 		g.defaults = p
 	}
-	byName := map[string]*iface{}
-	for _, name := range cfg.interfaces() {
-		ifc := &iface{name: name, insts: map[uint8]*instance{}, up: true}
-		byName[name] = ifc
-		g.ifaces = append(g.ifaces, ifc)
+	byName := map[string]*iface{} // by socketKey: one socket per interface and family
+	for _, in := range cfg.Instances {
+		if byName[in.socketKey()] == nil {
+			ifc := &iface{name: in.Interface, ipv6: in.ipv6(), insts: map[uint8]*instance{}, up: true}
+			byName[in.socketKey()] = ifc
+			g.ifaces = append(g.ifaces, ifc)
+		}
 	}
 	for i, in := range cfg.Instances {
 		vips := vipAddrs(in.VIPs)
@@ -199,7 +215,7 @@ func New(cfg Config, opts Options) (*Group, error) {
 		inst := &instance{
 			cfg:   in,
 			index: i,
-			iface: byName[in.Interface],
+			iface: byName[in.socketKey()],
 			policy: receivePolicy{
 				owner:    in.Priority == OwnerPriority,
 				interval: uint8(in.AdvertInterval / time.Second),
@@ -220,6 +236,9 @@ func New(cfg Config, opts Options) (*Group, error) {
 			inst.policy.authType, inst.advert.AuthType = AuthSimple, AuthSimple
 			inst.policy.authData = SimplePassword(in.AuthPassword)
 			inst.advert.AuthData = inst.policy.authData
+		}
+		if in.Version == Version3 {
+			inst.setupV3()
 		}
 		inst.iface.insts[in.VRID] = inst
 		g.insts = append(g.insts, inst)
@@ -307,7 +326,7 @@ func (g *Group) Run(ctx context.Context) error {
 
 	e := &engine{Group: g, rx: make(chan received, 64), linkUpdates: make(chan LinkUpdate, 16),
 		vipFailed: make(chan vipFailure, len(g.insts)), reannounce: make(chan struct{}, 1)}
-	return e.run(ctx)
+	return e.runScheduled(ctx)
 }
 
 // Status is a snapshot of the group for the control API and metrics.
@@ -335,9 +354,19 @@ type InstanceStatus struct {
 // instance (bad packets, unknown VRIDs).
 type InterfaceStatus struct {
 	Name      string
+	IPv6      bool // the VRRPv3-over-IPv6 socket of the interface
 	Up        bool
 	LocalAddr netip.Addr
 	Counters  Counters
+}
+
+// Key names the socket uniquely: the interface name, with "/ipv6" for
+// the VRRPv3-over-IPv6 socket of an interface that has both.
+func (s InterfaceStatus) Key() string {
+	if s.IPv6 {
+		return s.Name + "/ipv6"
+	}
+	return s.Name
 }
 
 // Counters count adverts. Discarded is keyed by DiscardReason.String().
@@ -371,12 +400,12 @@ func (g *Group) Status() Status {
 			Priority:  in.priority,
 			VIPs:      slices.Clone(in.cfg.VIPs),
 			Unicast:   in.policy.unicast,
-			Counters:  in.counters.snapshot(),
+			Counters:  in.paced.addTo(in.counters.snapshot()),
 		})
 	}
 	for _, ifc := range g.ifaces {
 		st.Interfaces = append(st.Interfaces, InterfaceStatus{
-			Name: ifc.name, Up: ifc.up, LocalAddr: ifc.localAddr, Counters: ifc.counters.snapshot(),
+			Name: ifc.name, IPv6: ifc.ipv6, Up: ifc.up, LocalAddr: ifc.localAddr, Counters: ifc.counters.snapshot(),
 		})
 	}
 	return st

@@ -55,6 +55,10 @@ type TimerExpired struct{}
 type AdvertReceived struct {
 	Priority uint8
 	Src      netip.Addr // IP source address, the sender's primary address
+	// Interval is the Max Adver Int of a VRRPv3 advert (RFC 9568): a
+	// backup times the master out from the master's interval, not its
+	// own. Zero (VRRPv2) means our own interval.
+	Interval time.Duration
 }
 
 // LinkChanged reports whether every interface the instance depends on (its
@@ -125,8 +129,11 @@ func (GroupStateChange) isAction() {}
 type RouterConfig struct {
 	Index          int           // instance index, copied into every Action
 	Priority       uint8         // 1-255; 255 is the address owner
-	AdvertInterval time.Duration // whole seconds for VRRPv2
-	Preempt        bool
+	AdvertInterval time.Duration // whole seconds for VRRPv2, centiseconds for v3
+	// Version is 2 (RFC 3768, also for zero) or 3 (RFC 9568). In v3 the
+	// timers follow the master's advertised interval.
+	Version uint8
+	Preempt bool
 	// PreemptDelay tolerates a lower-priority master for this long after
 	// first hearing it before preempting it (keepalived preempt_delay).
 	PreemptDelay time.Duration
@@ -135,8 +142,10 @@ type RouterConfig struct {
 	LocalAddr netip.Addr
 }
 
-// Router is the pure RFC 3768 §6 state machine of one instance, extended
-// with FAULT. It holds no sockets and no timers: Step takes the current
+// Router is the pure RFC 3768 §6 (VRRPv2) or RFC 9568 §6 (VRRPv3) state
+// machine of one instance, extended with FAULT. The versions differ only
+// in the timers: v3 computes Skew_Time and Master_Down_Interval from
+// Master_Adver_Interval, the interval the master advertises. It holds no sockets and no timers: Step takes the current
 // time and returns the actions and the next deadline.
 type Router struct {
 	cfg   RouterConfig
@@ -150,11 +159,14 @@ type Router struct {
 	linkDown     bool
 	started      bool
 	masterDenied bool // set by the sync group while a member is in FAULT
+	// masterAdver is RFC 9568 Master_Adver_Interval (v3 only): the
+	// master's advertised interval, our own until we hear one.
+	masterAdver time.Duration
 }
 
 // NewRouter returns a machine in StateInit.
 func NewRouter(cfg RouterConfig) *Router {
-	return &Router{cfg: cfg}
+	return &Router{cfg: cfg, masterAdver: cfg.AdvertInterval}
 }
 
 // State returns the current state.
@@ -169,8 +181,30 @@ func (r *Router) SetLocalAddr(a netip.Addr) { r.cfg.LocalAddr = a }
 
 func (r *Router) owner() bool { return r.cfg.Priority == OwnerPriority }
 
+func (r *Router) v3() bool { return r.cfg.Version == Version3 }
+
 func (r *Router) masterDownInterval() time.Duration {
+	if r.v3() {
+		return MasterDownIntervalV3(r.masterAdver, r.cfg.Priority)
+	}
 	return MasterDownInterval(r.cfg.AdvertInterval, r.cfg.Priority)
+}
+
+func (r *Router) skewTime() time.Duration {
+	if r.v3() {
+		return SkewTimeV3(r.cfg.Priority, r.masterAdver)
+	}
+	return SkewTime(r.cfg.Priority)
+}
+
+// learnInterval adopts the interval of the master we listen to (RFC 9568
+// §6.4.2, §6.4.3: "Set Master_Adver_Interval to Adver Interval contained
+// in the ADVERTISEMENT"). VRRPv2 has nothing to learn: a different
+// interval was discarded by validation.
+func (r *Router) learnInterval(ev AdvertReceived) {
+	if r.v3() && ev.Interval > 0 {
+		r.masterAdver = ev.Interval
+	}
 }
 
 // Step applies ev at time now and returns the actions to execute, in
@@ -227,6 +261,8 @@ func (r *Router) Step(now time.Time, ev Event) ([]Action, time.Time) {
 // start is Startup (§6.4.1), also used when a link comes back and when a
 // FAULT hold-down ends.
 func (r *Router) start(now time.Time, acts []Action, reason string) []Action {
+	// RFC 9568 §6.4.1: Master_Adver_Interval starts as our own interval.
+	r.masterAdver = r.cfg.AdvertInterval
 	if r.linkDown {
 		return r.enter(now, acts, StateFault, "link down")
 	}
@@ -240,6 +276,9 @@ func (r *Router) becomeMaster(now time.Time, acts []Action, reason string) []Act
 	// §6.4.1/§6.4.2: send an advert at once, arm Adver_Timer.
 	acts = append(acts, SendAdvert{Instance: r.cfg.Index, Priority: r.cfg.Priority})
 	r.advertAt = now.Add(r.cfg.AdvertInterval)
+	// We are the master now: should we yield without hearing another
+	// (sync group), our own interval is the best guess.
+	r.masterAdver = r.cfg.AdvertInterval
 	return r.enter(now, acts, StateMaster, reason)
 }
 
@@ -309,15 +348,17 @@ func (r *Router) advert(now time.Time, acts []Action, ev AdvertReceived) []Actio
 		switch {
 		case ev.Priority == ShutdownPriority:
 			// §6.4.2: the master is leaving; take over after Skew_Time.
-			r.armMasterDown(now, SkewTime(local), "priority 0 received")
+			r.armMasterDown(now, r.skewTime(), "priority 0 received")
 		case !r.cfg.Preempt || ev.Priority >= local:
 			r.preemptAt = time.Time{}
+			r.learnInterval(ev)
 			r.armMasterDown(now, r.masterDownInterval(), "master down timer expired")
 		case r.cfg.PreemptDelay > 0 && (r.preemptAt.IsZero() || now.Before(r.preemptAt)):
 			// Tolerate the lower-priority master for PreemptDelay.
 			if r.preemptAt.IsZero() {
 				r.preemptAt = now.Add(r.cfg.PreemptDelay)
 			}
+			r.learnInterval(ev)
 			r.armMasterDown(now, r.masterDownInterval(), "preempting lower-priority master")
 		default:
 			// §6.4.2: preempt. Discard, so that Master_Down_Timer runs out.
@@ -339,6 +380,7 @@ func (r *Router) advert(now time.Time, acts []Action, ev AdvertReceived) []Actio
 			// master existed and re-announces the VIPs, which neighbours
 			// may have learned from us during a split brain.
 			acts = append(acts, SendAdvert{Instance: r.cfg.Index, Priority: local})
+			r.learnInterval(ev)
 			acts = r.becomeBackup(now, acts, reason)
 		default:
 			// Another master with lower priority: split brain healing.

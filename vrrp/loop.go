@@ -5,8 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,8 +50,17 @@ type engine struct {
 	vipsHeld    bool // actuator only: VIPs may be installed
 	announcing  sync.WaitGroup
 
-	sendBuf []byte
-	logged  map[string]time.Time
+	sendBuf  []byte
+	logged   map[string]time.Time
+	rtWarned atomic.Bool // warned once that real-time scheduling failed
+
+	// pacer sends MASTER instances' periodic adverts from a real-time
+	// thread (RealtimePriority); nil without it.
+	pacer        *pacer
+	pacerClosing atomic.Bool
+	periodicStep bool   // the current step is a TimerExpired
+	pendBuf      []byte // drainReceived's buffer for ReadPending
+	wasMaster    []bool // per instance, before the current step
 }
 
 type received struct {
@@ -91,8 +100,11 @@ func (e *engine) run(ctx context.Context) error {
 	// A killed predecessor may have left VIPs behind; only MASTER may hold them.
 	for _, in := range e.insts {
 		rctx, cancel := context.WithTimeout(ctx, osTimeout)
-		if err := e.addresser.RemoveVIPs(rctx, in.cfg.Interface, in.cfg.VIPs); err != nil {
-			e.log.Warn("removing leftover VIPs", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+		if err := e.addresser.RemoveVIPs(rctx, in.cfg.vipInterface(), in.cfg.VIPs); err != nil {
+			e.log.Warn("removing leftover VIPs", "instance", in.cfg.Name, "iface", in.cfg.vipInterface(), "err", err)
+		}
+		if err := e.removeVMAC(rctx, in); err != nil {
+			e.log.Warn("removing a leftover virtual MAC interface", "instance", in.cfg.Name, "iface", in.cfg.VMACInterface(), "err", err)
 		}
 		cancel()
 	}
@@ -109,11 +121,13 @@ func (e *engine) run(ctx context.Context) error {
 			AdvertInterval: in.cfg.AdvertInterval,
 			Preempt:        in.cfg.Preempt,
 			PreemptDelay:   in.cfg.PreemptDelay,
+			Version:        in.cfg.Version,
 		})
 		e.routers = append(e.routers, r)
 	}
 	e.machine = NewSyncGroup(names, e.routers)
 
+	e.startPacer()
 	for _, ifc := range e.ifaces {
 		e.dial(ifc)
 	}
@@ -156,6 +170,11 @@ func (e *engine) run(ctx context.Context) error {
 		case cmd := <-e.cmds:
 			cmd(e, time.Now())
 		case <-e.timer.C:
+			// Adverts that arrived before the deadline count first: select
+			// picks at random among ready cases, and a master's advert
+			// waiting in rx must not lose to the Master_Down timer (a
+			// false takeover on a busy machine).
+			e.drainReceived()
 			e.step(time.Now(), -1, TimerExpired{})
 		case <-e.redial.C:
 			for _, ifc := range e.ifaces {
@@ -170,8 +189,10 @@ func (e *engine) run(ctx context.Context) error {
 
 // step runs the machine and executes its actions.
 func (e *engine) step(now time.Time, i int, ev Event) {
+	e.beforeStep(ev)
 	acts, next := e.machine.Step(now, i, ev)
 	e.execute(now, acts)
+	e.afterStep(now)
 	if next.IsZero() {
 		e.timer.Stop()
 	} else {
@@ -186,9 +207,13 @@ func (e *engine) step(now time.Time, i int, ev Event) {
 }
 
 func (e *engine) execute(now time.Time, acts []Action) {
+	e.stopPacing(acts)
 	for _, a := range acts {
 		switch a := a.(type) {
 		case SendAdvert:
+			if e.pacedAdvert(a) {
+				continue // the pacer sends it, on time
+			}
 			e.send(e.insts[a.Instance], a.Priority)
 		case Reannounce:
 			select {
@@ -230,18 +255,28 @@ func (e *engine) send(in *instance, prio uint8) {
 		e.mu.Unlock()
 		return
 	}
-	adv := in.advert
-	adv.Priority = prio
-	b, err := adv.AppendBinary(e.sendBuf[:0])
-	if err != nil { // the config was validated: this is a bug
-		panic(err)
+	var b []byte
+	if in.v3 == nil {
+		adv := in.advert
+		adv.Priority = prio
+		var err error
+		b, err = adv.AppendBinary(e.sendBuf[:0])
+		if err != nil { // the config was validated: this is a bug
+			panic(err)
+		}
+		e.sendBuf = b
 	}
-	e.sendBuf = b
-	dsts := []netip.Addr{GroupAddress}
+	group := [1]netip.Addr{in.groupAddress()}
+	dsts := group[:]
 	if in.policy.unicast {
 		dsts = in.cfg.UnicastPeers
 	}
 	for _, dst := range dsts {
+		if in.v3 != nil {
+			// The v3 checksum covers the pseudo-header: one encoding per
+			// destination.
+			b = e.encodeV3(in, conn, prio, dst)
+		}
 		err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
 		e.mu.Lock()
 		switch {
@@ -298,6 +333,10 @@ func (e *engine) handleReceived(r received) {
 		discard(&ifc.counters, DiscardOwnAdvert)
 		return
 	}
+	if len(r.data) > 0 && r.data[0]>>4 == Version3 {
+		e.handleV3(ifc, r.data, m, discard)
+		return
+	}
 	a, err := ParseAdvertisement(r.data)
 	if err != nil {
 		reason := DiscardLength
@@ -309,6 +348,10 @@ func (e *engine) handleReceived(r received) {
 		return
 	}
 	in := ifc.insts[a.VRID]
+	if in != nil && in.v3 != nil {
+		discard(&in.counters, DiscardVersion, "instance", in.cfg.Name, "version", Version2)
+		return
+	}
 	if in == nil {
 		discard(&ifc.counters, DiscardUnknownVRID, "vrid", a.VRID)
 		return
@@ -353,8 +396,10 @@ func (e *engine) isLocal(addr netip.Addr) bool {
 func (e *engine) handleLink(u LinkUpdate) {
 	prev, known := e.linkState[u.Name]
 	e.linkState[u.Name] = u.Up
-	if i := slices.IndexFunc(e.ifaces, func(ifc *iface) bool { return ifc.name == u.Name }); i >= 0 {
-		ifc := e.ifaces[i]
+	for _, ifc := range e.ifaces { // the IPv4 and the IPv6 socket
+		if ifc.name != u.Name {
+			continue
+		}
 		e.mu.Lock()
 		ifc.up = u.Up
 		e.mu.Unlock()
@@ -387,7 +432,7 @@ func (e *engine) refreshLinks(now time.Time) {
 
 func (e *engine) dial(ifc *iface) {
 	ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
-	conn, err := e.dialer.Dial(ctx, ifc.name)
+	conn, err := e.dialFamily(ctx, ifc)
 	cancel()
 	if err != nil {
 		e.logLimited(slog.LevelWarn, "dial:"+ifc.name, "cannot open VRRP socket; retrying", "iface", ifc.name, "err", err)
@@ -410,6 +455,7 @@ func (e *engine) dial(ifc *iface) {
 	e.bg.Add(1)
 	go func() {
 		defer e.bg.Done()
+		e.realtimeThread("reader " + ifc.name)
 		for {
 			buf := make([]byte, maxPacket)
 			n, meta, err := conn.ReadAdvert(buf)
@@ -429,6 +475,11 @@ func (e *engine) dial(ifc *iface) {
 func (e *engine) closeConn(ifc *iface) {
 	if ifc.conn == nil {
 		return
+	}
+	if e.pacer != nil {
+		for _, in := range ifc.insts {
+			e.pacer.stop(in.index)
+		}
 	}
 	_ = ifc.conn.Close()
 	e.mu.Lock()
@@ -452,6 +503,7 @@ func (e *engine) stop(graceful bool) {
 	e.announcing.Wait()
 	e.timer.Stop()
 	e.redial.Stop()
+	e.stopPacer()
 	for _, ifc := range e.ifaces {
 		e.closeConn(ifc)
 	}
@@ -580,7 +632,10 @@ func (e *engine) takeVIPs(it transitionItem) bool {
 	e.vipsHeld = true
 	for _, in := range e.insts {
 		ctx, cancel := context.WithTimeout(it.ctx, osTimeout)
-		err := e.addresser.AddVIPs(ctx, in.cfg.Interface, in.cfg.VIPs)
+		err := e.addVMAC(ctx, in)
+		if err == nil {
+			err = e.addresser.AddVIPs(ctx, in.cfg.vipInterface(), in.cfg.VIPs)
+		}
 		cancel()
 		if err != nil {
 			if it.ctx.Err() != nil {
@@ -613,7 +668,7 @@ func (e *engine) announceAll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := e.announcer.Announce(ctx, in.cfg.Interface, in.advert.Addresses); err != nil && ctx.Err() == nil {
+		if err := e.announcer.Announce(ctx, in.cfg.vipInterface(), in.advert.Addresses); err != nil && ctx.Err() == nil {
 			e.log.Warn("gratuitous ARP failed", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
 		}
 	}
@@ -675,11 +730,14 @@ func (e *engine) releaseVIPs() {
 	e.vipsHeld = false
 	for _, in := range e.insts {
 		ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
-		if err := e.addresser.RemoveVIPs(ctx, in.cfg.Interface, in.cfg.VIPs); err != nil {
-			e.log.Error("cannot remove VIPs", "instance", in.cfg.Name, "iface", in.cfg.Interface, "err", err)
+		if err := e.addresser.RemoveVIPs(ctx, in.cfg.vipInterface(), in.cfg.VIPs); err != nil {
+			e.log.Error("cannot remove VIPs", "instance", in.cfg.Name, "iface", in.cfg.vipInterface(), "err", err)
 			e.mu.Lock()
 			in.counters.vipFailures++
 			e.mu.Unlock()
+		}
+		if err := e.removeVMAC(ctx, in); err != nil {
+			e.log.Error("cannot remove the virtual MAC interface", "instance", in.cfg.Name, "iface", in.cfg.VMACInterface(), "err", err)
 		}
 		cancel()
 	}

@@ -48,6 +48,7 @@ type linuxPlatform struct {
 
 	garpMu sync.Mutex
 	garp   map[string]*garpConn
+	nd     map[string]*ndConn // IPv6 Neighbor Advertisement sockets
 }
 
 type garpConn struct {
@@ -85,7 +86,7 @@ func newPlatform(nsPath string, cfg Config, log *slog.Logger) (platform, error) 
 		_ = ns.Close()
 		return nil, fmt.Errorf("rtnetlink handle: %w", err)
 	}
-	p := &linuxPlatform{ns: ns, own: own, nl: nl, log: log, garp: map[string]*garpConn{}}
+	p := &linuxPlatform{ns: ns, own: own, nl: nl, log: log, garp: map[string]*garpConn{}, nd: map[string]*ndConn{}}
 	for _, in := range cfg.Instances {
 		p.vips = append(p.vips, vipAddrs(in.VIPs)...)
 	}
@@ -102,6 +103,10 @@ func (p *linuxPlatform) close() error {
 	for name, gc := range p.garp {
 		_ = gc.conn.Close()
 		delete(p.garp, name)
+	}
+	for name, nc := range p.nd {
+		_ = nc.conn.Close()
+		delete(p.nd, name)
 	}
 	p.garpMu.Unlock()
 	p.nl.Close()
@@ -186,7 +191,12 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: open raw socket on %s: %w", ifname, err)
 	}
-	c := &rawConn{pc: ipv4.NewPacketConn(pc), index: link.Attrs().Index, local: local}
+	sc, err := pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: raw socket: %w", ifname, err)
+	}
+	c := &rawConn{pc: ipv4.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []struct {
 		what string
@@ -215,6 +225,7 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 // rawConn is a Conn over a raw IPv4 socket bound to one interface.
 type rawConn struct {
 	pc    *ipv4.PacketConn
+	raw   syscall.RawConn // for ReadPending
 	index int
 	local netip.Addr
 }
@@ -263,10 +274,16 @@ var _ Addresser = (*linuxAddresser)(nil)
 func vipAddr(v VIP, withLabel bool) *netlink.Addr {
 	a := &netlink.Addr{IPNet: &net.IPNet{
 		IP:   v.Prefix.Addr().AsSlice(),
-		Mask: net.CIDRMask(v.Prefix.Bits(), 32),
+		Mask: net.CIDRMask(v.Prefix.Bits(), v.Prefix.Addr().BitLen()),
 	}}
 	if withLabel {
 		a.Label = v.Label
+	}
+	if v.Prefix.Addr().Is6() {
+		// No duplicate address detection: the address must be usable (as
+		// the source of the Neighbor Advertisements) at once, and the
+		// peer that held it is gone or going.
+		a.Flags = unix.IFA_F_NODAD
 	}
 	return a
 }
@@ -330,11 +347,20 @@ func (an *linuxAnnouncer) Announce(ctx context.Context, ifname string, addrs []n
 		return fmt.Errorf("GARP on %s: %w", ifname, err)
 	}
 	attrs := link.Attrs()
+	v4, v6 := splitFamilies(addrs)
+	if len(v6) > 0 {
+		if err := p.advertiseNeighbors(ctx, ifname, attrs, v6); err != nil {
+			return err
+		}
+	}
+	if len(v4) == 0 {
+		return nil
+	}
 	conn, err := p.garpConn(ifname, attrs)
 	if err != nil {
 		return err
 	}
-	for _, addr := range addrs {
+	for _, addr := range v4 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -43,9 +43,12 @@ func testLogger(t *testing.T, node string) *slog.Logger {
 // startInNS starts a Group whose adapters work in ns. Construction styles
 // differ on purpose: fw1 passes the namespace path, fw2 calls New from a
 // goroutine locked into the namespace. Both must behave the same.
-func startInNS(t *testing.T, name string, ns *testenv.NS, cfg vrrp.Config) *running {
+func startInNS(t *testing.T, name string, ns *testenv.NS, cfg vrrp.Config, mods ...func(*vrrp.Options)) *running {
 	t.Helper()
 	opts := vrrp.Options{Logger: testLogger(t, name)}
+	for _, m := range mods {
+		m(&opts)
+	}
 	var (
 		g   *vrrp.Group
 		err error
@@ -310,6 +313,13 @@ vrrp_sync_group G {
   notify %s
 }
 `, notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
+	return launchKeepalived(t, ns, dir, conf)
+}
+
+// launchKeepalived starts keepalived in ns with conf, whose sync-group
+// notify script is dir/notify.sh.
+func launchKeepalived(t *testing.T, ns *testenv.NS, dir, conf string) *keepalived {
+	t.Helper()
 	confPath := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

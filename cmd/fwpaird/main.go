@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -104,6 +105,13 @@ func run(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	if cfg.VRRP != nil && cfg.VRRP.RealtimePriority > 0 {
+		// One P more than the default: when the real-time VRRP threads
+		// wake, Go code needs a free P, and on a busy host every P may be
+		// held by a descheduled normal-priority thread (the sync engine's).
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -95,6 +95,7 @@ type Results struct {
 	Kernel      []KernelRun      `json:"kernel"`
 	Replication []ReplicationRun `json:"replication"`
 	Failover    []FailoverRun    `json:"failover"`
+	Hog         []HogRun         `json:"no_false_failover"`
 	Rows        []Row            `json:"rows"`
 	// Note says what the run had to leave out.
 	Note string `json:"note,omitempty"`
@@ -233,6 +234,19 @@ func Run(opts Options) (*Results, error) {
 				}
 			}
 		}
+		// VRRPv3 at 50 ms, both stacks, alternating like the others.
+		for _, name := range next() {
+			one(map[string]string{FWPair: FWPairV3, Reference: ReferenceV3}[name], Strict, Crash, i)
+		}
+	}
+	for _, name := range next() {
+		if e.jan.isClosed() {
+			break
+		}
+		h := e.hogRun(map[string]string{FWPair: FWPairV3, Reference: ReferenceV3}[name])
+		res.Hog = append(res.Hog, h)
+		e.logf("no-false-failover %-12s: %d spurious transitions in %.0f s, advert p50 %.1f p99 %.1f max %.1f ms (%d adverts), %d flows [%.0f s] %s",
+			h.Stack, h.Transitions, h.HogSeconds, h.AdvertP50MS, h.AdvertP99MS, h.AdvertMaxMS, h.Adverts, h.Flows, h.Seconds, firstLine(h.Error))
 	}
 	if skipped > 0 {
 		res.Note = fmt.Sprintf("%d failover run(s) beyond the first repetition were skipped to stay within the %s budget (load average %.1f at start).", skipped, sc.Budget, res.Host.LoadStart)

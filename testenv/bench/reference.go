@@ -35,6 +35,7 @@ type refStack struct {
 	conntrackd string
 	keepalived string
 	nodes      [2]*refNode
+	v3         time.Duration // VRRPv3 interval; 0 for VRRPv2 at 1 s
 }
 
 type refNode struct {
@@ -210,12 +211,12 @@ General {
 	interface %s
 	virtual_router_id %d
 	priority %d
-	advert_int 1
+	advert_int %s
 	virtual_ipaddress {
 		%s dev %s
 	}
 }
-`, name, ifname, vrid, prio, vip, ifname)
+`, name, ifname, vrid, prio, advertInt(s.v3), vip, ifname)
 	}
 	kaConf := fmt.Sprintf(`# keepalived for fw%d, written by fwpair's benchmark: the VRIDs,
 # priorities, advert interval and VIPs of etc/node%d.toml, one sync group,
@@ -223,7 +224,7 @@ General {
 global_defs {
 	router_id fw%d
 	script_user root
-}
+%s}
 vrrp_sync_group fw {
 	group {
 		inside
@@ -234,7 +235,7 @@ vrrp_sync_group fw {
 	notify_fault "%s fault"
 	notify %s
 }
-`, n, n, n, nd.script, nd.script, nd.script, filepath.Join(d, "state.sh")) +
+`, n, n, n, v3Globals(s.v3), nd.script, nd.script, nd.script, filepath.Join(d, "state.sh")) +
 		instance("inside", "eth0", 51, testenv.VIP0.String()) +
 		instance("outside", "eth1", 52, testenv.VIP1.String())
 	script, err := notifyScript(nd.wrapper, filepath.Join(d, "conntrackd.lock"), nd.ctdConf)

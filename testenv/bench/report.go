@@ -206,6 +206,8 @@ func buildRows(res *Results) []Row {
 		}
 	}
 
+	rows = append(rows, v3Rows(res)...)
+
 	// Replication and footprint.
 	repl := func(stack string, get func(ReplicationRun) float64) (vs []float64, failed int) {
 		for _, r := range res.Replication {

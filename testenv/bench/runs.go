@@ -254,15 +254,17 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 		}
 	}
 	switch name {
-	case FWPair, FWPairCache, FWPairKeyed:
+	case FWPair, FWPairCache, FWPairKeyed, FWPairV3:
 		st := newFWPair(lab, e.bin, e.runDir(), name == FWPairCache)
 		st.keyed = name == FWPairKeyed
+		st.v3 = v3Interval(name)
 		r.stack = st
 	default:
 		ref, err := newReference(lab, e.runDir())
 		if err != nil {
 			return r, err
 		}
+		ref.v3 = v3Interval(name)
 		r.stack = ref
 	}
 	e.jan.push(r.stack.close)

@@ -91,6 +91,7 @@ type fwpairStack struct {
 	dir      string
 	extCache bool
 	keyed    bool
+	v3       time.Duration // VRRPv3 interval; 0 runs etc/'s VRRPv2
 	nodes    [2]*testenv.Daemon
 	counts   [2]*ctCount
 }
@@ -121,6 +122,11 @@ func (s *fwpairStack) start(n int) error {
 	}
 	if s.keyed {
 		if cfg, err = withSyncKey(cfg, s.dir, n); err != nil {
+			return err
+		}
+	}
+	if s.v3 > 0 {
+		if cfg, err = testenv.WithVRRPv3(cfg, s.dir, n, s.v3, v3RTPriority); err != nil {
 			return err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -128,8 +129,18 @@ func demo(cleanup *[]func()) error {
 			allKept = false
 		}
 	}
-	c.Close() // the zoo runs on a lab of its own
+	c.Close() // the v3 crash and the zoo run on labs of their own
 	lab.Close()
+	// The same crash with VRRPv3 at 50 ms adverts, on a fresh pair.
+	res, err := crashV3(cleanup, bin, dir)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("== %d. VRRPv3, 50 ms adverts: fw1 dies (crash failover, compare with 3.)\n", len(scenarios)+3)
+	printResult(res)
+	if res.Verdict.Kept != res.Verdict.Total || res.Verdict.Reset != 0 || res.Split {
+		allKept = false
+	}
 	zooOK, err := zoo(bin, dir, cleanup)
 	if err != nil {
 		return err
@@ -146,7 +157,7 @@ func demo(cleanup *[]func()) error {
 // zoo runs the traffic zoo (testenv.RunZoo) on a lab of its own with the
 // NAT gateway ruleset and prints the kinds table.
 func zoo(bin, dir string, cleanup *[]func()) (bool, error) {
-	fmt.Println("== 6. the traffic zoo: one of each kind of connection through a NAT gateway pair")
+	fmt.Println("== 7. the traffic zoo: one of each kind of connection through a NAT gateway pair")
 	fmt.Println("   etc/fwpair-nat.nft (masquerade to the outside VIP, port forward VIP:8080 -> inside host),")
 	fmt.Println("   conntrack timeouts shortened in the firewalls (UDP stream 10 s, TCP established 20 s)")
 	ruleset, err := testenv.ZooRuleset()
@@ -175,6 +186,36 @@ func zoo(bin, dir string, cleanup *[]func()) (bool, error) {
 	}
 	fmt.Println()
 	return len(rep.Problems) == 0, nil
+}
+
+// crashV3 starts fwpaird with VRRPv3 at 50 ms adverts (real-time VRRP
+// threads) on a lab of its own and crashes the MASTER.
+func crashV3(cleanup *[]func(), bin, parent string) (testenv.ScenarioResult, error) {
+	dir := filepath.Join(parent, "vrrpv3") // logs and sockets apart from the v2 pair's
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return testenv.ScenarioResult{}, err
+	}
+	var cfgs [2]string
+	for i := range 2 {
+		p, err := testenv.RepoFile(fmt.Sprintf("etc/node%d.toml", i+1))
+		if err != nil {
+			return testenv.ScenarioResult{}, err
+		}
+		if cfgs[i], err = testenv.WithVRRPv3(p, dir, i+1, 50*time.Millisecond, 50); err != nil {
+			return testenv.ScenarioResult{}, err
+		}
+	}
+	lab, err := testenv.BuildLab(testenv.LabOptions{Prefix: prefix})
+	if err != nil {
+		return testenv.ScenarioResult{}, err
+	}
+	*cleanup = append(*cleanup, func() { lab.Close() })
+	c, err := testenv.StartCluster(lab, testenv.ClusterOptions{Bin: bin, Dir: dir, Sessions: 200, Configs: cfgs})
+	if err != nil {
+		return testenv.ScenarioResult{}, err
+	}
+	*cleanup = append(*cleanup, c.Close)
+	return c.Run(testenv.Crash, 1)
 }
 
 func printResult(r testenv.ScenarioResult) {

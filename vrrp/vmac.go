@@ -1,0 +1,69 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"net"
+)
+
+// VMACManager is implemented by Addressers that can create the virtual
+// router MAC interface of an instance with UseVMAC (the Linux one does,
+// through rtnetlink). Both methods are idempotent.
+type VMACManager interface {
+	// AddVMAC creates (or keeps) a macvlan interface name on parent with
+	// MAC mac, up, answering ARP only for its own addresses.
+	AddVMAC(ctx context.Context, parent, name string, mac net.HardwareAddr) error
+	// RemoveVMAC deletes it; a missing interface is not an error.
+	RemoveVMAC(ctx context.Context, name string) error
+}
+
+// VirtualMAC returns the virtual router MAC of RFC 9568 §7.3:
+// 00-00-5E-00-01-{VRID} for IPv4, 00-00-5E-00-02-{VRID} for IPv6.
+func VirtualMAC(vrid uint8, ipv6 bool) net.HardwareAddr {
+	block := byte(1)
+	if ipv6 {
+		block = 2
+	}
+	return net.HardwareAddr{0x00, 0x00, 0x5e, 0x00, block, vrid}
+}
+
+// VMACInterface is the name of the macvlan interface of an instance with
+// UseVMAC: "vrrp.VRID" (IPv4) or "vrrp6.VRID" (IPv6), like keepalived's.
+func (in InstanceConfig) VMACInterface() string {
+	if in.ipv6() {
+		return fmt.Sprintf("vrrp6.%d", in.VRID)
+	}
+	return fmt.Sprintf("vrrp.%d", in.VRID)
+}
+
+// vipInterface is where the instance's VIPs go and its GARPs leave from.
+func (in InstanceConfig) vipInterface() string {
+	if in.UseVMAC {
+		return in.VMACInterface()
+	}
+	return in.Interface
+}
+
+// addVMAC creates the instance's virtual MAC interface, if it uses one.
+func (e *engine) addVMAC(ctx context.Context, in *instance) error {
+	if !in.cfg.UseVMAC {
+		return nil
+	}
+	m, ok := e.addresser.(VMACManager)
+	if !ok {
+		return fmt.Errorf("vrrp: the addresser %T cannot create a virtual MAC interface", e.addresser)
+	}
+	return m.AddVMAC(ctx, in.cfg.Interface, in.cfg.VMACInterface(), VirtualMAC(in.cfg.VRID, in.cfg.ipv6()))
+}
+
+// removeVMAC deletes the instance's virtual MAC interface, if it uses one.
+func (e *engine) removeVMAC(ctx context.Context, in *instance) error {
+	if !in.cfg.UseVMAC {
+		return nil
+	}
+	m, ok := e.addresser.(VMACManager)
+	if !ok {
+		return nil // never created
+	}
+	return m.RemoveVMAC(ctx, in.cfg.VMACInterface())
+}
