@@ -310,3 +310,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestImportVRRPv3: keepalived's vrrp_version 3 with a sub-second
+// advert_int converts to vrrp.version = 3 with the interval in
+// centiseconds, and mixing versions on one node is refused.
+func TestImportVRRPv3(t *testing.T) {
+	dir := t.TempDir()
+	conf := write(t, dir, "keepalived.conf", "global_defs {\n router_id fw1\n vrrp_version 3\n}\n"+
+		"vrrp_instance inside {\n interface eth0\n virtual_router_id 51\n advert_int 0.05\n virtual_ipaddress {\n 192.168.0.100/24\n }\n}\n"+
+		"vrrp_instance outside {\n interface eth1\n virtual_router_id 52\n advert_int 0.123\n virtual_ipaddress {\n 192.168.1.100/24\n }\n}\n")
+	res, err := Import(Input{Keepalived: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.TOML)
+	for _, want := range []string{"version = 3", `advert_interval = "50ms"`, `advert_interval = "120ms"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	approx := false
+	for _, n := range res.Problems() {
+		if n.Outcome == Approximated && strings.Contains(n.Detail, "centiseconds") {
+			approx = true
+		}
+	}
+	if !approx {
+		t.Errorf("0.123 s rounded to 120ms without an approximation note: %v", res.Problems())
+	}
+	mixed := write(t, dir, "mixed.conf", "global_defs {\n vrrp_version 3\n}\n"+
+		"vrrp_instance inside {\n version 2\n interface eth0\n virtual_router_id 51\n virtual_ipaddress {\n 192.168.0.100/24\n }\n}\n")
+	if _, err := Import(Input{Keepalived: mixed}); err == nil || !strings.Contains(err.Error(), "one VRRP version") {
+		t.Errorf("mixed versions: %v", err)
+	}
+}

@@ -53,9 +53,8 @@ var keepalivedRefused = map[string]struct {
 	"vrrp_instance garp_master_delay":          {Ignored, "fwpair sends its burst at once and refreshes it by vrrp.garp_refresh"},
 	"vrrp_instance garp_lower_prio_repeat":     {Ignored, "not applicable"},
 	"vrrp_instance lvs_sync_daemon_interface":  {Refused, "LVS is not part of fwpair"},
-	"vrrp_instance use_vmac":                   {Refused, "fwpair does not use VRRP virtual MAC interfaces"},
 	"vrrp_instance vmac_xmit_base":             {Refused, "fwpair does not use VRRP virtual MAC interfaces"},
-	"vrrp_instance native_ipv6":                {Refused, "fwpair speaks VRRPv2 over IPv4"},
+	"vrrp_instance native_ipv6":                {Refused, "IPv6 instances are not imported: write a VRRPv3 IPv6 instance by hand (fwpair.toml(5))"},
 	"vrrp_instance mcast_src_ip":               {Approximated, "fwpair sends from the interface's primary address"},
 	"vrrp_instance notify_stop":                {Refused, "fwpair has no stop notification; systemd reports the unit's stop"},
 	"vrrp_instance debug":                      {Ignored, "use log.level = \"debug\""},
@@ -106,6 +105,7 @@ func (im *importer) keepalived(sts []*stmt) {
 			im.instance(s)
 		}
 	}
+	im.resolveAdverts()
 }
 
 func (im *importer) other(ctx string, s *stmt) {
@@ -123,12 +123,7 @@ func (im *importer) globalDefs(g *stmt) {
 			im.out.node = val{c.arg(0), c.where() + " router_id"}
 			im.note(c, Carried, "node.name")
 		case "vrrp_version":
-			if c.arg(0) == "2" {
-				im.out.version = val{"2", c.where() + " vrrp_version"}
-				im.note(c, Carried, "vrrp.version")
-			} else {
-				im.note(c, Refused, "fwpair speaks VRRPv2 (vrrp.version = 2)")
-			}
+			im.version(c, c.where()+" vrrp_version")
 		case "vrrp_garp_master_repeat":
 			im.garpRepeat(c)
 		case "vrrp_garp_master_refresh":
@@ -217,12 +212,7 @@ func (im *importer) instance(s *stmt) {
 				im.other("vrrp_instance", c)
 			}
 		case "version":
-			if c.arg(0) == "2" {
-				im.out.version = val{"2", from}
-				im.note(c, Carried, "vrrp.version")
-			} else {
-				im.note(c, Refused, "fwpair speaks VRRPv2 (vrrp.version = 2)")
-			}
+			im.version(c, from)
 		case "nopreempt":
 			in.preempt = val{"false", from}
 			im.note(c, Carried, "preempt = false")
@@ -237,6 +227,13 @@ func (im *importer) instance(s *stmt) {
 			}
 			in.preemptDelay = val{seconds(f), from}
 			im.note(c, Carried, "preempt_delay")
+		case "use_vmac":
+			in.useVMAC = val{"true", from}
+			if len(c.Args) > 0 {
+				im.note(c, Approximated, "use_vmac: fwpair names the interface vrrp.<VRID> itself, not %q", c.arg(0))
+			} else {
+				im.note(c, Carried, "use_vmac")
+			}
 		case "virtual_ipaddress":
 			im.vips(in, c)
 		case "unicast_peer":
@@ -291,22 +288,62 @@ func (im *importer) instance(s *stmt) {
 	im.out.instances = append(im.out.instances, in)
 }
 
-// advert carries advert_int: VRRPv2 needs whole seconds.
+// version carries vrrp_version (global) and an instance's version:
+// fwpair runs one VRRP version per node.
+func (im *importer) version(c *stmt, from string) {
+	v := c.arg(0)
+	if v != "2" && v != "3" {
+		im.note(c, Refused, "VRRP version %q: fwpair speaks versions 2 and 3", v)
+		return
+	}
+	if im.out.version.set() && im.out.version.v != v {
+		im.fatalf(c, "VRRP version %s here, %s at %s: fwpair runs one VRRP version for all instances of a node", v, im.out.version.v, im.out.version.from)
+		return
+	}
+	im.out.version = val{v, from}
+	im.note(c, Carried, "vrrp.version")
+}
+
+// advert reads advert_int; resolveAdverts carries it once the version
+// is known.
 func (im *importer) advert(in *outInstance, c *stmt) {
 	f, err := strconv.ParseFloat(c.arg(0), 64)
 	if err != nil || f <= 0 || f > 255 {
 		im.fatalf(c, "advert_int %q is not a number of seconds from 1 to 255", c.arg(0))
 		return
 	}
-	from := c.where() + " advert_int"
-	if f != math.Trunc(f) || f < 1 {
-		up := math.Max(1, math.Ceil(f))
-		in.advert = val{seconds(up), from}
-		im.note(c, Approximated, "VRRPv2 advertises in whole seconds: %s", seconds(up))
-		return
+	in.advertStmt, in.advertSecs = c, f
+}
+
+// resolveAdverts carries every instance's advert_int: VRRPv2 advertises
+// in whole seconds, VRRPv3 in centiseconds from 10 ms to 40.95 s.
+func (im *importer) resolveAdverts() {
+	v3 := im.out.version.v == "3"
+	for _, in := range im.out.instances {
+		c, f := in.advertStmt, in.advertSecs
+		if c == nil {
+			continue
+		}
+		from := c.where() + " advert_int"
+		switch {
+		case v3:
+			cs := math.Round(f * 100)
+			cs = math.Min(4095, math.Max(1, cs))
+			in.advert = val{seconds(cs / 100), from}
+			if cs != f*100 {
+				im.note(c, Approximated, "VRRPv3 advertises in centiseconds from 10ms to 40.95s: %s", seconds(cs/100))
+			} else {
+				im.note(c, Carried, "advert_interval")
+			}
+		case f != math.Trunc(f) || f < 1:
+			up := math.Max(1, math.Ceil(f))
+			in.advert = val{seconds(up), from}
+			im.note(c, Approximated, "VRRPv2 advertises in whole seconds: %s (vrrp_version 3 allows sub-second adverts)", seconds(up))
+		default:
+			in.advert = val{seconds(f), from}
+			im.note(c, Carried, "advert_interval")
+		}
 	}
-	in.advert = val{seconds(f), from}
-	im.note(c, Carried, "advert_interval")
 }
 
 func seconds(f float64) string {
@@ -330,7 +367,7 @@ func (im *importer) vips(in *outInstance, c *stmt) {
 			continue
 		}
 		if !p.Addr().Is4() {
-			im.note(v, Refused, "VRRPv2 carries IPv4 virtual addresses only")
+			im.note(v, Refused, "IPv6 virtual addresses are not imported: write a VRRPv3 IPv6 instance by hand, its link-local VIP first (fwpair.toml(5))")
 			continue
 		}
 		skip := false

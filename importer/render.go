@@ -23,9 +23,13 @@ type outConfig struct {
 
 type outInstance struct {
 	name, iface, vrid, priority, advert, preempt, preemptDelay val
-	vipLabel, unicastSource, authPassword                      val
+	vipLabel, unicastSource, authPassword, useVMAC             val
 	vips, unicastPeers, track                                  []val
 	from                                                       string
+	// advertStmt is the advert_int line, resolved once the VRRP version
+	// is known (resolveAdverts): v2 wants whole seconds, v3 centiseconds.
+	advertStmt *stmt
+	advertSecs float64
 }
 
 type outSync struct {
@@ -174,6 +178,7 @@ func (o *outConfig) render(in Input, problems []Note) []byte {
 			w.str("vip_label", in.vipLabel)
 			w.raw("preempt", in.preempt)
 			w.str("preempt_delay", in.preemptDelay)
+			w.raw("use_vmac", in.useVMAC)
 			w.list("track_interfaces", in.track)
 			w.list("unicast_peers", in.unicastPeers)
 			w.str("unicast_source", in.unicastSource)
