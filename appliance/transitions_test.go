@@ -96,6 +96,7 @@ func (f *fakeSync) SetMaster(master bool)                  { f.record(fmt.Sprint
 func (f *fakeSync) Status() api.SyncStatus                 { return api.SyncStatus{Mode: "ftfw"} }
 func (f *fakeSync) Stats() map[string]uint64               { return map[string]uint64{"x": 1} }
 func (f *fakeSync) Cache(string) ([]api.CacheEntry, error) { return nil, nil }
+func (f *fakeSync) Close() error                           { return nil }
 
 func simConfig(t *testing.T, node string, prio int) *Config {
 	t.Helper()
