@@ -20,6 +20,7 @@ import (
 // of it and when (under synctest, time is the bubble's fake clock).
 type fakeSync struct {
 	commitTook time.Duration
+	resyncTook time.Duration
 	direct     bool
 	ready      chan struct{}
 
@@ -81,7 +82,17 @@ func (f *fakeSync) Commit(ctx context.Context) (api.CommitResult, error) {
 	f.record("commit", start)
 	return api.CommitResult{Created: 1000, Seconds: f.commitTook.Seconds()}, nil
 }
-func (f *fakeSync) Resync(context.Context) error { f.record("resync", time.Now()); return nil }
+func (f *fakeSync) Resync(ctx context.Context) error {
+	start := time.Now()
+	select {
+	case <-time.After(f.resyncTook):
+	case <-ctx.Done():
+		f.record("resync cancelled", start)
+		return ctx.Err()
+	}
+	f.record("resync", start)
+	return nil
+}
 func (f *fakeSync) Flush(which string) error {
 	f.record("flush "+which, time.Now())
 	return nil
