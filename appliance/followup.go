@@ -53,18 +53,17 @@ type followUp struct {
 // followUpQueue is an unbounded FIFO (the VRRP actuator never blocks on
 // it) with the current generation.
 type followUpQueue struct {
-	mu      sync.Mutex
-	items   []followUp
-	gen     uint64
-	cancel  context.CancelFunc // of the step in flight, if it takes a context
-	signal  chan struct{}
-	closed  bool
-	stepMu  sync.Mutex // held by the worker while a sync step runs
-	stopped chan struct{}
+	mu     sync.Mutex
+	items  []followUp
+	gen    uint64
+	cancel context.CancelFunc // of the step in flight, if it takes a context
+	signal chan struct{}
+	closed bool
+	stepMu sync.Mutex // held by the worker while a sync step runs
 }
 
 func newFollowUpQueue() *followUpQueue {
-	return &followUpQueue{signal: make(chan struct{}, 1), stopped: make(chan struct{})}
+	return &followUpQueue{signal: make(chan struct{}, 1)}
 }
 
 // supersede starts a new generation: every queued or running follow-up
@@ -150,7 +149,6 @@ func (q *followUpQueue) step(gen uint64, fn func(ctx context.Context)) bool {
 // runFollowUps is the worker, a task of Daemon.Run: it returns when the
 // queue is closed and drained.
 func (d *Daemon) runFollowUps() {
-	defer close(d.followUps.stopped)
 	for {
 		f, ok := d.followUps.pop()
 		if !ok {
