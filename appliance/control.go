@@ -89,6 +89,12 @@ func newControlServer(path string, log *slog.Logger, ctl controller) (*controlSe
 	return cs, nil
 }
 
+// close releases a control server that will never Run.
+func (cs *controlServer) close() {
+	cs.ln.Close()
+	os.Remove(cs.path)
+}
+
 // Run serves until ctx ends, then removes the socket.
 func (cs *controlServer) Run(ctx context.Context) error {
 	errc := make(chan error, 1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,13 @@ type Options struct {
 	Version string
 	// Socket overrides the configured control socket path.
 	Socket string
+	// Gatherer is what the metrics server (metrics.listen) serves; nil
+	// serves no metrics.
+	Gatherer prometheus.Gatherer
+	// ConfigPath is the file read again on each value from Hangup.
+	ConfigPath string
+	// Hangup asks for a reload of ConfigPath (SIGHUP); nil never reloads.
+	Hangup <-chan os.Signal
 
 	// noControl skips the control socket (simulated tests, where a real
 	// socket would keep testing/synctest's clock from advancing).
@@ -39,6 +47,8 @@ type Options struct {
 	// newVRRP and newSync build the engines; tests replace them.
 	newVRRP func(cfg vrrp.Config, opts vrrp.Options) (vrrpGroup, error)
 	newSync func(cfg *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error)
+	// runHook runs the transition hook; tests replace it.
+	runHook func(ctx context.Context, log *slog.Logger, command string, timeout time.Duration, node, from, to, reason string)
 }
 
 // vrrpGroup is what the daemon needs of vrrp.Group.
@@ -78,6 +88,9 @@ type syncEngine interface {
 	Status() api.SyncStatus
 	Stats() map[string]uint64
 	Cache(which string) ([]api.CacheEntry, error)
+	// Close releases the engine's sockets; the daemon calls it once Run
+	// has returned, or when New fails after building the engine.
+	Close() error
 }
 
 // ownAddrs are the addresses the sync filter ignores by default.
@@ -105,11 +118,14 @@ type Daemon struct {
 	sync    syncEngine
 	metrics *metrics
 
-	// bg runs the post-transition work (flush, resync, bulk, hooks) off
-	// the critical path; Run waits for it before returning.
-	bg       sync.WaitGroup
-	bgCtx    context.Context
-	bgCancel context.CancelFunc
+	// followUps runs the post-transition work (flush, resync, bulk,
+	// hooks) off the critical path, in order (followup.go).
+	followUps *followUpQueue
+	runHook   func(ctx context.Context, log *slog.Logger, command string, timeout time.Duration, node, from, to, reason string)
+
+	gatherer   prometheus.Gatherer
+	configPath string
+	hangup     <-chan os.Signal
 }
 
 // New builds a daemon from a validated configuration.
@@ -123,6 +139,15 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		socket:   cfg.Control.Socket,
 		cfg:      cfg,
 		noCtl:    opts.noControl,
+
+		followUps:  newFollowUpQueue(),
+		runHook:    opts.runHook,
+		gatherer:   opts.Gatherer,
+		configPath: opts.ConfigPath,
+		hangup:     opts.Hangup,
+	}
+	if d.runHook == nil {
+		d.runHook = runHook
 	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
@@ -133,7 +158,6 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 	if opts.Socket != "" {
 		d.socket = opts.Socket
 	}
-	d.bgCtx, d.bgCancel = context.WithCancel(context.Background())
 	d.metrics = newMetrics(d)
 	if opts.Registry != nil {
 		if err := opts.Registry.Register(d.metrics); err != nil {
@@ -165,6 +189,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 			},
 		})
 		if err != nil {
+			if d.sync != nil {
+				d.sync.Close()
+			}
 			return nil, fmt.Errorf("vrrp: %w", err)
 		}
 		d.vrrp = g
@@ -224,13 +251,26 @@ func vrrpConfig(c *VRRPConfig) vrrp.Config {
 }
 
 // Run runs the node until ctx ends, then stops in the order that lets the
-// peer take over at once: VRRP first (priority-0 adverts, VIPs removed),
-// then the sync engine, then the control socket.
+// peer take over at once. It owns every task of the node and returns only
+// when all have returned and every socket is closed; doc.go tells the
+// order and why.
 func (d *Daemon) Run(ctx context.Context) error {
 	var ctl *controlServer
 	if !d.noCtl {
 		var err error
 		if ctl, err = newControlServer(d.socket, d.log, d); err != nil {
+			d.closeSync()
+			return err
+		}
+	}
+	var msrv *metricsServer
+	if addr := d.config().Metrics.Listen; addr != "" && d.gatherer != nil {
+		var err error
+		if msrv, err = newMetricsServer(addr, d.gatherer, d.log); err != nil {
+			if ctl != nil {
+				ctl.close()
+			}
+			d.closeSync()
 			return err
 		}
 	}
@@ -277,6 +317,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if ctl != nil {
 		start("control", ctlCtx, ctl.Run)
 	}
+	if msrv != nil {
+		start("metrics", ctlCtx, msrv.Run)
+	}
+	followUpsDone := start("follow-ups", context.Background(), func(context.Context) error { d.runFollowUps(); return nil })
 	var ready []<-chan struct{}
 	var syncDone, vrrpDone <-chan struct{}
 	if d.sync != nil {
@@ -306,20 +350,35 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	supervised := start("supervise", vrrpCtx, func(ctx context.Context) error { d.supervise(ctx); return nil })
+	reloads := start("reload", vrrpCtx, func(ctx context.Context) error { d.reloadOnHangup(ctx); return nil })
 
 	<-vrrpCtx.Done()
 	d.notifier.Notify(daemon.SdNotifyStopping + "\nSTATUS=stopping")
 	d.log.Info("stopping: VRRP first (priority-0 adverts, VIPs removed)")
 	wait(vrrpDone)
 	wait(supervised)
-	d.bgCancel()
-	d.bg.Wait()
+	wait(reloads)
+	// Every transition is queued now: the worker runs what is left,
+	// the last hook included, then returns.
+	d.followUps.close()
+	wait(followUpsDone)
 	syncCancel()
 	wait(syncDone)
+	d.closeSync()
 	ctlCancel()
 	wg.Wait()
 	d.log.Info("stopped")
 	return errors.Join(runErrs...)
+}
+
+// closeSync releases the sync engine's sockets once it no longer runs.
+func (d *Daemon) closeSync() {
+	if d.sync == nil {
+		return
+	}
+	if err := d.sync.Close(); err != nil {
+		d.log.Warn("closing the sync engine", "err", err)
+	}
 }
 
 // supervise keeps systemd informed: STATUS= on every state change and

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// The engines stay leaves (ARCHITECTURE.md): ctsync and vrrp never import
-// each other, appliance, Prometheus or a log handler package; only
-// appliance knows both.
+// The engines stay leaves (docs/architecture.md, "Packages and import
+// direction"): ctsync and vrrp never import each other, appliance,
+// Prometheus or a log handler package; only appliance knows both.
 func TestEnginesImportDirection(t *testing.T) {
 	for _, engine := range []string{"ctsync", "vrrp"} {
 		out, err := exec.Command("go", "list", "-deps", "github.com/fwpair/fwpair/"+engine).CombinedOutput()

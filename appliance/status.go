@@ -103,8 +103,7 @@ func (d *Daemon) Commit(ctx context.Context) (api.CommitResult, error) {
 	if err := d.needSync(); err != nil {
 		return api.CommitResult{}, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.config().Sync.CommitTimeout)
-	defer cancel()
+	// The engine bounds the commit by sync.commit_timeout.
 	res, err := d.sync.Commit(ctx)
 	if err == nil {
 		d.metrics.observeCommit(res.Seconds)
@@ -171,6 +170,41 @@ func (d *Daemon) SetLogLevel(level string) error {
 	d.level.Set(l)
 	d.log.Info("log level changed", "level", l.String())
 	return nil
+}
+
+// reloadOnHangup is a task of Run: each value from Options.Hangup
+// (SIGHUP) reads Options.ConfigPath again and applies it.
+func (d *Daemon) reloadOnHangup(ctx context.Context) {
+	if d.hangup == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.hangup:
+			d.reloadFile(d.configPath)
+		}
+	}
+}
+
+// reloadFile loads path and applies it with Reload, logging the outcome;
+// a file that does not load leaves the running configuration as it is.
+func (d *Daemon) reloadFile(path string) {
+	next, err := LoadConfig(path)
+	if err != nil {
+		d.log.Error("reload refused: keeping the running configuration", "err", err)
+		return
+	}
+	applied, restart, err := d.Reload(next)
+	if err != nil {
+		d.log.Error("reload failed: keeping the running configuration", "err", err)
+		return
+	}
+	d.log.Info("configuration reloaded", "applied", strings.Join(applied, ","), "needs_restart", strings.Join(restart, ","))
+	if len(restart) > 0 {
+		d.log.Warn("some changes take effect only after a restart", "keys", strings.Join(restart, ","))
+	}
 }
 
 // Reload applies a new configuration read on SIGHUP. Safe changes

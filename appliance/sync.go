@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -20,9 +21,11 @@ import (
 // on to what the daemon needs.
 type ctsyncEngine struct {
 	*ctsync.Engine
-	kernel *ctsync.LinuxKernel
-	direct bool
-	own    ownAddrs
+	kernel    *ctsync.LinuxKernel
+	closeOnce sync.Once
+	closeErr  error
+	direct    bool
+	own       ownAddrs
 }
 
 // conntrackEventsSysctl decides when the kernel attaches the event
@@ -113,8 +116,14 @@ func wireOptions(peer string) ctsync.WireOptions {
 }
 
 func (e *ctsyncEngine) Run(ctx context.Context) error {
-	defer e.kernel.Close()
 	return e.Engine.Run(ctx)
+}
+
+// Close closes the sync channels and the ctnetlink sockets, once; the
+// daemon calls it after Run has returned (or instead of Run).
+func (e *ctsyncEngine) Close() error {
+	e.closeOnce.Do(func() { e.closeErr = errors.Join(e.Engine.Close(), e.kernel.Close()) })
+	return e.closeErr
 }
 
 func (e *ctsyncEngine) Commit(ctx context.Context) (api.CommitResult, error) {

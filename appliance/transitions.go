@@ -18,17 +18,24 @@ import (
 //     bounded by sync.commit_timeout;
 //  3. the VRRP engine adds the VIPs and sends gratuitous ARP: traffic is
 //     attracted only now, so no established flow meets an empty table;
-//  4. afterTransition, off the critical path: flush the now stale external
-//     cache, resync the internal cache from the kernel, bulk-send it to
-//     the peer.
+//  4. afterTransition queues the follow-up, off the critical path: flush
+//     the now stale external cache, resync the internal cache from the
+//     kernel, bulk-send it to the peer, then the operator's hook.
 //
 // BACKUP: VIPs removed (by the engine), purge of this node's entries
 // scheduled, resync requested from the new MASTER. FAULT: VIPs removed,
-// purge scheduled.
+// purge scheduled. Follow-ups run one at a time in transition order, a
+// newer transition superseding an older one's sync steps (followup.go).
+//
+// The commit timeout (sync.commit_timeout) has one owner: the sync
+// engine's Commit applies it (ctsync.Config.CommitTimeout).
 
 // beforeMaster is vrrp.Hooks.BeforeMaster.
 func (d *Daemon) beforeMaster(ctx context.Context, t vrrp.Transition) error {
 	rec := &api.Transition{From: t.From.String(), To: t.To.String(), Reason: t.Reason, At: t.At}
+	// Nothing queued for the state this node leaves may run from now on
+	// (a BACKUP's purge, a resync request).
+	d.followUps.supersede()
 	var err error
 	if d.sync != nil {
 		// From now on this kernel's entries are the live ones: the peer's
@@ -36,17 +43,14 @@ func (d *Daemon) beforeMaster(ctx context.Context, t vrrp.Transition) error {
 		d.sync.SetMaster(true)
 	}
 	if d.sync != nil && !d.sync.DirectInject() {
-		timeout := d.config().Sync.CommitTimeout
-		cctx, cancel := context.WithTimeout(ctx, timeout)
 		start := time.Now()
 		var res api.CommitResult
-		res, err = d.sync.Commit(cctx)
-		cancel()
+		res, err = d.sync.Commit(ctx)
 		step := api.Step{Name: "commit", Seconds: time.Since(start).Seconds()}
 		if err != nil {
 			step.Error = err.Error()
 			if errors.Is(err, context.DeadlineExceeded) {
-				d.log.Warn("commit timed out: taking the VIPs anyway", "timeout", timeout)
+				d.log.Warn("commit timed out: taking the VIPs anyway", "timeout", d.config().Sync.CommitTimeout)
 			}
 		}
 		rec.Steps = append(rec.Steps, step)
@@ -93,20 +97,24 @@ func (d *Daemon) afterTransition(t vrrp.Transition) {
 		"commit_entries", rec.CommitEntries, "commit_seconds", rec.CommitSeconds, "vips_seconds", rec.VIPsSeconds)
 	d.notifier.Notify(d.statusLine())
 
-	d.bg.Add(1)
-	go func() {
-		defer d.bg.Done()
-		d.followUp(t, rec, cfg)
-	}()
+	d.followUps.push(followUp{t: t, rec: rec, cfg: cfg})
 }
 
-// followUp does the work that must not delay the VIPs.
-func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
-	ctx := d.bgCtx
+// followUp does the work that must not delay the VIPs, on the follow-up
+// worker: the sync steps unless superseded, then the hook.
+func (d *Daemon) followUp(f followUp) {
+	t, rec, cfg := f.t, f.rec, f.cfg
 	if d.sync != nil {
-		step := func(name string, fn func() error) {
+		step := func(name string, fn func(ctx context.Context) error) {
 			start := time.Now()
-			err := fn()
+			var err error
+			if !d.followUps.step(f.gen, func(ctx context.Context) { err = fn(ctx) }) {
+				d.log.Info("transition step skipped: a newer transition superseded it", "step", name, "to", t.To.String())
+				d.mu.Lock()
+				rec.Steps = append(rec.Steps, api.Step{Name: name, Error: "skipped: superseded by a newer transition"})
+				d.mu.Unlock()
+				return
+			}
 			s := api.Step{Name: name, Seconds: time.Since(start).Seconds()}
 			if err != nil {
 				s.Error = err.Error()
@@ -116,14 +124,15 @@ func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
 			rec.Steps = append(rec.Steps, s)
 			d.mu.Unlock()
 		}
+		purge := func(context.Context) error { d.sync.SchedulePurge(cfg.Sync.PurgeDelay); return nil }
 		switch t.To {
 		case vrrp.StateMaster:
 			if t.VIPsAdded {
 				if !d.sync.DirectInject() {
-					step("flush external", func() error { return d.sync.Flush("external") })
+					step("flush external", func(context.Context) error { return d.sync.Flush("external") })
 				}
-				step("resync", func() error { return d.sync.Resync(ctx) })
-				step("bulk send", d.sync.BulkSend)
+				step("resync", d.sync.Resync)
+				step("bulk send", func(context.Context) error { return d.sync.BulkSend() })
 			}
 		case vrrp.StateBackup:
 			// At start the engine asks the peer for its state by itself and
@@ -134,12 +143,12 @@ func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
 			// With direct inject the peer's states live in this kernel: a
 			// purge would delete them.
 			if !d.sync.DirectInject() {
-				step("schedule purge", func() error { d.sync.SchedulePurge(cfg.Sync.PurgeDelay); return nil })
+				step("schedule purge", purge)
 			}
-			step("request resync", d.sync.RequestResync)
+			step("request resync", func(context.Context) error { return d.sync.RequestResync() })
 		case vrrp.StateFault:
 			if t.From != vrrp.StateInit && !d.sync.DirectInject() {
-				step("schedule purge", func() error { d.sync.SchedulePurge(cfg.Sync.PurgeDelay); return nil })
+				step("schedule purge", purge)
 			}
 		}
 	}
@@ -151,7 +160,9 @@ func (d *Daemon) followUp(t vrrp.Transition, rec *api.Transition, cfg *Config) {
 	}
 	d.mu.Unlock()
 	d.log.Info("transition steps done", steps...)
-	runHook(ctx, d.log, cfg.Hooks.OnTransition, cfg.Hooks.Timeout, cfg.Node, t.From.String(), t.To.String(), t.Reason)
+	// Never cancelled, superseded or not, stopping or not: bounded by
+	// hooks.timeout alone.
+	d.runHook(context.Background(), d.log, cfg.Hooks.OnTransition, cfg.Hooks.Timeout, cfg.Node, t.From.String(), t.To.String(), t.Reason)
 }
 
 func sumMap(m map[string]int) int {

@@ -20,6 +20,7 @@ import (
 // of it and when (under synctest, time is the bubble's fake clock).
 type fakeSync struct {
 	commitTook time.Duration
+	resyncTook time.Duration
 	direct     bool
 	ready      chan struct{}
 
@@ -81,7 +82,17 @@ func (f *fakeSync) Commit(ctx context.Context) (api.CommitResult, error) {
 	f.record("commit", start)
 	return api.CommitResult{Created: 1000, Seconds: f.commitTook.Seconds()}, nil
 }
-func (f *fakeSync) Resync(context.Context) error { f.record("resync", time.Now()); return nil }
+func (f *fakeSync) Resync(ctx context.Context) error {
+	start := time.Now()
+	select {
+	case <-time.After(f.resyncTook):
+	case <-ctx.Done():
+		f.record("resync cancelled", start)
+		return ctx.Err()
+	}
+	f.record("resync", start)
+	return nil
+}
 func (f *fakeSync) Flush(which string) error {
 	f.record("flush "+which, time.Now())
 	return nil
@@ -96,6 +107,7 @@ func (f *fakeSync) SetMaster(master bool)                  { f.record(fmt.Sprint
 func (f *fakeSync) Status() api.SyncStatus                 { return api.SyncStatus{Mode: "ftfw"} }
 func (f *fakeSync) Stats() map[string]uint64               { return map[string]uint64{"x": 1} }
 func (f *fakeSync) Cache(string) ([]api.CacheEntry, error) { return nil, nil }
+func (f *fakeSync) Close() error                           { return nil }
 
 func simConfig(t *testing.T, node string, prio int) *Config {
 	t.Helper()

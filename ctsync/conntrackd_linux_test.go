@@ -7,14 +7,15 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fwpair/fwpair/testenv"
+	"github.com/fwpair/fwpair/testenv/refdaemons"
 )
 
 // conntrackd is a real conntrackd 1.4.7 running in a lab namespace.
@@ -22,80 +23,38 @@ type conntrackd struct {
 	ns   *testenv.NS
 	conf string
 	log  string
-	cmd  *exec.Cmd
+	proc *refdaemons.Proc
 }
 
 // startConntrackd writes a config into a temporary directory (own UNIX
-// socket and lock file) and runs `conntrackd -C conf` in ns.
+// socket and lock file) and runs `conntrackd -C conf` in ns, through the
+// shared launcher (testenv/refdaemons).
 func startConntrackd(t *testing.T, ns *testenv.NS, mode string, local, peer netip.Addr) *conntrackd {
 	t.Helper()
-	if _, err := exec.LookPath("conntrackd"); err != nil {
-		t.Fatalf("conntrackd not installed: %v", err)
-	}
 	dir := t.TempDir()
 	c := &conntrackd{ns: ns, conf: filepath.Join(dir, "conntrackd.conf"), log: filepath.Join(dir, "conntrackd.log")}
-	conf := fmt.Sprintf(`Sync {
-	Mode %s {
-		DisableExternalCache off
+	conf := refdaemons.ConntrackdConf{
+		Mode: mode, Local: local, Peer: peer,
+		LogFile: c.log, LockFile: filepath.Join(dir, "lock"), Socket: filepath.Join(dir, "ctl.sock"),
 	}
-	UDP {
-		IPv4_address %v
-		IPv4_Destination_Address %v
-		Port 3780
-		Interface eth2
-		SndSocketBuffer 1249280
-		RcvSocketBuffer 1249280
-		Checksum on
-	}
-}
-General {
-	HashSize 8192
-	HashLimit 65536
-	LogFile %s
-	Syslog off
-	LockFile %s
-	UNIX {
-		Path %s
-	}
-	NetlinkBufferSize 2097152
-	NetlinkBufferSizeMaxGrowth 8388608
-}
-`, mode, local, peer, c.log, filepath.Join(dir, "lock"), filepath.Join(dir, "ctl.sock"))
-	if err := os.WriteFile(c.conf, []byte(conf), 0o644); err != nil {
+	if err := os.WriteFile(c.conf, []byte(conf.Render()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	c.cmd = ns.Cmd(context.Background(), "conntrackd", "-C", c.conf)
-	c.cmd.Stdout, c.cmd.Stderr = &out, &out
-	if err := c.cmd.Start(); err != nil {
+	out := filepath.Join(dir, "conntrackd.out")
+	p, err := refdaemons.StartConntrackd(ns, c.conf, out)
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.cmd.Wait() }()
+	c.proc = p
 	t.Cleanup(func() {
-		_ = c.cmd.Process.Kill()
-		<-exited
+		_ = p.Signal(syscall.SIGKILL, 5*time.Second)
 		if t.Failed() {
+			outb, _ := os.ReadFile(out)
 			logb, _ := os.ReadFile(c.log)
-			t.Logf("conntrackd output:\n%s\nlog:\n%s", out.String(), logb)
+			t.Logf("conntrackd output:\n%s\nlog:\n%s", outb, logb)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := c.run(t, "-s"); err == nil {
-			return c
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("conntrackd exited: %v: %s", err, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("conntrackd not answering on its socket: %s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return c
 }
 
 func (c *conntrackd) run(t testing.TB, args ...string) (string, error) {

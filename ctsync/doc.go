@@ -127,6 +127,24 @@
 // asked for with exponential backoff. Measured: an entry deleted on the
 // BACKUP is back within about 2-3 s at a 2 s period.
 //
+// # File map
+//
+//	engine.go           Engine: config, Run and its loops, Commit, Flush, BulkSend
+//	ftfw.go, notrack.go the sync session per mode (sequence, ACK/NACK, resend queue)
+//	seqsanity.go        FTFW receive-sequence sanity (restarts, replays)
+//	wire.go             the conntrackd 1.4.7 message codec
+//	validate.go         checks on received states (the sync segment is not trusted)
+//	limits.go           bounds on what a peer can make the engine hold or do
+//	auth.go             optional HMAC on every datagram
+//	channel.go          Channel, MemChannel (tests); channel_linux.go: UDP
+//	cache.go            the internal and external caches
+//	flow.go, filter.go  Flow and its key; which flows are replicated
+//	eventmerge.go       merging partial kernel UPDATE events into full states
+//	refresh.go          keeping replicated entries alive on the peer
+//	converge.go         a returning BACKUP deletes what the peer no longer has
+//	digest.go, cache_digest.go  the optional consistency check
+//	netlink*.go, kernel_linux.go  ctnetlink: vocabulary, codec, sockets, Kernel
+//
 // # Limitations
 //
 //   - Expectations (NTA_EXP_*) and NTA_SYNPROXY are received and ignored

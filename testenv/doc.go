@@ -1,6 +1,6 @@
 // Package testenv builds fwpair's test and demo environments out of Linux
 // network namespaces: throwaway namespaces for privileged tests, and the
-// reference lab of ARCHITECTURE.md:
+// reference lab (the same one etc/node1.toml and etc/node2.toml describe):
 //
 //	client ── lan0 (192.168.0.0/24, VIP .100) ── fw1 eth0 / fw2 eth0
 //	fw1 eth1 / fw2 eth1 ── lan1 (192.168.1.0/24, VIP .100) ── server

@@ -1,12 +1,11 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
-
-	"github.com/mdlayher/netlink"
-	"github.com/ti-mo/conntrack"
 )
 
 // EchoPort is the TCP port of the lab's echo server.
@@ -22,7 +21,7 @@ type ExperimentResult struct {
 
 // MoveExperiment proves the lab is strict enough to judge a failover: it
 // opens sessions client -> server through fw1, optionally copies fw1's
-// conntrack entries into fw2 through ctnetlink, moves both VIPs to fw2 and
+// conntrack entries into fw2 (CopyConntrack), moves both VIPs to fw2 and
 // reports whether the sessions kept flowing. Without the state they must
 // break (the strict ruleset drops mid-stream packets as INVALID); with it
 // they must survive.
@@ -64,42 +63,45 @@ func MoveExperiment(l *Lab, sessions int, copyState bool, wait time.Duration) (E
 	return res, nil
 }
 
-// CopyConntrack copies every conntrack entry of src into dst through
-// ctnetlink (dump, then create), the way a sync daemon's commit would.
+// CopyConntrack copies every conntrack entry of src into dst, the way a
+// sync daemon's commit would, with the conntrack tool as the independent
+// oracle: `conntrack -L -o save` in src, each line created again with
+// `conntrack -I` in dst. NATed flows are left out (their reply tuple
+// would need the NAT bindings, which a plain create cannot carry), and
+// the EXPECTED bit, which the kernel refuses on create, is dropped.
 func CopyConntrack(src, dst *NS) (int, error) {
-	sc, err := conntrack.Dial(&netlink.Config{NetNS: src.FD()})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := src.Cmd(ctx, "conntrack", "-L", "-o", "save").Output()
 	if err != nil {
-		return 0, fmt.Errorf("ctnetlink in %s: %w", src.Name, err)
-	}
-	defer sc.Close()
-	dc, err := conntrack.Dial(&netlink.Config{NetNS: dst.FD()})
-	if err != nil {
-		return 0, fmt.Errorf("ctnetlink in %s: %w", dst.Name, err)
-	}
-	defer dc.Close()
-	flows, err := sc.Dump(nil)
-	if err != nil {
-		return 0, fmt.Errorf("dump %s: %w", src.Name, err)
+		return 0, fmt.Errorf("conntrack -L in %s: %w", src.Name, err)
 	}
 	n := 0
-	for _, f := range flows {
-		// The kernel refuses EXPECTED and ignores NAT bits on create; the
-		// reply tuple of a NATed flow would need CTA_NAT_*, which the
-		// library cannot send, so NATed flows are left out here.
-		if f.Status&conntrack.StatusNATMask != 0 {
+	for line := range strings.Lines(string(out)) {
+		args := strings.Fields(line)
+		if len(args) == 0 || args[0] != "-A" {
 			continue
 		}
-		c := conntrack.Flow{
-			TupleOrig:  f.TupleOrig,
-			TupleReply: f.TupleReply,
-			Timeout:    f.Timeout,
-			Status:     f.Status &^ conntrack.StatusExpected,
-			ProtoInfo:  f.ProtoInfo,
-			Mark:       f.Mark,
-			Zone:       f.Zone,
+		args[0] = "-I"
+		nat := false
+		for i := 0; i+1 < len(args); i++ {
+			if args[i] != "-u" {
+				continue
+			}
+			var keep []string
+			for st := range strings.SplitSeq(args[i+1], ",") {
+				nat = nat || strings.HasSuffix(st, "NAT")
+				if st != "EXPECTED" {
+					keep = append(keep, st)
+				}
+			}
+			args[i+1] = strings.Join(keep, ",")
 		}
-		if err := dc.Create(c); err != nil {
-			return n, fmt.Errorf("create %v in %s: %w", f.TupleOrig, dst.Name, err)
+		if nat {
+			continue
+		}
+		if out, err := dst.Run(ctx, "conntrack", args...); err != nil {
+			return n, fmt.Errorf("conntrack %s in %s: %w: %s", strings.Join(args, " "), dst.Name, err, out)
 		}
 		n++
 	}

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The reference lab's addresses (ARCHITECTURE.md).
+// The reference lab's addresses (the topology in doc.go).
 var (
 	VIP0       = netip.MustParsePrefix("192.168.0.100/24") // client side, fw eth0
 	VIP1       = netip.MustParsePrefix("192.168.1.100/24") // server side, fw eth1

@@ -3,20 +3,17 @@ package vrrp_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fwpair/fwpair/testenv"
+	"github.com/fwpair/fwpair/testenv/refdaemons"
 	"github.com/fwpair/fwpair/vrrp"
 	"github.com/vishvananda/netlink"
 )
@@ -269,11 +266,9 @@ func TestPrivilegedPair(t *testing.T) {
 // keepalived runs Debian's keepalived in a namespace with a config the
 // test writes; its sync-group notify script appends each state to a file.
 type keepalived struct {
-	t       *testing.T
-	dir     string
-	cmd     *exec.Cmd
-	pid     int
-	stopped bool
+	t   *testing.T
+	dir string
+	ka  *refdaemons.Keepalived
 }
 
 func startKeepalived(t *testing.T, ns *testenv.NS, prio uint8, password string) *keepalived {
@@ -284,62 +279,37 @@ func startKeepalived(t *testing.T, ns *testenv.NS, prio uint8, password string) 
 	if err := os.WriteFile(notify, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	auth := ""
-	if password != "" {
-		auth = fmt.Sprintf("  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", password)
+	conf := refdaemons.KeepalivedConf{
+		RouterID: "fwv_keepalived",
+		Group:    "G",
+		Notify:   notify,
+		Instances: []refdaemons.Instance{
+			{Name: "VI_0", Interface: "eth0", VRID: 51, Priority: int(prio), AuthPass: password, VIP: testenv.VIP0},
+			{Name: "VI_1", Interface: "eth1", VRID: 52, Priority: int(prio), AuthPass: password, VIP: testenv.VIP1},
+		},
 	}
-	instance := func(name, ifname string, vrid int, vip netip.Prefix) string {
-		return fmt.Sprintf(`vrrp_instance %s {
-  state BACKUP
-  interface %s
-  virtual_router_id %d
-  priority %d
-  advert_int 1
-%s  virtual_ipaddress {
-    %s dev %s
-  }
-}
-`, name, ifname, vrid, prio, auth, vip, ifname)
-	}
-	conf := fmt.Sprintf(`global_defs {
-  router_id fwv_keepalived
-  script_user root
-}
-vrrp_sync_group G {
-  group {
-    VI_0
-    VI_1
-  }
-  notify %s
-}
-`, notify) + instance("VI_0", "eth0", 51, testenv.VIP0) + instance("VI_1", "eth1", 52, testenv.VIP1)
-	return launchKeepalived(t, ns, dir, conf)
+	return launchKeepalived(t, ns, dir, conf.Render())
 }
 
 // launchKeepalived starts keepalived in ns with conf, whose sync-group
-// notify script is dir/notify.sh.
+// notify script is dir/notify.sh, through the shared launcher
+// (testenv/refdaemons).
 func launchKeepalived(t *testing.T, ns *testenv.NS, dir, conf string) *keepalived {
 	t.Helper()
 	confPath := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "keepalived.log"))
+	logPath := filepath.Join(dir, "keepalived.log")
+	ka, err := refdaemons.StartKeepalived(ns, dir, confPath, logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := ns.Cmd(context.Background(), "keepalived", "-n", "-l", "-D", "-P",
-		"-f", confPath, "-p", filepath.Join(dir, "keepalived.pid"), "-r", filepath.Join(dir, "vrrp.pid"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start keepalived: %v", err)
-	}
-	k := &keepalived{t: t, dir: dir, cmd: cmd, pid: cmd.Process.Pid}
+	k := &keepalived{t: t, dir: dir, ka: ka}
 	t.Cleanup(func() {
 		k.kill()
-		logf.Close()
 		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
+			b, _ := os.ReadFile(logPath)
 			t.Logf("keepalived log:\n%s", b)
 		}
 	})
@@ -348,19 +318,7 @@ func launchKeepalived(t *testing.T, ns *testenv.NS, dir, conf string) *keepalive
 
 // kill SIGKILLs keepalived's VRRP child, then the parent: no priority-0
 // advert, VIPs left behind, as in a crash.
-func (k *keepalived) kill() {
-	if k.stopped {
-		return
-	}
-	k.stopped = true
-	if b, err := os.ReadFile(filepath.Join(k.dir, "vrrp.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	_ = syscall.Kill(k.pid, syscall.SIGKILL)
-	_ = k.cmd.Wait()
-}
+func (k *keepalived) kill() { k.ka.Kill() }
 
 // lastState is the last group state keepalived's notify script wrote.
 func (k *keepalived) lastState() string {

@@ -10,23 +10,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
-	"strings"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fwpair/fwpair/appliance"
 	"github.com/fwpair/fwpair/manpage"
@@ -113,6 +107,11 @@ func run(args []string, stderr io.Writer) int {
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
 
+	// SIGHUP reloads: a task of the daemon, which stops listening first.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d, err := appliance.New(cfg, appliance.Options{
@@ -122,29 +121,15 @@ func run(args []string, stderr io.Writer) int {
 		Notifier: appliance.SystemdNotifier{},
 		Version:  version,
 		Socket:   *socket,
+		// The daemon serves metrics.listen itself, as one of its tasks.
+		Gatherer:   reg,
+		ConfigPath: *configPath,
+		Hangup:     hup,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	if cfg.Metrics.Listen != "" {
-		srv, err := serveMetrics(cfg.Metrics.Listen, reg, log)
-		if err != nil {
-			log.Error("cannot start", "err", err)
-			return 1
-		}
-		defer srv.Close()
-	}
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for range hup {
-			reload(d, *configPath, log)
-		}
-	}()
-
 	if err := d.Run(ctx); err != nil {
 		log.Error("fwpaird failed", "err", err)
 		return 1
@@ -168,38 +153,4 @@ func logHandler(w io.Writer, format string, level *slog.LevelVar) slog.Handler {
 		}
 	}
 	return slog.NewTextHandler(w, opts)
-}
-
-func reload(d *appliance.Daemon, path string, log *slog.Logger) {
-	next, err := appliance.LoadConfig(path)
-	if err != nil {
-		log.Error("reload refused: keeping the running configuration", "err", err)
-		return
-	}
-	applied, restart, err := d.Reload(next)
-	if err != nil {
-		log.Error("reload failed: keeping the running configuration", "err", err)
-		return
-	}
-	log.Info("configuration reloaded", "applied", strings.Join(applied, ","), "needs_restart", strings.Join(restart, ","))
-	if len(restart) > 0 {
-		log.Warn("some changes take effect only after a restart", "keys", strings.Join(restart, ","))
-	}
-}
-
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (*http.Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics listener: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	log.Info("metrics listening", "addr", ln.Addr().String())
-	return srv, nil
 }

@@ -102,7 +102,7 @@ func TestPrivilegedMigration(t *testing.T) {
 	// 2. Fail over to fw2: stop keepalived on fw1 (conntrackd stays, as
 	// during a maintenance of the VRRP side).
 	at := time.Now()
-	if err := ref.nodes[0].ka.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := ref.nodes[0].ka.Signal(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := fw2.WaitTransition("MASTER", at, 20*time.Second); err != nil {
@@ -128,7 +128,7 @@ func TestPrivilegedMigration(t *testing.T) {
 
 	// 4. Convert fw1: hand over to fw2 first, then replace fw1's stack.
 	at = time.Now()
-	if err := ref.nodes[0].ka.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := ref.nodes[0].ka.Signal(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := fw2.WaitTransition("MASTER", at, 20*time.Second); err != nil {
@@ -136,7 +136,7 @@ func TestPrivilegedMigration(t *testing.T) {
 	}
 	holds(2, 10*time.Second)
 	kept("fw2 MASTER before fw1's conversion", time.Now())
-	if err := ref.nodes[0].ctd.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := ref.nodes[0].ctd.Signal(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	// As after a reboot: fw1 knows no connection of its own any more.
@@ -171,10 +171,10 @@ func convert(t *testing.T, ref *refStack, n int, bin, dir string) *testenv.Daemo
 	if err := os.WriteFile(cfg, res.TOML, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	if err := nd.ka.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := nd.ka.Signal(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := nd.ctd.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+	if err := nd.ctd.Signal(syscall.SIGTERM, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	d, err := testenv.StartDaemon(ref.lab.FW(n), bin, fmt.Sprintf("fw%d", n), cfg, dir)

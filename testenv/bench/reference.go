@@ -1,12 +1,12 @@
 package bench
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/testenv"
+	"github.com/fwpair/fwpair/testenv/refdaemons"
 )
 
 // ShippedScript is where Debian's conntrackd package ships conntrackd's
@@ -43,55 +44,8 @@ type refNode struct {
 	dir string
 	// Files of the node.
 	ctdConf, kaConf, script, wrapper, timing, states, ctdLog, kaLog, socket string
-	ctd, ka                                                                 *proc
-}
-
-// proc is a started process and its exit.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startProc(cmd *exec.Cmd, logPath string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// signal sends sig and waits up to timeout for the exit, then SIGKILLs.
-func (p *proc) signal(sig syscall.Signal, timeout time.Duration) error {
-	if p == nil || !p.running() {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("pid %d did not exit within %s after %v", p.pid(), timeout, sig)
-	}
+	ctd                                                                     *refdaemons.Proc
+	ka                                                                      *refdaemons.Keepalived
 }
 
 func newReference(lab *testenv.Lab, dir string) (*refStack, error) {
@@ -117,17 +71,8 @@ func (s *refStack) start(n int) error {
 	ns := s.lab.FW(n)
 	// conntrackd first: the notify script expects it running (and would
 	// start a daemonised copy of its own otherwise).
-	if nd.ctd, err = startProc(ns.Cmd(context.Background(), s.conntrackd, "-C", nd.ctdConf), nd.ctdLog+".out"); err != nil {
-		return fmt.Errorf("start conntrackd on fw%d: %w", n, err)
-	}
-	end := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := ctdRequest(nd.socket, ctdStats); err == nil {
-			break
-		} else if !nd.ctd.running() || time.Now().After(end) {
-			return fmt.Errorf("conntrackd on fw%d not answering: %v\n%s", n, err, s.diag(n))
-		}
-		time.Sleep(20 * time.Millisecond)
+	if nd.ctd, err = refdaemons.StartConntrackd(ns, nd.ctdConf, nd.ctdLog+".out"); err != nil {
+		return fmt.Errorf("fw%d: %w\n%s", n, err, s.diag(n))
 	}
 	return s.startKeepalived(n)
 }
@@ -136,10 +81,9 @@ func (s *refStack) start(n int) error {
 func (s *refStack) startKeepalived(n int) error {
 	nd := s.nodes[n-1]
 	var err error
-	nd.ka, err = startProc(s.lab.FW(n).Cmd(context.Background(), s.keepalived, "-n", "-l", "-D", "-P",
-		"-f", nd.kaConf, "-p", filepath.Join(nd.dir, "keepalived.pid"), "-r", filepath.Join(nd.dir, "vrrp.pid")), nd.kaLog)
+	nd.ka, err = refdaemons.StartKeepalived(s.lab.FW(n), nd.dir, nd.kaConf, nd.kaLog)
 	if err != nil {
-		return fmt.Errorf("start keepalived on fw%d: %w", n, err)
+		return fmt.Errorf("fw%d: %w", n, err)
 	}
 	return nil
 }
@@ -163,81 +107,39 @@ func (s *refStack) writeNode(n int) (*refNode, error) {
 		socket:  filepath.Join(d, "conntrackd.ctl"),
 	}
 	local, peer := testenv.FWAddrs[n-1][2].Addr(), testenv.FWAddrs[2-n][2].Addr()
-	ctdConf := fmt.Sprintf(`# conntrackd for fw%d, written by fwpair's benchmark: FTFW over UDP on
-# the sync link, as fwpaird's [sync] section of etc/node%d.toml. The
-# netlink event buffer matches fwpaird's (64 MiB, growing to 4x on
-# overrun) so that overruns show processing speed, not configuration.
-Sync {
-	Mode FTFW {
-		DisableExternalCache off
-	}
-	UDP {
-		IPv4_address %s
-		IPv4_Destination_Address %s
-		Port 3780
-		Interface eth2
-		SndSocketBuffer 1249280
-		RcvSocketBuffer 1249280
-		Checksum on
-	}
-}
-General {
-	HashSize 32768
-	HashLimit 524288
-	LogFile %s
-	Syslog off
-	LockFile %s
-	UNIX {
-		Path %s
-	}
-	NetlinkBufferSize 67108864
-	NetlinkBufferSizeMaxGrowth 268435456
-	# fwpaird's default filter (ignore_own): loopback, the node's own
-	# addresses, the VIPs and the sync link.
-	Filter From Userspace {
-		Address Ignore {
-			IPv4_address 127.0.0.1
-%s		}
-	}
-}
-`, n, n, local, peer, nd.ctdLog, filepath.Join(d, "conntrackd.lock"), nd.socket, ignoreList(n))
+	ctdConf := refdaemons.ConntrackdConf{
+		Comment: fmt.Sprintf(`conntrackd for fw%d, written by fwpair's benchmark: FTFW over UDP on
+the sync link, as fwpaird's [sync] section of etc/node%d.toml. The
+netlink event buffer matches fwpaird's (64 MiB, growing to 4x on
+overrun) so that overruns show processing speed, not configuration.
+The ignore filter is fwpaird's default (ignore_own): loopback, the
+node's own addresses, the VIPs and the sync link.`, n, n),
+		Mode: "FTFW", Local: local, Peer: peer,
+		HashSize: 32768, HashLimit: 524288,
+		NetlinkBuffer: 64 << 20, NetlinkBufferMax: 256 << 20,
+		LogFile: nd.ctdLog, LockFile: filepath.Join(d, "conntrackd.lock"), Socket: nd.socket,
+		Ignore: ignoreList(n),
+	}.Render()
 	prio := 150
 	if n == 2 {
 		prio = 100
 	}
-	instance := func(name, ifname string, vrid int, vip string) string {
-		return fmt.Sprintf(`vrrp_instance %s {
-	state BACKUP
-	interface %s
-	virtual_router_id %d
-	priority %d
-	advert_int %s
-	virtual_ipaddress {
-		%s dev %s
-	}
-}
-`, name, ifname, vrid, prio, advertInt(s.v3), vip, ifname)
-	}
-	kaConf := fmt.Sprintf(`# keepalived for fw%d, written by fwpair's benchmark: the VRIDs,
-# priorities, advert interval and VIPs of etc/node%d.toml, one sync group,
-# conntrackd's primary-backup.sh as its notify scripts.
-global_defs {
-	router_id fw%d
-	script_user root
-%s}
-vrrp_sync_group fw {
-	group {
-		inside
-		outside
-	}
-	notify_master "%s primary"
-	notify_backup "%s backup"
-	notify_fault "%s fault"
-	notify %s
-}
-`, n, n, n, v3Globals(s.v3), nd.script, nd.script, nd.script, filepath.Join(d, "state.sh")) +
-		instance("inside", "eth0", 51, testenv.VIP0.String()) +
-		instance("outside", "eth1", 52, testenv.VIP1.String())
+	kaConf := refdaemons.KeepalivedConf{
+		Comment: fmt.Sprintf(`keepalived for fw%d, written by fwpair's benchmark: the VRIDs,
+priorities, advert interval and VIPs of etc/node%d.toml, one sync group,
+conntrackd's primary-backup.sh as its notify scripts.`, n, n),
+		RouterID:     fmt.Sprintf("fw%d", n),
+		Globals:      v3Globals(s.v3),
+		Group:        "fw",
+		NotifyMaster: nd.script + " primary",
+		NotifyBackup: nd.script + " backup",
+		NotifyFault:  nd.script + " fault",
+		Notify:       filepath.Join(d, "state.sh"),
+		Instances: []refdaemons.Instance{
+			{Name: "inside", Interface: "eth0", VRID: 51, Priority: prio, AdvertInt: advertInt(s.v3), VIP: testenv.VIP0},
+			{Name: "outside", Interface: "eth1", VRID: 52, Priority: prio, AdvertInt: advertInt(s.v3), VIP: testenv.VIP1},
+		},
+	}.Render()
 	script, err := notifyScript(nd.wrapper, filepath.Join(d, "conntrackd.lock"), nd.ctdConf)
 	if err != nil {
 		return nil, err
@@ -270,18 +172,14 @@ exit $rc
 	return nd, nil
 }
 
-// ignoreList is the Address Ignore block of node n: what fwpaird's
+// ignoreList is the Address Ignore list of node n: what fwpaird's
 // ignore_own leaves out.
-func ignoreList(n int) string {
-	var b strings.Builder
-	addrs := []string{testenv.VIP0.Addr().String(), testenv.VIP1.Addr().String(), testenv.FWAddrs[2-n][2].Addr().String()}
+func ignoreList(n int) []netip.Addr {
+	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.1"), testenv.VIP0.Addr(), testenv.VIP1.Addr(), testenv.FWAddrs[2-n][2].Addr()}
 	for _, p := range testenv.FWAddrs[n-1] {
-		addrs = append(addrs, p.Addr().String())
+		addrs = append(addrs, p.Addr())
 	}
-	for _, a := range addrs {
-		fmt.Fprintf(&b, "\t\t\tIPv4_address %s\n", a)
-	}
-	return b.String()
+	return addrs
 }
 
 // notifyScript is conntrackd's primary-backup.sh as installed, with its
@@ -450,7 +348,7 @@ func (s *refStack) ready() (bool, error) {
 		return false, nil
 	}
 	for i, nd := range s.nodes {
-		if !nd.ctd.running() || !nd.ka.running() {
+		if !nd.ctd.Running() || !nd.ka.Running() {
 			return false, fmt.Errorf("fw%d: a daemon exited\n%s", i+1, s.diag(i+1))
 		}
 	}
@@ -471,19 +369,14 @@ func (s *refStack) fault(f Fault, n int) error {
 	switch f {
 	case Crash:
 		// The VRRP child first, so it cannot react to its parent's end.
-		if b, err := os.ReadFile(filepath.Join(nd.dir, "vrrp.pid")); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		_ = nd.ka.signal(syscall.SIGKILL, 5*time.Second)
-		_ = nd.ctd.signal(syscall.SIGKILL, 5*time.Second)
+		nd.ka.Kill()
+		_ = nd.ctd.Signal(syscall.SIGKILL, 5*time.Second)
 		return crashLinks(s.lab, n)
 	case Term:
-		if err := nd.ka.signal(syscall.SIGTERM, 10*time.Second); err != nil {
+		if err := nd.ka.Signal(syscall.SIGTERM, 10*time.Second); err != nil {
 			return fmt.Errorf("keepalived on fw%d: %w", n, err)
 		}
-		return nd.ctd.signal(syscall.SIGTERM, 10*time.Second)
+		return nd.ctd.Signal(syscall.SIGTERM, 10*time.Second)
 	case Link:
 		return s.lab.LinkDown(s.lab.FW(n), "eth0")
 	}
@@ -540,7 +433,7 @@ func (s *refStack) syncPID(n int) (int, error) {
 	if nd == nil || nd.ctd == nil {
 		return 0, fmt.Errorf("fw%d not started", n)
 	}
-	return nd.ctd.pid(), nil
+	return nd.ctd.Pid(), nil
 }
 
 func tail(path string, n int) string {
@@ -568,16 +461,11 @@ func (s *refStack) close() {
 		if nd == nil {
 			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(nd.dir, "vrrp.pid")); err == nil && nd.ka != nil && nd.ka.running() {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
 		if nd.ka != nil {
-			_ = nd.ka.signal(syscall.SIGKILL, 5*time.Second)
+			nd.ka.Kill()
 		}
 		if nd.ctd != nil {
-			_ = nd.ctd.signal(syscall.SIGKILL, 5*time.Second)
+			_ = nd.ctd.Signal(syscall.SIGKILL, 5*time.Second)
 		}
 		// A notify script that found conntrackd gone starts a daemonised
 		// copy (conntrackd -d) of its own: end those too, bounded.

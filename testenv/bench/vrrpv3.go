@@ -67,14 +67,14 @@ type HogRun struct {
 }
 
 // v3Globals is the keepalived global_defs lines of a v3 reference stack.
-func v3Globals(iv time.Duration) string {
+func v3Globals(iv time.Duration) []string {
 	if iv == 0 {
-		return ""
+		return nil
 	}
 	// The default RLIMIT_RTTIME keepalived sets with vrrp_rt_priority
 	// (10 ms of CPU without sleeping) kills it during its GARP bursts on
 	// a loaded machine.
-	return fmt.Sprintf("\tvrrp_version 3\n\tvrrp_rt_priority %d\n\tvrrp_rlimit_rttime 500000\n", v3RTPriority)
+	return []string{"vrrp_version 3", fmt.Sprintf("vrrp_rt_priority %d", v3RTPriority), "vrrp_rlimit_rttime 500000"}
 }
 
 // advertInt is keepalived's advert_int for interval iv (0: VRRPv2's 1 s).

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Lab is the four-VM topology of ARCHITECTURE.md's reference lab:
+// Lab is the four-VM topology of the reference lab (testenv/doc.go):
 //
 //	client --(lan0 192.168.0.0/24, VIP .100)-- fw1 eth0 / fw2 eth0
 //	fw1 eth1 / fw2 eth1 --(lan1 192.168.1.0/24, VIP .100)-- server

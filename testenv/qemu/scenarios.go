@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fwpair/fwpair/appliance/api"
 )
 
 // Bounds are the failover time limits the checks enforce. Detection is the
@@ -34,45 +36,33 @@ var DefaultBounds = Bounds{
 
 const ctlSocket = "/run/fwpair/fwpaird.sock"
 
-// status is the part of `fwpairctl status --json` the checks read.
-type status struct {
-	Node      string    `json:"node"`
-	StartedAt time.Time `json:"started_at"`
-	VRRP      struct {
-		GroupState string `json:"group_state"`
-		Instances  []struct {
-			Name      string   `json:"name"`
-			Interface string   `json:"interface"`
-			State     string   `json:"state"`
-			Priority  int      `json:"priority"`
-			VIPs      []string `json:"vips"`
-		} `json:"instances"`
-	} `json:"vrrp"`
-	Sync struct {
-		Mode            string `json:"mode"`
-		PeerAlive       bool   `json:"peer_alive"`
-		InternalEntries int    `json:"internal_entries"`
-		ExternalEntries int    `json:"external_entries"`
-		DirectInject    bool   `json:"direct_inject"`
-	} `json:"sync"`
-	LastTransition struct {
-		From          string    `json:"from"`
-		At            time.Time `json:"at"`
-		To            string    `json:"to"`
-		Reason        string    `json:"reason"`
-		CommitEntries int       `json:"commit_entries"`
-		CommitSeconds float64   `json:"commit_seconds"`
-	} `json:"last_transition"`
+// status is `fwpairctl status --json` as the control API defines it, with
+// the optional parts present (zero when the node did not report them), so
+// the checks can read them directly.
+type status = api.Status
+
+// emptyStatus has every optional part present and zero.
+func emptyStatus() status {
+	return status{VRRP: &api.VRRPStatus{}, Sync: &api.SyncStatus{}, LastTransition: &api.Transition{}}
 }
 
 func getStatus(fw *VM) (status, error) {
-	var st status
+	st := emptyStatus()
 	out, err := sh(fw, "fwpairctl -socket "+ctlSocket+" status --json", 3*time.Second)
 	if err != nil {
 		return st, err
 	}
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("%s: status: %v: %.200s", fw.Name, err, out)
+		return emptyStatus(), fmt.Errorf("%s: status: %v: %.200s", fw.Name, err, out)
+	}
+	if st.VRRP == nil {
+		st.VRRP = &api.VRRPStatus{}
+	}
+	if st.Sync == nil {
+		st.Sync = &api.SyncStatus{}
+	}
+	if st.LastTransition == nil {
+		st.LastTransition = &api.Transition{}
 	}
 	return st, nil
 }
@@ -470,7 +460,7 @@ func (l *Lab) systemdChecks() {
 }
 
 func (l *Lab) syncCheck() {
-	var st status
+	st := emptyStatus()
 	var err error
 	var detail string
 	ok := false
