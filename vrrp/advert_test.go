@@ -29,7 +29,7 @@ func addrs(ss ...string) []netip.Addr {
 	return out
 }
 
-// The vectors of vrrp.md §1.2.
+// Advertisements laid out as RFC 3768 §5.1 defines them, checked byte by byte.
 var goldenAdverts = []struct {
 	name string
 	hex  string
@@ -203,7 +203,7 @@ func TestAppendBinaryRejects(t *testing.T) {
 }
 
 func TestTimers(t *testing.T) {
-	// vrrp.md §1.3 table at Advertisement_Interval = 1 s.
+	// RFC 3768 §6.1: Skew_Time = (256-Priority)/256 s, Master_Down_Interval = 3*Advertisement_Interval + Skew_Time, at 1 s.
 	tests := []struct {
 		prio     uint8
 		skewMS   float64

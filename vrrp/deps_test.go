@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// vrrp must stay a leaf engine (ARCHITECTURE.md): no appliance, no
+// vrrp must stay a leaf engine (docs/architecture.md): no appliance, no
 // ctsync, no Prometheus; the logger is injected.
 func TestImportDirection(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "github.com/fwpair/fwpair/vrrp").CombinedOutput()

@@ -45,7 +45,7 @@ func inState(t *testing.T, r *Router, s State) *Router {
 	return r
 }
 
-// TestRouterTransitions has one row per transition of vrrp.md §1.4
+// TestRouterTransitions has one row per transition of the state machine
 // (RFC 3768 §6.4) plus fwpair's FAULT, preempt and priority extensions.
 func TestRouterTransitions(t *testing.T) {
 	const sec = time.Second
