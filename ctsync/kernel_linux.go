@@ -26,7 +26,10 @@ package ctsync
 // An event whose port id equals the writer socket's (PortID) is therefore
 // marked Event.Own: entries we committed, updated, replaced, deleted or
 // flushed are not echoed to the peer (conntrackd's origin tracking does the
-// same). A later traffic-driven update of such an entry is not Own.
+// same). A later traffic-driven update of such an entry is not Own. Unless
+// KernelOptions.OwnUpdateEvents is set, the own NEW and UPDATE events are
+// dropped in the kernel by a socket filter on the event socket
+// (eventfilter_linux.go), so only own DESTROY events arrive marked Own.
 
 import (
 	"context"
@@ -39,6 +42,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,6 +71,11 @@ type KernelOptions struct {
 	// DefaultTimeout is given to committed flows whose Timeout is 0
 	// (default 60 s, conntrackd's fallback for an expired estimate).
 	DefaultTimeout uint32
+	// OwnUpdateEvents delivers the NEW and UPDATE events caused by this
+	// adapter's own writes (marked Own). Off, a socket filter drops them
+	// in the kernel (see eventfilter_linux.go); own DESTROY events are
+	// always delivered.
+	OwnUpdateEvents bool
 }
 
 // KernelStats are the adapter's counters.
@@ -171,6 +180,12 @@ func NewKernel(opts KernelOptions) (*LinuxKernel, error) {
 		k.ev, err = nlOpen(0, 0)
 		return err
 	})
+	if err == nil && !opts.OwnUpdateEvents {
+		var prog []bpf.RawInstruction
+		if prog, err = nlOwnEventFilter(k.w.portID); err == nil {
+			err = k.ev.attachFilter(prog)
+		}
+	}
 	if err != nil {
 		k.Close()
 		return nil, err
