@@ -340,8 +340,10 @@ func (e *Engine) onEvents(evs []Event) {
 	for i := range evs {
 		ev := &evs[i]
 		switch ev.Type {
-		case EventOverrun:
-			e.st.overruns++
+		case EventOverrun, EventGap:
+			if ev.Type == EventOverrun {
+				e.st.overruns++
+			}
 			e.resyncAt = now.Add(e.cfg.OverrunResyncDelay)
 			continue
 		case EventNew:
@@ -805,7 +807,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	})
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.CommitTimeout)
 	defer cancel()
-	res, err := e.kernel.Commit(ctx, flows)
+	res, err := commitQuiet(ctx, e.kernel, flows)
 	if res.Duration == 0 {
 		res.Duration = time.Since(start)
 	}

@@ -122,6 +122,9 @@ type LinuxKernel struct {
 	ev        *nlSocket
 	listening atomic.Bool
 	evBufSize int // guarded by listening
+	// gap is set by CommitQuiet after it has joined the NEW and UPDATE
+	// groups again; the event loop turns it into an EventGap.
+	gap atomic.Bool
 
 	events, overruns, decodeErrs atomic.Uint64
 	evBufNow                     atomic.Int64
@@ -415,6 +418,36 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 	return res, nil
 }
 
+// nlQuietGroups are the groups CommitQuiet leaves: the commit's own events
+// go there. DESTROY stays joined.
+var nlQuietGroups = []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPDATE}
+
+// CommitQuiet is Commit with the event socket out of the NEW and UPDATE
+// groups while it runs, so that the kernel does not build an event per
+// entry when no other listener is subscribed (commitquiet.go). If Events
+// is running, it delivers an EventGap once the groups are joined again:
+// traffic events of the window may be missing and the caller reconciles
+// with a dump. Without a running Events it is Commit.
+func (k *LinuxKernel) CommitQuiet(ctx context.Context, flows []Flow) (CommitResult, error) {
+	if !k.listening.Load() {
+		return k.Commit(ctx, flows)
+	}
+	if err := k.ev.setGroups(false, nlQuietGroups...); err != nil {
+		// Still subscribed (or partly): commit paying for the events.
+		_ = k.ev.setGroups(true, nlQuietGroups...)
+		return k.Commit(ctx, flows)
+	}
+	res, err := k.Commit(ctx, flows)
+	if jerr := k.ev.setGroups(true, nlQuietGroups...); jerr != nil {
+		err = errors.Join(err, fmt.Errorf("ctnetlink: join event groups after commit: %w", jerr))
+	}
+	// Whatever the outcome, events may have been missed: have the event
+	// loop report the gap (waking it if it waits).
+	k.gap.Store(true)
+	_ = k.ev.f.SetReadDeadline(time.Now())
+	return res, err
+}
+
 // Delete removes entries by original tuple and zone in batches. Missing
 // entries (ENOENT) are neither counted as deleted nor as failed.
 func (k *LinuxKernel) Delete(ctx context.Context, keys []Key) (CommitResult, error) {
@@ -558,6 +591,7 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 		return errors.New("ctnetlink: Events already running")
 	}
 	defer k.listening.Store(false)
+	k.gap.Store(false) // the caller dumps at start anyway
 
 	if err := k.ev.setRcvBuf(k.evBufSize); err != nil {
 		return fmt.Errorf("ctnetlink: event buffer: %w", err)
@@ -577,10 +611,22 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 	own := k.w.portID
 	for {
 		n, err := k.ev.recvmmsg(m)
+		if k.gap.Swap(false) {
+			sink([]Event{{Type: EventGap}})
+		}
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// CommitQuiet's wake-up. Disarm, then look at ctx again: a
+			// cancellation that armed the deadline before this reset is
+			// seen here, one after it arms it again.
+			_ = k.ev.f.SetReadDeadline(time.Time{})
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
 		case errors.Is(err, unix.ENOBUFS):
 			k.overruns.Add(1)
 			if k.evBufSize < k.opts.MaxEventBuffer {
