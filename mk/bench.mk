@@ -3,6 +3,7 @@
 #   make bench                    full run (100,000 flows, 1,000 sessions; under 10 minutes)
 #   make bench BENCH_SCALE=small  the quick version make test runs once
 #   make bench BENCH_SCALE=repl   only the replication bursts (100,000 flows; incl. keyed sync)
+#   make bench BENCH_SCALE=commit only the kernel limit and the commit on takeover (100,000 flows)
 #   make profile                  the repl bursts with perf profiles of sender and receiver (BENCH_PROFILE=1)
 BENCH_SCALE ?= full
 

@@ -69,8 +69,10 @@ func ScaleByName(name string) (Scale, error) {
 		return Small, nil
 	case "repl":
 		return Repl, nil
+	case "commit":
+		return Commit, nil
 	}
-	return Scale{}, fmt.Errorf("BENCH_SCALE=%q: want full, small or repl", name)
+	return Scale{}, fmt.Errorf("BENCH_SCALE=%q: want full, small, repl or commit", name)
 }
 
 // Options configure Run.
