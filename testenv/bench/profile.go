@@ -126,6 +126,7 @@ func perfReport(file string, pid int, bin, out string) error {
 	self := map[string]int{}
 	pkgs := map[string]int{}
 	entry := map[string]int{}
+	incl := map[string]int{}
 	total := 0
 	for _, block := range strings.Split(string(script), "\n\n") {
 		var frames []string
@@ -152,6 +153,13 @@ func perfReport(file string, pid int, bin, out string) error {
 			continue
 		}
 		total++
+		seen := map[string]bool{}
+		for i, name := range frames {
+			if goFrames[i] && !seen[name] {
+				seen[name] = true
+				incl[name]++
+			}
+		}
 		self[frames[0]]++
 		pkgs[category(frames[0])]++
 		if strings.HasPrefix(frames[0], "[k] ") {
@@ -188,6 +196,7 @@ func perfReport(file string, pid int, bin, out string) error {
 	section("self time by category (kernel: where it runs; Go: package)", pkgs, 40)
 	section("kernel self time by the Go function that made the system call", entry, 25)
 	section("self time by symbol", self, 60)
+	section("time including callees (kernel too) by Go function", incl, 60)
 	return os.WriteFile(out, []byte(b.String()), 0o644)
 }
 
