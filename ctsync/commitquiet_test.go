@@ -112,3 +112,92 @@ func TestEngineQuietCommitReconciles(t *testing.T) {
 		t.Errorf("stats %+v: want a resync and no overrun counted", st)
 	}
 }
+
+// recordingFakeKernel is a fakeKernel that filters its own NEW/UPDATE
+// events as LinuxKernel does by default (ownRecorder); a commit of an
+// existing entry is a replace whose own DESTROY event is held until
+// release, so the test decides that it reaches the engine after the
+// injector recorded the new state.
+type recordingFakeKernel struct {
+	*fakeKernel
+	held []Event
+}
+
+func (k *recordingFakeKernel) filtersOwnUpdates() bool { return true }
+
+func (k *recordingFakeKernel) commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
+	k.mu.Lock()
+	for _, f := range flows {
+		if old, ok := k.table[f.Key]; ok {
+			k.held = append(k.held, Event{Type: EventDestroy, Flow: old, Own: true})
+		}
+	}
+	k.silent = true
+	k.mu.Unlock()
+	res, err := k.fakeKernel.Commit(ctx, flows)
+	k.mu.Lock()
+	k.silent = false
+	k.mu.Unlock()
+	return res, make([]bool, len(flows)), err
+}
+
+func (k *recordingFakeKernel) release() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.emitLocked(k.held...)
+	k.held = nil
+}
+
+// TestEngineRecordsInjected: with a kernel that filters its own NEW/UPDATE
+// events, the injector records what it wrote in the internal cache
+// (flagged injected, digest.go's BACKUP view), and the own DESTROY of a
+// replace read after that does not remove the new state.
+func TestEngineRecordsInjected(t *testing.T) {
+	k := &recordingFakeKernel{fakeKernel: newFakeKernel()}
+	var net MemNetwork
+	x, y := net.NewMemLink("peer", 1472)
+	e, err := New(Config{DisableExternalCache: true, NoStartupResync: true}, Options{Kernel: k, Channels: []Channel{y}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		e.Close()
+	})
+	p := &fakePeer{t: t, ch: x, seq: 1000}
+	f := flowN(1)
+	f.Mark = 1
+	internal := func(mark uint32) func() error {
+		return func() error {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			c, ok := e.internal.Get(f.Key)
+			if !ok || c.Mark != mark || !e.isInjectedLocked(&f.Key) {
+				return fmt.Errorf("internal entry %v (mark %d), injected %v; want mark %d", ok, c.Mark, e.isInjectedLocked(&f.Key), mark)
+			}
+			return nil
+		}
+	}
+	p.sendFlows(MsgCTNew, f)
+	waitFor(t, 5*time.Second, "injected entry recorded", internal(1))
+	f.Mark = 2
+	p.sendFlows(MsgCTUpd, f)
+	waitFor(t, 5*time.Second, "replaced entry recorded", internal(2))
+	k.release()
+	waitFor(t, 5*time.Second, "own DESTROY read", func() error {
+		if st := e.Stats(); st.EventsDestroy != 1 {
+			return fmt.Errorf("%d DESTROY events", st.EventsDestroy)
+		}
+		return nil
+	})
+	if err := internal(2)(); err != nil {
+		t.Errorf("after the replace's own DESTROY: %v", err)
+	}
+	if st := e.Stats(); st.EventsNew+st.EventsUpdate != 0 || st.Injected != 2 {
+		t.Errorf("stats %+v: want no NEW/UPDATE event, 2 injected", st)
+	}
+}

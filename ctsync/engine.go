@@ -363,6 +363,9 @@ func (e *Engine) onEvents(evs []Event) {
 			e.touched[compactKey(&f.Key)] = struct{}{}
 		}
 		if ev.Type == EventDestroy {
+			if ev.Own && e.isInjectedLocked(&f.Key) {
+				continue // the writer updated the cache (eventfilter.go)
+			}
 			if e.internal.Delete(f.Key) && !ev.Own {
 				e.sess.Enqueue(f.Key, MsgCTDel)
 				queued = true
@@ -606,11 +609,12 @@ func (e *Engine) inject(ctx context.Context, q []injectItem) {
 		var res CommitResult
 		var err error
 		if len(ups) > 0 {
-			res, err = e.kernel.Commit(ctx, ups)
+			res, err = e.injectCommit(ctx, ups) // eventfilter.go
 			e.countInject(res, err)
 		}
 		if len(dels) > 0 {
 			res, err = e.kernel.Delete(ctx, dels)
+			e.injectForget(dels)
 			e.countInject(res, err)
 		}
 		ups, dels = ups[:0], dels[:0]

@@ -322,14 +322,33 @@ func (k *LinuxKernel) collect(ctx context.Context, base uint32, errnos []unix.Er
 // gone (ENOENT) creates it. Created counts new entries, Updated existing
 // entries brought to the replicated state; Failed counts the rest by errno.
 func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResult, err error) {
+	return k.commit(ctx, flows, nil)
+}
+
+// commitReport is Commit that also says which flows failed (failed[i]),
+// for a caller that records what it wrote (eventfilter.go).
+func (k *LinuxKernel) commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
+	failed := make([]bool, len(flows))
+	res, err := k.commit(ctx, flows, func(i int) { failed[i] = true })
+	return res, failed, err
+}
+
+// filtersOwnUpdates reports whether the own NEW and UPDATE events are
+// dropped in the kernel (KernelOptions.OwnUpdateEvents off).
+func (k *LinuxKernel) filtersOwnUpdates() bool { return !k.opts.OwnUpdateEvents }
+
+func (k *LinuxKernel) commit(ctx context.Context, flows []Flow, failedAt func(int)) (res CommitResult, err error) {
 	start := time.Now()
 	res.Failed = map[string]int{}
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	defer func() { res.Duration = time.Since(start) }()
 
-	fail := func(e unix.Errno) {
+	fail := func(i int, e unix.Errno) {
 		res.Failed[unix.ErrnoName(e)]++
+		if failedAt != nil {
+			failedAt(i)
+		}
 	}
 
 	// Pass 1: create everything.
@@ -350,7 +369,7 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 		case e == unix.EEXIST:
 			update = append(update, i)
 		default:
-			fail(e)
+			fail(i, e)
 		}
 	}
 
@@ -388,7 +407,7 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 			if e == 0 || e == unix.ENOENT {
 				kept = append(kept, replace[j])
 			} else {
-				fail(e)
+				fail(replace[j], e)
 			}
 		}
 		replace = kept
@@ -407,7 +426,7 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 		for j, e := range errnos {
 			switch {
 			case e != 0:
-				fail(e)
+				fail(again[j], e)
 			case j < nReplace:
 				res.Updated++
 			default:
