@@ -72,9 +72,10 @@
 // Kernel events flagged Own (the daemon's own writes) update the internal
 // cache but are not sent to the peer. The Linux adapter drops its own NEW
 // and UPDATE events in the kernel with a socket filter (only own DESTROY
-// events arrive; eventfilter_linux.go says why the internal cache does not
-// need the rest), and the engine's Commit leaves the NEW and UPDATE groups
-// while it writes, then reconciles with a dump (commitquiet.go).
+// events arrive); the injector then records what it wrote itself
+// (eventfilter.go, eventfilter_linux.go), and the engine's Commit leaves
+// the NEW and UPDATE groups while it writes, then reconciles with a dump
+// (commitquiet.go).
 //
 // # Which flows are replicated (filter.go)
 //

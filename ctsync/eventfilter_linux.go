@@ -11,26 +11,34 @@ package ctsync
 // TestPrivilegedEventFilter checks it on the running kernel). Every write of
 // the daemon goes through the one writer socket, so "nlmsg_pid == writer's
 // port id and nlmsg_type == CT_NEW" is exactly "a NEW or UPDATE event of our
-// own write". What the engine did with those events:
+// own write". What the engine did with those events, and does now:
 //
-//   - it put the entry into the internal cache and sent nothing (Own). On a
-//     BACKUP with direct inject that made the internal cache a copy of what
-//     the peer sent, whose only later use is after a takeover (BulkSend to
-//     the peer, purge): the MASTER transition resyncs the internal cache
-//     from a kernel dump before its BulkSend (appliance/transitions.go), so
-//     nothing there needs the echo. It also made a BACKUP send CT_DEL to its
-//     MASTER when an injected entry timed out locally, which conntrackd (it
-//     ignores its own events by origin) never does: without the echo the
-//     entry is not in the internal cache and no such CT_DEL is sent.
-//   - a later traffic-driven update of an injected entry carries port id 0,
-//     passes the filter and is replicated as before (as CT_NEW rather than
-//     CT_UPD, since the internal cache had not seen the entry: same effect
-//     at the peer).
+//   - in direct-inject mode it put the entry into the internal cache,
+//     flagged injected, and sent nothing (Own): the consistency check's
+//     BACKUP view of the peer's table (digest.go). The injector now records
+//     the flows the kernel accepted itself, right after the write
+//     (eventfilter.go), which costs a cache insert instead of the kernel's
+//     copy to user space, the decode and the insert.
+//   - after a commit (external-cache mode) it put the committed entries
+//     into the internal cache. The MASTER transition resyncs the internal
+//     cache from a kernel dump before its BulkSend (appliance/
+//     transitions.go), and the commit itself reconciles with a dump
+//     (commitquiet.go), so nothing needs the echo.
+//   - a later traffic-driven update of a written entry carries port id 0,
+//     passes the filter and is replicated as before.
 //
 // DESTROY events always pass: an own DESTROY (a delete, the delete half of a
-// replace, a flush, a purge) removes the entry from the internal cache
-// without being sent, and the DESTROY events of the node's own flows
-// (timeouts, traffic, foreign tools) arrive as before.
+// replace, a flush, a purge) removes a not-injected entry from the internal
+// cache without being sent (an injected entry is left to the writer that
+// deleted it, eventfilter.go says why), and the DESTROY events of the
+// node's own flows (timeouts, traffic, foreign tools) arrive as before.
+//
+// The kernel still builds every event while the socket is in the group (a
+// filter runs after that): for the engine's Commit the socket leaves the
+// NEW and UPDATE groups instead (commitquiet.go); for direct inject, which
+// runs all the time, it cannot without losing traffic events, so that
+// cost (about a fifth of the receiver's CPU per injected flow, profiled in
+// the bench) remains the kernel's.
 //
 // The program, on the message as the kernel queues it (struct nlmsghdr at
 // offset 0; one event per datagram):
