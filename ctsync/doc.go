@@ -149,6 +149,9 @@
 //	converge.go         a returning BACKUP deletes what the peer no longer has
 //	digest.go, cache_digest.go  the optional consistency check
 //	netlink*.go, kernel_linux.go  ctnetlink: vocabulary, codec, sockets, Kernel
+//	eventfilter_linux.go  kernel-side filter of the daemon's own NEW/UPDATE events
+//	eventfilter.go      the injector records what it wrote (instead of the echo)
+//	commitquiet.go      Commit without its own events; EventGap reconciles
 //
 // # Limitations
 //
