@@ -70,7 +70,12 @@
 // Commit writes the external cache to
 // the kernel in one batched Kernel.Commit with the remaining timeouts.
 // Kernel events flagged Own (the daemon's own writes) update the internal
-// cache but are not sent to the peer.
+// cache but are not sent to the peer. The Linux adapter drops its own NEW
+// and UPDATE events in the kernel with a socket filter (only own DESTROY
+// events arrive); the injector then records what it wrote itself
+// (eventfilter.go, eventfilter_linux.go), and the engine's Commit leaves
+// the NEW and UPDATE groups while it writes, then reconciles with a dump
+// (commitquiet.go).
 //
 // # Which flows are replicated (filter.go)
 //
@@ -144,6 +149,9 @@
 //	converge.go         a returning BACKUP deletes what the peer no longer has
 //	digest.go, cache_digest.go  the optional consistency check
 //	netlink*.go, kernel_linux.go  ctnetlink: vocabulary, codec, sockets, Kernel
+//	eventfilter_linux.go  kernel-side filter of the daemon's own NEW/UPDATE events
+//	eventfilter.go      the injector records what it wrote (instead of the echo)
+//	commitquiet.go      Commit without its own events; EventGap reconciles
 //
 // # Limitations
 //

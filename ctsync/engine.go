@@ -340,8 +340,10 @@ func (e *Engine) onEvents(evs []Event) {
 	for i := range evs {
 		ev := &evs[i]
 		switch ev.Type {
-		case EventOverrun:
-			e.st.overruns++
+		case EventOverrun, EventGap:
+			if ev.Type == EventOverrun {
+				e.st.overruns++
+			}
 			e.resyncAt = now.Add(e.cfg.OverrunResyncDelay)
 			continue
 		case EventNew:
@@ -361,6 +363,9 @@ func (e *Engine) onEvents(evs []Event) {
 			e.touched[compactKey(&f.Key)] = struct{}{}
 		}
 		if ev.Type == EventDestroy {
+			if ev.Own && e.isInjectedLocked(&f.Key) {
+				continue // the writer updated the cache (eventfilter.go)
+			}
 			if e.internal.Delete(f.Key) && !ev.Own {
 				e.sess.Enqueue(f.Key, MsgCTDel)
 				queued = true
@@ -604,11 +609,12 @@ func (e *Engine) inject(ctx context.Context, q []injectItem) {
 		var res CommitResult
 		var err error
 		if len(ups) > 0 {
-			res, err = e.kernel.Commit(ctx, ups)
+			res, err = e.injectCommit(ctx, ups) // eventfilter.go
 			e.countInject(res, err)
 		}
 		if len(dels) > 0 {
 			res, err = e.kernel.Delete(ctx, dels)
+			e.injectForget(dels)
 			e.countInject(res, err)
 		}
 		ups, dels = ups[:0], dels[:0]
@@ -805,7 +811,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	})
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.CommitTimeout)
 	defer cancel()
-	res, err := e.kernel.Commit(ctx, flows)
+	res, err := commitQuiet(ctx, e.kernel, flows)
 	if res.Duration == 0 {
 		res.Duration = time.Since(start)
 	}

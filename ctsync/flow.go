@@ -93,6 +93,11 @@ const (
 	// EventOverrun means events were lost (ENOBUFS): the table must be
 	// dumped again to get back in sync. It carries no flow.
 	EventOverrun
+	// EventGap means the listener left the NEW and UPDATE groups for a
+	// while on purpose (a commit that does not pay for its own events,
+	// commitquiet.go): traffic events of that window may be missing, so
+	// the table is dumped again as after an overrun. It carries no flow.
+	EventGap
 )
 
 // Event is one conntrack event from the kernel.

@@ -26,7 +26,10 @@ package ctsync
 // An event whose port id equals the writer socket's (PortID) is therefore
 // marked Event.Own: entries we committed, updated, replaced, deleted or
 // flushed are not echoed to the peer (conntrackd's origin tracking does the
-// same). A later traffic-driven update of such an entry is not Own.
+// same). A later traffic-driven update of such an entry is not Own. Unless
+// KernelOptions.OwnUpdateEvents is set, the own NEW and UPDATE events are
+// dropped in the kernel by a socket filter on the event socket
+// (eventfilter_linux.go), so only own DESTROY events arrive marked Own.
 
 import (
 	"context"
@@ -39,6 +42,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,6 +71,11 @@ type KernelOptions struct {
 	// DefaultTimeout is given to committed flows whose Timeout is 0
 	// (default 60 s, conntrackd's fallback for an expired estimate).
 	DefaultTimeout uint32
+	// OwnUpdateEvents delivers the NEW and UPDATE events caused by this
+	// adapter's own writes (marked Own). Off, a socket filter drops them
+	// in the kernel (see eventfilter_linux.go); own DESTROY events are
+	// always delivered.
+	OwnUpdateEvents bool
 }
 
 // KernelStats are the adapter's counters.
@@ -113,6 +122,9 @@ type LinuxKernel struct {
 	ev        *nlSocket
 	listening atomic.Bool
 	evBufSize int // guarded by listening
+	// gap is set by CommitQuiet after it has joined the NEW and UPDATE
+	// groups again; the event loop turns it into an EventGap.
+	gap atomic.Bool
 
 	events, overruns, decodeErrs atomic.Uint64
 	evBufNow                     atomic.Int64
@@ -171,6 +183,12 @@ func NewKernel(opts KernelOptions) (*LinuxKernel, error) {
 		k.ev, err = nlOpen(0, 0)
 		return err
 	})
+	if err == nil && !opts.OwnUpdateEvents {
+		var prog []bpf.RawInstruction
+		if prog, err = nlOwnEventFilter(k.w.portID); err == nil {
+			err = k.ev.attachFilter(prog)
+		}
+	}
 	if err != nil {
 		k.Close()
 		return nil, err
@@ -304,14 +322,33 @@ func (k *LinuxKernel) collect(ctx context.Context, base uint32, errnos []unix.Er
 // gone (ENOENT) creates it. Created counts new entries, Updated existing
 // entries brought to the replicated state; Failed counts the rest by errno.
 func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResult, err error) {
+	return k.commit(ctx, flows, nil)
+}
+
+// commitReport is Commit that also says which flows failed (failed[i]),
+// for a caller that records what it wrote (eventfilter.go).
+func (k *LinuxKernel) commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
+	failed := make([]bool, len(flows))
+	res, err := k.commit(ctx, flows, func(i int) { failed[i] = true })
+	return res, failed, err
+}
+
+// filtersOwnUpdates reports whether the own NEW and UPDATE events are
+// dropped in the kernel (KernelOptions.OwnUpdateEvents off).
+func (k *LinuxKernel) filtersOwnUpdates() bool { return !k.opts.OwnUpdateEvents }
+
+func (k *LinuxKernel) commit(ctx context.Context, flows []Flow, failedAt func(int)) (res CommitResult, err error) {
 	start := time.Now()
 	res.Failed = map[string]int{}
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	defer func() { res.Duration = time.Since(start) }()
 
-	fail := func(e unix.Errno) {
+	fail := func(i int, e unix.Errno) {
 		res.Failed[unix.ErrnoName(e)]++
+		if failedAt != nil {
+			failedAt(i)
+		}
 	}
 
 	// Pass 1: create everything.
@@ -332,7 +369,7 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 		case e == unix.EEXIST:
 			update = append(update, i)
 		default:
-			fail(e)
+			fail(i, e)
 		}
 	}
 
@@ -370,7 +407,7 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 			if e == 0 || e == unix.ENOENT {
 				kept = append(kept, replace[j])
 			} else {
-				fail(e)
+				fail(replace[j], e)
 			}
 		}
 		replace = kept
@@ -389,7 +426,7 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 		for j, e := range errnos {
 			switch {
 			case e != 0:
-				fail(e)
+				fail(again[j], e)
 			case j < nReplace:
 				res.Updated++
 			default:
@@ -398,6 +435,36 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 		}
 	}
 	return res, nil
+}
+
+// nlQuietGroups are the groups CommitQuiet leaves: the commit's own events
+// go there. DESTROY stays joined.
+var nlQuietGroups = []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPDATE}
+
+// CommitQuiet is Commit with the event socket out of the NEW and UPDATE
+// groups while it runs, so that the kernel does not build an event per
+// entry when no other listener is subscribed (commitquiet.go). If Events
+// is running, it delivers an EventGap once the groups are joined again:
+// traffic events of the window may be missing and the caller reconciles
+// with a dump. Without a running Events it is Commit.
+func (k *LinuxKernel) CommitQuiet(ctx context.Context, flows []Flow) (CommitResult, error) {
+	if !k.listening.Load() {
+		return k.Commit(ctx, flows)
+	}
+	if err := k.ev.setGroups(false, nlQuietGroups...); err != nil {
+		// Still subscribed (or partly): commit paying for the events.
+		_ = k.ev.setGroups(true, nlQuietGroups...)
+		return k.Commit(ctx, flows)
+	}
+	res, err := k.Commit(ctx, flows)
+	if jerr := k.ev.setGroups(true, nlQuietGroups...); jerr != nil {
+		err = errors.Join(err, fmt.Errorf("ctnetlink: join event groups after commit: %w", jerr))
+	}
+	// Whatever the outcome, events may have been missed: have the event
+	// loop report the gap (waking it if it waits).
+	k.gap.Store(true)
+	_ = k.ev.f.SetReadDeadline(time.Now())
+	return res, err
 }
 
 // Delete removes entries by original tuple and zone in batches. Missing
@@ -543,6 +610,7 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 		return errors.New("ctnetlink: Events already running")
 	}
 	defer k.listening.Store(false)
+	k.gap.Store(false) // the caller dumps at start anyway
 
 	if err := k.ev.setRcvBuf(k.evBufSize); err != nil {
 		return fmt.Errorf("ctnetlink: event buffer: %w", err)
@@ -562,10 +630,22 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 	own := k.w.portID
 	for {
 		n, err := k.ev.recvmmsg(m)
+		if k.gap.Swap(false) {
+			sink([]Event{{Type: EventGap}})
+		}
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// CommitQuiet's wake-up. Disarm, then look at ctx again: a
+			// cancellation that armed the deadline before this reset is
+			// seen here, one after it arms it again.
+			_ = k.ev.f.SetReadDeadline(time.Time{})
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
 		case errors.Is(err, unix.ENOBUFS):
 			k.overruns.Add(1)
 			if k.evBufSize < k.opts.MaxEventBuffer {

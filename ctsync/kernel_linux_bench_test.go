@@ -141,7 +141,7 @@ func BenchmarkCommitListening(b *testing.B) {
 // 100,000-entry commit until the listener has delivered every NEW event.
 func BenchmarkEvents(b *testing.B) {
 	testenv.RequirePrivileged(b)
-	k, _ := ktKernel(b, KernelOptions{})
+	k, _ := ktKernel(b, KernelOptions{OwnUpdateEvents: true})
 	c := ktListen(b, k)
 	c.ready(b, k)
 	flows := ktBenchFlows(ktBenchN, nlProtoTCP, false)

@@ -3,9 +3,19 @@
 #   make bench                    full run (100,000 flows, 1,000 sessions; under 10 minutes)
 #   make bench BENCH_SCALE=small  the quick version make test runs once
 #   make bench BENCH_SCALE=repl   only the replication bursts (100,000 flows; incl. keyed sync)
+#   make bench BENCH_SCALE=commit only the kernel limit and the commit on takeover (100,000 flows)
+#   make profile                  the repl bursts with perf profiles of sender and receiver (BENCH_PROFILE=1)
 BENCH_SCALE ?= full
 
 .PHONY: bench
 
 bench: deps build ## fwpair vs keepalived+conntrackd: table on stdout, results/bench-*.json, results/failover-gap.svg (BENCH_SCALE=small|full)
 	BENCH_SCALE=$(BENCH_SCALE) FWPAIR_BIN=$(CURDIR)/bin $(GO) run ./testenv/bench/cmd/fwpair-bench
+
+# CPU profiles (perf, kernel stacks included) of sender and receiver during
+# the replication bursts: results/profile/<stack>-<role>-rep<N>.perf.data
+# and a text report (.txt) beside each. Not committed.
+.PHONY: profile
+
+profile: deps build ## perf profiles of sender and receiver during the 100k replication bursts (results/profile/)
+	BENCH_SCALE=$(or $(filter-out full,$(BENCH_SCALE)),repl) BENCH_PROFILE=1 FWPAIR_BIN=$(CURDIR)/bin $(GO) run ./testenv/bench/cmd/fwpair-bench

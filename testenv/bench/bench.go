@@ -69,8 +69,10 @@ func ScaleByName(name string) (Scale, error) {
 		return Small, nil
 	case "repl":
 		return Repl, nil
+	case "commit":
+		return Commit, nil
 	}
-	return Scale{}, fmt.Errorf("BENCH_SCALE=%q: want full, small or repl", name)
+	return Scale{}, fmt.Errorf("BENCH_SCALE=%q: want full, small, repl or commit", name)
 }
 
 // Options configure Run.
@@ -240,7 +242,8 @@ func Run(opts Options) (*Results, error) {
 		}
 	}
 	for _, name := range next() {
-		if e.jan.isClosed() {
+		// Not in the scales that measure only the sync engine.
+		if e.jan.isClosed() || sc.Name == Repl.Name || sc.Name == Commit.Name {
 			break
 		}
 		h := e.hogRun(map[string]string{FWPair: FWPairV3, Reference: ReferenceV3}[name])

@@ -450,14 +450,17 @@ func (e *env) replication(name string, rep int) (run ReplicationRun) {
 			}
 		}
 		flows := syntheticFlows(e.scale.Flows, false)
+		prof := e.startProfiles(name, rep, pids) // BENCH_PROFILE (profile.go)
 		start := time.Now()
 		took, err := commitFlows(r.lab.FW1, flows)
 		if err != nil {
+			prof.stop()
 			return err
 		}
 		created := start.Add(took)
 		run.InjectMS = ms(took)
 		count, last, ok := waitSynced(r.stack, 2, base+len(flows), e.scale.ReplWait, e.scale.ReplStall)
+		prof.stop()
 		watchEnd := time.Now()
 		run.WaitedMS = ms(watchEnd.Sub(start))
 		for i := range 2 {
