@@ -18,4 +18,5 @@ bench: deps build ## fwpair vs keepalived+conntrackd: table on stdout, results/b
 .PHONY: profile
 
 profile: deps build ## perf profiles of sender and receiver during the 100k replication bursts (results/profile/)
+	@command -v perf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-perf >/dev/null
 	BENCH_SCALE=$(or $(filter-out full,$(BENCH_SCALE)),repl) BENCH_PROFILE=1 FWPAIR_BIN=$(CURDIR)/bin $(GO) run ./testenv/bench/cmd/fwpair-bench
