@@ -5,7 +5,7 @@ package ctsync
 // While a ctnetlink listener is subscribed to NFNLGRP_CONNTRACK_NEW, the
 // kernel builds and broadcasts a NEW event for every entry a commit creates,
 // inside the writer's sendmsg: with one listener the batched create rate
-// falls to about 40% (kernel-limits.md; the bench's kernel rows). The
+// falls to about 40% (docs/kernel-notes.md; the bench's kernel rows). The
 // kernel skips that work only when no socket of the namespace is in the
 // group; the socket filter of the event socket (eventfilter_linux.go)
 // drops the events but only after they are built.

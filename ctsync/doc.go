@@ -19,7 +19,7 @@
 //	  - channel.go, channel_linux.go: Channel, UDP links and an in-memory one.
 //	  - engine.go: Engine, goroutines and timers around all of the above.
 //
-// # Wire format (conntrackd.md §4)
+// # Wire format (conntrackd 1.4.7, version 1)
 //
 // A datagram carries one or more messages, each 4-byte aligned, packed
 // while the datagram stays strictly below MTU-28 bytes:

@@ -568,7 +568,7 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 // injectCoalesce is how long the injector lets received states pile up
 // before writing them: a datagram carries about 20 states, and one netlink
 // write per datagram costs several times the CPU of one write per 1024
-// states (kernel-limits.md). It bounds the added latency.
+// states (docs/kernel-notes.md). It bounds the added latency.
 const injectCoalesce = 2 * time.Millisecond
 
 func (e *Engine) injectLoop(ctx context.Context) error {

@@ -119,7 +119,7 @@ func TestDefaultLocal(t *testing.T) {
 	}
 }
 
-// TestFilterForwardedVsLocal is the replication rule of ARCHITECTURE.md
+// TestFilterForwardedVsLocal is the replication rule of docs/architecture.md
 // ("What replicated must mean") on the reference lab's addresses, as
 // fw1 sees the flows: fw1 has 192.168.0.1, 192.168.1.1, 10.0.0.1 and
 // 2001:db8:0::1; fw2 has 192.168.0.2, 192.168.1.2, 10.0.0.2; the VIPs

@@ -1,7 +1,7 @@
 package ctsync
 
 // LinuxKernel: the Kernel interface over ctnetlink, with raw netlink sockets
-// for the hot paths (see kernel-limits.md for the measured reasons).
+// for the hot paths (docs/kernel-notes.md gives the reasons; make bench measures them).
 //
 // Sockets. Three NETLINK_NETFILTER sockets are opened by NewKernel, in the
 // current namespace or, with KernelOptions.NetNS, inside the given one: a

@@ -4,7 +4,7 @@ package ctsync
 // paths. It appends complete netlink messages to a caller-owned buffer so a
 // batch of ~1024 requests is built without allocation and sent in one write.
 //
-// The kernel's rules for creating entries (see kernel-limits.md) are applied
+// The kernel's rules for creating entries (see docs/kernel-notes.md) are applied
 // here: a create carries CTA_TIMEOUT and a reply tuple that is the plain
 // inverse of the original; CTA_STATUS always has CONFIRMED and never the bits
 // the kernel refuses to change (EXPECTED, NAT, DYING, ...); the NAT binding

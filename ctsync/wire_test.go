@@ -21,7 +21,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// The worked example of conntrackd.md §4.8 (layout as conntrackd builds it).
+// A worked example of a CT_NEW message, laid out as conntrackd 1.4.7 builds it.
 func TestWireWorkedExample(t *testing.T) {
 	want := unhex(t, `
 		10 00 00 44  00 00 00 2a

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// One row per configuration-dependent rule of RFC 3768 §7.1 (vrrp.md
-// §1.7); the structural rules are in TestParseAdvertisementErrors.
+// One row per configuration-dependent rule of RFC 3768 §7.1; the
+// structural rules are in TestParseAdvertisementErrors.
 func TestReceivePolicy(t *testing.T) {
 	peer := netip.MustParseAddr("192.168.0.9")
 	vips := addrs("192.168.0.100")
