@@ -231,6 +231,8 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
 		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
 		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses, "converged": s.Converged,
+		"expectations_sent": s.ExpectationsSent, "expectations_received": s.ExpectationsReceived,
+		"expectations_created": s.ExpectationsCreated, "expectations_failed": s.ExpectationsFailed,
 		"consistency_checks": s.ConsistencyChecks, "consistency_repaired": s.ConsistencyRepaired, "consistency_resent": s.ConsistencyResent,
 	}
 	for reason, n := range s.Malformed {

@@ -1051,6 +1051,12 @@ type Stats struct {
 	ConsistencyChecks   uint64 `json:"consistency_checks"`
 	ConsistencyRepaired uint64 `json:"consistency_repaired"`
 	ConsistencyResent   uint64 `json:"consistency_resent"`
+	// Expectations (expect.go): local ones sent to the peer, the peer's
+	// applied, written into the kernel, failed writes.
+	ExpectationsSent     uint64 `json:"expectations_sent"`
+	ExpectationsReceived uint64 `json:"expectations_received"`
+	ExpectationsCreated  uint64 `json:"expectations_created"`
+	ExpectationsFailed   uint64 `json:"expectations_failed"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -1079,6 +1085,8 @@ func (e *Engine) Stats() Stats {
 		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,
 		Converged:         e.st.converged,
 		ConsistencyChecks: e.ds.checks, ConsistencyRepaired: e.ds.repaired, ConsistencyResent: e.ds.resent,
+		ExpectationsSent: e.exp.st.EventsNew - e.exp.st.Skipped - e.exp.st.Rejected, ExpectationsReceived: e.exp.st.Received,
+		ExpectationsCreated: e.exp.st.Created, ExpectationsFailed: e.exp.st.Failed,
 	}
 }
 
