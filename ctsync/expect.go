@@ -50,6 +50,10 @@ type ExpectEvent struct {
 	Expect Expect
 	// Own: created or deleted by this daemon (not echoed to the peer).
 	Own bool
+	// Master, when set, is the master conntrack's state read right after
+	// a NEW event: the helper's NAT may just have changed its sequence
+	// adjustment, which no conntrack event reports.
+	Master *Flow
 }
 
 // famExpect marks a session key as an expectation's (see expKey).
@@ -178,9 +182,18 @@ func (e *Engine) onExpectEvents(evs []ExpectEvent) {
 			e.exp.st.EventsNew++
 			// Replicate the expectations of replicated conntracks only:
 			// the filter has decided for the master.
-			if !e.internal.Has(Key{Tuple: ev.Expect.Master}) {
+			mk := Key{Tuple: ev.Expect.Master}
+			old, ok := e.internal.Get(mk)
+			if !ok {
 				e.exp.st.Skipped++
 				continue
+			}
+			if m := ev.Master; m != nil && m.Key == mk {
+				mergeUpdate(m, &old)
+				if !sameState(m, &old) {
+					e.internal.Put(m, now)
+					e.sess.Enqueue(mk, MsgCTUpd) // ahead of the expectation
+				}
 			}
 			en, ok := e.exp.local[ck]
 			if !ok && len(e.exp.local) >= expMax {

@@ -49,11 +49,14 @@ const (
 	expDefaultTimeout = 300
 )
 
+
 // LinuxExpect implements ExpectKernel over ctnetlink.
 type LinuxExpect struct {
 	netns int
 	wmu   sync.Mutex // writer
 	w     *netlink.Conn
+	gmu   sync.Mutex // master reads
+	g     *netlink.Conn
 
 	events, overruns, decodeErrs atomic.Uint64
 }
@@ -67,11 +70,19 @@ func NewExpectKernel(netns int) (*LinuxExpect, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ctnetlink expectations: %w", err)
 	}
-	return &LinuxExpect{netns: netns, w: w}, nil
+	g, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("ctnetlink: %w", err)
+	}
+	return &LinuxExpect{netns: netns, w: w, g: g}, nil
 }
 
-// Close closes the writer socket.
-func (k *LinuxExpect) Close() error { return k.w.Close() }
+// Close closes the sockets.
+func (k *LinuxExpect) Close() error {
+	k.g.Close()
+	return k.w.Close()
+}
 
 func nfFamily(x *Expect) uint8 {
 	if x.Tuple.Src.Is4() {
@@ -304,7 +315,18 @@ func (k *LinuxExpect) ExpectEvents(ctx context.Context, sink func([]ExpectEvent)
 			if ev.Type == conntrack.EventExpDestroy {
 				t = EventDestroy
 			}
-			evs = append(evs, ExpectEvent{Type: t, Expect: x, Own: m.Header.PID == own && own != 0})
+			ev2 := ExpectEvent{Type: t, Expect: x, Own: m.Header.PID == own && own != 0}
+			if t == EventNew && !ev2.Own {
+				// The helper mangles the packet (FTP PORT rewritten to
+				// the VIP) right after creating the expectation, and the
+				// kernel reports no event for the sequence adjustment
+				// that follows: read the master now, so its state goes
+				// to the peer ahead of the expectation.
+				if f, err := k.getMaster(&x.Master); err == nil {
+					ev2.Master = &f
+				}
+			}
+			evs = append(evs, ev2)
 		}
 		if len(evs) > 0 {
 			k.events.Add(uint64(len(evs)))
@@ -332,13 +354,56 @@ func expectFromTiMo(e *conntrack.Expect) (Expect, bool) {
 	if !validTuple(&x.Master) || !validTuple(&x.Tuple) {
 		return Expect{}, false
 	}
-	if n := e.NAT.Tuple.IP.SourceAddress; n.IsValid() && !n.IsUnspecified() {
+	// The ftp helper saves only the port (the address is 0.0.0.0: the
+	// expectation function takes the master's); CTA_EXPECT_NAT is there
+	// whenever the tuple has a protocol.
+	if n := e.NAT.Tuple.IP.SourceAddress; n.IsValid() && e.NAT.Tuple.Proto.Protocol != 0 {
 		x.NAT = ExpectNAT{Addr: n.Unmap(), Port: e.NAT.Tuple.Proto.SourcePort, Proto: e.NAT.Tuple.Proto.Protocol}
 		if e.NAT.Direction {
 			x.NAT.Direction = 1
 		}
 	}
 	return x, true
+}
+
+// CTA_FILTER of a filtered dump (kernel 5.8+): the tuple fields of
+// CTA_TUPLE_ORIG that must match.
+const (
+	ctaFilter          = 25
+	ctaFilterOrigFlags = 1
+	ctaFilterReplFlags = 2
+	// CTA_FILTER_FLAG_CTA_IP_SRC | IP_DST | PROTO_NUM | PROTO_SRC_PORT |
+	// PROTO_DST_PORT
+	ctaFilterTupleFlags = 1<<0 | 1<<1 | 1<<3 | 1<<4 | 1<<5
+)
+
+// getMaster reads a master conntrack by original tuple with a dump the
+// kernel filters (a plain IPCTNL_MSG_CT_GET got no answer on the kernels
+// tried, through either netlink library).
+func (k *LinuxExpect) getMaster(t *Tuple) (Flow, error) {
+	fam := nlTupleFamily(t)
+	b := append([]byte{fam, 0, 0, 0}, nlAppendTuple(nil, ctaTupleOrig, t, fam, false)...)
+	b, n := nlBeginNest(b)
+	// NLA_U32 in host byte order, unlike the CTA_* values.
+	b = nlAppendBytesAttr(b, ctaFilterOrigFlags, binary.NativeEndian.AppendUint32(nil, ctaFilterTupleFlags))
+	b = nlAppendBytesAttr(b, ctaFilterReplFlags, binary.NativeEndian.AppendUint32(nil, 0))
+	b = nlEndNest(b, n, ctaFilter)
+	k.gmu.Lock()
+	msgs, err := k.g.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request | netlink.Dump},
+		Data:   b,
+	})
+	k.gmu.Unlock()
+	if err != nil {
+		return Flow{}, err
+	}
+	for _, m := range msgs {
+		var f Flow
+		if err := nlDecodeFlow(m.Data, &f); err == nil && f.Tuple == *t {
+			return f, nil
+		}
+	}
+	return Flow{}, fmt.Errorf("ctnetlink: master %v not found", *t)
 }
 
 // ExpectKernelStats are the adapter's counters.
