@@ -49,7 +49,6 @@ const (
 	expDefaultTimeout = 300
 )
 
-
 // LinuxExpect implements ExpectKernel over ctnetlink.
 type LinuxExpect struct {
 	netns int
