@@ -47,6 +47,9 @@ const (
 	// timeout (a sender with CommitTimeout); the kernel uses the helper's
 	// policy timeout on create anyway.
 	expDefaultTimeout = 300
+
+	// expGetTimeout bounds the read of a master conntrack.
+	expGetTimeout = 2 * time.Second
 )
 
 // LinuxExpect implements ExpectKernel over ctnetlink.
@@ -388,6 +391,8 @@ func (k *LinuxExpect) getMaster(t *Tuple) (Flow, error) {
 	b = nlAppendBytesAttr(b, ctaFilterReplFlags, binary.NativeEndian.AppendUint32(nil, 0))
 	b = nlEndNest(b, n, ctaFilter)
 	k.gmu.Lock()
+	// Bounded: this runs in the event loop.
+	k.g.SetReadDeadline(time.Now().Add(expGetTimeout))
 	msgs, err := k.g.Execute(netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCtnetlink<<8 | ipctnlMsgCtGet), Flags: netlink.Request | netlink.Dump},
 		Data:   b,
