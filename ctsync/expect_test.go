@@ -262,3 +262,55 @@ func TestEngineExpectationsOff(t *testing.T) {
 		return nil
 	})
 }
+
+// The helper's NAT changes the master's sequence adjustment with no
+// conntrack event: the master read that comes with the expectation's NEW
+// event goes to the peer ahead of the expectation, and a later UPDATE
+// event without CTA_SEQ_ADJ does not lose it.
+func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
+	a := startExpNode(t, Config{}, ka, xa, la)
+	startExpNode(t, Config{DisableExternalCache: true}, kb, xb, lb)
+	m := ftpMaster(1)
+	ka.Create(m)
+	waitFor(t, 5*time.Second, "master replicated", func() error {
+		if _, ok := kb.Snapshot()[m.Key]; !ok {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	adj := m
+	adj.HasSeqAdj, adj.SeqAdjOrig = true, SeqAdj{CorrectionPos: 1000, OffsetAfter: 1}
+	x := ftpExpect(&m, 50001)
+	xa.mu.Lock()
+	xa.table[x.Tuple] = x
+	xa.emitLocked(ExpectEvent{Type: EventNew, Expect: x, Master: &adj})
+	xa.mu.Unlock()
+	waitFor(t, 5*time.Second, "expectation and master's seqadj on the peer", func() error {
+		if len(xb.Snapshot()) != 1 {
+			return fmt.Errorf("no expectation")
+		}
+		if f := kb.Snapshot()[m.Key]; !f.HasSeqAdj || f.SeqAdjOrig != adj.SeqAdjOrig {
+			return fmt.Errorf("master %+v", f)
+		}
+		return nil
+	})
+	// An UPDATE event without CTA_SEQ_ADJ (a TCP state change) keeps it.
+	upd := m
+	upd.Mark = 7
+	ka.Create(upd)
+	waitFor(t, 5*time.Second, "update applied", func() error {
+		if f := kb.Snapshot()[m.Key]; f.Mark != 7 || !f.HasSeqAdj {
+			return fmt.Errorf("master %+v", f)
+		}
+		return nil
+	})
+	a.e.mu.Lock()
+	f, _ := a.e.internal.Get(m.Key)
+	a.e.mu.Unlock()
+	if !f.HasSeqAdj {
+		t.Errorf("internal cache lost the seqadj: %+v", f)
+	}
+}
