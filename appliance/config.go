@@ -137,6 +137,10 @@ type SyncConfig struct {
 	// (a fwpair extension; 0: off). Default DefaultConsistencyCheck, or
 	// off when peer_version is set (the peer is conntrackd).
 	ConsistencyCheck time.Duration
+	// Expectations replicates conntrack expectations (conntrackd's
+	// ExpectationSync): default on, off when peer_version is set and the
+	// key is not.
+	Expectations bool
 }
 
 // SyncLink is one dedicated sync link (up to four, the first is preferred).
@@ -275,6 +279,7 @@ type rawSync struct {
 	StartupResync *bool     `toml:"startup_resync"`
 	PeerVersion   string    `toml:"peer_version"`
 	Consistency   duration  `toml:"consistency_check"`
+	Expectations  *bool     `toml:"expectations"`
 	Links         []rawLink `toml:"link"`
 	Filter        rawFilter `toml:"filter"`
 	Auth          *rawAuth  `toml:"auth"`
@@ -712,6 +717,10 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 	}
 	if r.PeerVersion == "" {
 		c.ConsistencyCheck = DefaultConsistencyCheck
+	}
+	c.Expectations = r.PeerVersion == ""
+	if r.Expectations != nil {
+		c.Expectations = *r.Expectations
 	}
 	if r.Consistency.set {
 		c.ConsistencyCheck = r.Consistency.Duration

@@ -52,6 +52,7 @@ var ConfigKeys = []ConfigKey{
 	{"sync.startup_resync", "boolean", "true", "Ask the peer for its whole state at start."},
 	{"sync.peer_version", "string", `"1.4.7"`, "conntrackd version of the peer (1.4.2 to 1.4.9), for wire compatibility while a pair is migrated one node at a time. Setting it turns the consistency check off unless sync.consistency_check is set."},
 	{"sync.consistency_check", "duration", `"2s"`, "Period of the continuous consistency check between two fwpaird nodes (per-bucket digests, repair without a full resync); \"0s\" turns it off, as does peer_version when this key is not set. A fwpair extension: off with a conntrackd peer."},
+	{"sync.expectations", "boolean", "true; false when peer_version is set", "Replicate conntrack expectations (FTP, SIP... helpers), so a data connection announced before a failover is accepted as RELATED on the new MASTER. conntrackd's ExpectationSync: with a conntrackd peer turn it on there too."},
 	{"sync.link.interface", "string", "required", "Interface of the dedicated sync link. Up to 4 [[sync.link]] tables; the first is preferred, the others take over when its interface goes down."},
 	{"sync.link.local", "string", "required", "Local address on the sync link."},
 	{"sync.link.peer", "string", "none", "Unicast peer address; leave out for multicast."},

@@ -84,6 +84,7 @@ var syncMetrics = []syncMetric{
 	{"fwpair_sync_consistency_checks_total", "Peer digests compared by the consistency check.", nil},
 	{"fwpair_sync_consistency_repaired_entries_total", "Entries added, corrected or removed by the consistency check.", nil},
 	{"fwpair_sync_consistency_resent_states_total", "States re-sent on the peer's consistency repair requests.", nil},
+	{"fwpair_sync_expectations_total", "Conntrack expectations (FTP and other helpers) replicated: sent, received from the peer, created in the kernel, failed kernel writes.", []string{"what"}},
 	{metricMalformed, "Sync input rejected, by reason.", []string{"reason"}},
 	{metricSyncOther, "Sync engine counters not mapped to a metric of their own yet, by counter.", []string{"counter"}},
 }
@@ -134,6 +135,10 @@ var syncCounters = []syncCounter{
 	{"consistency_checks", "fwpair_sync_consistency_checks_total", nil},
 	{"consistency_repaired", "fwpair_sync_consistency_repaired_entries_total", nil},
 	{"consistency_resent", "fwpair_sync_consistency_resent_states_total", nil},
+	{"expectations_sent", "fwpair_sync_expectations_total", []string{"sent"}},
+	{"expectations_received", "fwpair_sync_expectations_total", []string{"received"}},
+	{"expectations_created", "fwpair_sync_expectations_total", []string{"created"}},
+	{"expectations_failed", "fwpair_sync_expectations_total", []string{"failed"}},
 }
 
 // syncCounterPrefixes map families of keys whose suffix is the label

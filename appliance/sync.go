@@ -22,6 +22,7 @@ import (
 type ctsyncEngine struct {
 	*ctsync.Engine
 	kernel    *ctsync.LinuxKernel
+	expect    *ctsync.LinuxExpect // nil: expectations not replicated
 	closeOnce sync.Once
 	closeErr  error
 	direct    bool
@@ -93,12 +94,24 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		k.Close()
 		return nil, err
 	}
-	eng, err := ctsync.New(cfg, ctsync.Options{Logger: log, Kernel: k, Filter: filter})
+	opts := ctsync.Options{Logger: log, Kernel: k, Filter: filter}
+	var xk *ctsync.LinuxExpect
+	if c.Expectations {
+		if xk, err = ctsync.NewExpectKernel(0); err != nil {
+			k.Close()
+			return nil, err
+		}
+		opts.Expect = xk
+	}
+	eng, err := ctsync.New(cfg, opts)
 	if err != nil {
 		k.Close()
+		if xk != nil {
+			xk.Close()
+		}
 		return nil, err
 	}
-	return &ctsyncEngine{Engine: eng, kernel: k, direct: c.DirectInject, own: own}, nil
+	return &ctsyncEngine{Engine: eng, kernel: k, expect: xk, direct: c.DirectInject, own: own}, nil
 }
 
 // wireOptions maps the peer's conntrackd version to the wire compat knobs.
@@ -122,7 +135,12 @@ func (e *ctsyncEngine) Run(ctx context.Context) error {
 // Close closes the sync channels and the ctnetlink sockets, once; the
 // daemon calls it after Run has returned (or instead of Run).
 func (e *ctsyncEngine) Close() error {
-	e.closeOnce.Do(func() { e.closeErr = errors.Join(e.Engine.Close(), e.kernel.Close()) })
+	e.closeOnce.Do(func() {
+		e.closeErr = errors.Join(e.Engine.Close(), e.kernel.Close())
+		if e.expect != nil {
+			e.closeErr = errors.Join(e.closeErr, e.expect.Close())
+		}
+	})
 	return e.closeErr
 }
 
@@ -213,6 +231,8 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
 		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
 		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses, "converged": s.Converged,
+		"expectations_sent": s.ExpectationsSent, "expectations_received": s.ExpectationsReceived,
+		"expectations_created": s.ExpectationsCreated, "expectations_failed": s.ExpectationsFailed,
 		"consistency_checks": s.ConsistencyChecks, "consistency_repaired": s.ConsistencyRepaired, "consistency_resent": s.ConsistencyResent,
 	}
 	for reason, n := range s.Malformed {

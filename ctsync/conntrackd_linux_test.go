@@ -31,12 +31,15 @@ type conntrackd struct {
 // shared launcher (testenv/refdaemons).
 func startConntrackd(t *testing.T, ns *testenv.NS, mode string, local, peer netip.Addr) *conntrackd {
 	t.Helper()
+	return startConntrackdConf(t, ns, refdaemons.ConntrackdConf{Mode: mode, Local: local, Peer: peer})
+}
+
+// startConntrackdConf is startConntrackd with more of the config chosen.
+func startConntrackdConf(t *testing.T, ns *testenv.NS, conf refdaemons.ConntrackdConf) *conntrackd {
+	t.Helper()
 	dir := t.TempDir()
 	c := &conntrackd{ns: ns, conf: filepath.Join(dir, "conntrackd.conf"), log: filepath.Join(dir, "conntrackd.log")}
-	conf := refdaemons.ConntrackdConf{
-		Mode: mode, Local: local, Peer: peer,
-		LogFile: c.log, LockFile: filepath.Join(dir, "lock"), Socket: filepath.Join(dir, "ctl.sock"),
-	}
+	conf.LogFile, conf.LockFile, conf.Socket = c.log, filepath.Join(dir, "lock"), filepath.Join(dir, "ctl.sock")
 	if err := os.WriteFile(c.conf, []byte(conf.Render()), 0o644); err != nil {
 		t.Fatal(err)
 	}

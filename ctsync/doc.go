@@ -42,8 +42,10 @@
 // byte order (little-endian from x86); WireOptions has knobs for big-endian
 // peers, for the reversed IPv4 NAT addresses of <= 1.4.6 and for older
 // peers' highest attribute number. Malformed input is rejected with a
-// counted Reason, never a panic. Expectations are not replicated (counted
-// as "expectation"). A kernel UPDATE event that leaves out labels or
+// counted Reason, never a panic. Expectations travel as EXP_NEW/UPD/DEL
+// with the NTA_EXP_* attributes (wire_exp.go, expect.go) when an
+// ExpectKernel is given (sync.expectations); without one, received ones
+// are counted as "expectation" and dropped. A kernel UPDATE event that leaves out labels or
 // protocol info keeps the cached ones (eventmerge.go), so labels reach a
 // conntrackd peer with every state.
 //
@@ -145,6 +147,7 @@
 //	cache.go            the internal and external caches
 //	flow.go, filter.go  Flow and its key; which flows are replicated
 //	eventmerge.go       merging partial kernel UPDATE events into full states
+//	wire_exp.go, expect.go, expect_linux.go  expectations: codec, engine, ctnetlink
 //	refresh.go          keeping replicated entries alive on the peer
 //	converge.go         a returning BACKUP deletes what the peer no longer has
 //	digest.go, cache_digest.go  the optional consistency check
@@ -155,12 +158,16 @@
 //
 // # Limitations
 //
-//   - Expectations (NTA_EXP_*) and NTA_SYNPROXY are received and ignored
-//     (expectations are not replicated yet: an FTP data connection opened
-//     after a failover is not RELATED on the new MASTER);
-//     window scales are sent only when known (conntrackd sends them only
+//   - NTA_SYNPROXY is received and ignored; window scales are sent only when known (conntrackd sends them only
 //     with TCPWindowTracking). conntrackd always sends NTA_SYNPROXY for
 //     entries created through ctnetlink; the golden test strips it.
+//   - Expectations are sent as they appear and disappear, not in bulk
+//     sends, resyncs or the consistency check (they live minutes); the
+//     kernel reports no event when a helper's NAT changes a master's
+//     sequence adjustment (an FTP PORT rewritten to the VIP), so the
+//     master is read again (a kernel-filtered dump, not a GET, which got
+//     no answer) on each expectation NEW and sent ahead of it: a mangling
+//     that lands after that read is caught only by a later UPDATE.
 //   - As in conntrackd, FTFW assumes one peer (one receive sequence), so
 //     multicast with more than two nodes mixes the loss accounting.
 //   - A duplicate of an old HELLO message delayed past the end of the

@@ -126,6 +126,9 @@ type Options struct {
 	Kernel Kernel
 	// Filter selects the local flows to replicate; nil accepts all.
 	Filter interface{ Accept(*Flow) bool }
+	// Expect, when set, replicates expectations (conntrackd's
+	// ExpectationSync) through it; nil leaves them out.
+	Expect ExpectKernel
 	// Channels, when set, replace Config.Channels (tests, custom links).
 	// The Engine closes them in Close.
 	Channels []Channel
@@ -193,6 +196,7 @@ type Engine struct {
 	// converge is the open round of a returning node (converge.go).
 	converge *convergeRound
 	ds       digestState
+	exp      expState // expectation replication (expect.go)
 }
 
 type injectItem struct {
@@ -257,6 +261,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
 		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
 	}
+	e.exp.init(opts.Expect)
 	if cfg.ConsistencyInterval > 0 {
 		e.internal.dig, e.external.dig = &cacheDigest{}, &cacheDigest{}
 	}
@@ -264,6 +269,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		Mode: cfg.Mode, ACKWindow: cfg.ACKWindow, ResendQueue: cfg.ResendQueueSize,
 		MaxDatagram: maxDg, Wire: cfg.Wire,
 	}, time.Now())
+	e.sess.expLookup = e.expLookupLocked
 	return e, nil
 }
 
@@ -315,6 +321,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	g.Go(func() error { return e.bulkLoop(ctx) })
 	g.Go(func() error { return e.refreshLoop(ctx) })
 	g.Go(func() error { return e.digestLoop(ctx) })
+	if e.exp.kernel != nil {
+		g.Go(func() error { return e.expEventsLoop(ctx) })
+	}
 	g.Go(func() error {
 		<-evStarted
 		res, err := e.resync(ctx, false)
@@ -537,7 +546,9 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 			continue
 		}
 		if m.Type >= MsgExpNew {
-			e.reject(ReasonExpectation)
+			if e.applyExpLocked(&m) {
+				inject = true
+			}
 			continue
 		}
 		f, err := e.cfg.Wire.DecodeFlow(m.Payload)
@@ -591,11 +602,15 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 			e.mu.Lock()
 			q := e.injectQ
 			e.injectQ = nil
+			xq := e.takeExpQueueLocked()
 			e.mu.Unlock()
-			if len(q) == 0 {
+			if len(q) == 0 && len(xq) == 0 {
 				break
 			}
 			e.inject(ctx, q)
+			if len(xq) > 0 {
+				e.injectExpects(ctx, xq) // after their masters
+			}
 		}
 	}
 }
@@ -812,6 +827,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.CommitTimeout)
 	defer cancel()
 	res, err := commitQuiet(ctx, e.kernel, flows)
+	e.commitExpects(ctx) // after their masters
 	if res.Duration == 0 {
 		res.Duration = time.Since(start)
 	}
@@ -856,6 +872,7 @@ func (e *Engine) SetMaster(master bool) {
 		// Only in direct-inject mode is this cache a holding area; in
 		// external-cache mode it is the store the next commit needs.
 		e.external.Clear()
+		clear(e.exp.held)
 	}
 	e.holdInject = master
 }
@@ -1034,6 +1051,12 @@ type Stats struct {
 	ConsistencyChecks   uint64 `json:"consistency_checks"`
 	ConsistencyRepaired uint64 `json:"consistency_repaired"`
 	ConsistencyResent   uint64 `json:"consistency_resent"`
+	// Expectations (expect.go): local ones sent to the peer, the peer's
+	// applied, written into the kernel, failed writes.
+	ExpectationsSent     uint64 `json:"expectations_sent"`
+	ExpectationsReceived uint64 `json:"expectations_received"`
+	ExpectationsCreated  uint64 `json:"expectations_created"`
+	ExpectationsFailed   uint64 `json:"expectations_failed"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -1062,6 +1085,8 @@ func (e *Engine) Stats() Stats {
 		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,
 		Converged:         e.st.converged,
 		ConsistencyChecks: e.ds.checks, ConsistencyRepaired: e.ds.repaired, ConsistencyResent: e.ds.resent,
+		ExpectationsSent: e.exp.st.EventsNew - e.exp.st.Skipped - e.exp.st.Rejected, ExpectationsReceived: e.exp.st.Received,
+		ExpectationsCreated: e.exp.st.Created, ExpectationsFailed: e.exp.st.Failed,
 	}
 }
 

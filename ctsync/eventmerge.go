@@ -27,4 +27,10 @@ func mergeUpdate(f, old *Flow) {
 	if f.Helper == "" {
 		f.Helper = old.Helper
 	}
+	// CTA_SEQ_ADJ comes only with IPCT_SEQADJ (a helper's NAT mangling
+	// changed the lengths, e.g. an FTP PORT rewritten to the VIP); losing
+	// it would break the control connection after a failover.
+	if !f.HasSeqAdj && old.HasSeqAdj {
+		f.SeqAdjOrig, f.SeqAdjReply, f.HasSeqAdj = old.SeqAdjOrig, old.SeqAdjReply, true
+	}
 }

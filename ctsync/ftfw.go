@@ -167,6 +167,9 @@ type Session struct {
 	lastLossResync time.Time
 
 	stats SessionStats
+
+	// expLookup returns the state of an expectation key (expect.go).
+	expLookup func(ck *ckey) (x Expect, alive, ok bool)
 }
 
 // renack is a NACKed gap waiting for its next repetition.
@@ -254,11 +257,11 @@ func (s *Session) requeueResend() {
 		case it.ctl:
 			s.txCtl = append(s.txCtl, it.c)
 		default:
-			s.Enqueue(it.key.key(), MsgCTUpd)
+			s.enqueueCompact(it.key, MsgCTUpd)
 		}
 	}
 	for k := range s.lost {
-		s.Enqueue(k.key(), MsgCTUpd)
+		s.enqueueCompact(k, MsgCTUpd)
 	}
 	s.resetResend()
 }
@@ -411,6 +414,9 @@ func (s *Session) sendCtl(p *packer, c ctlItem) {
 }
 
 func (s *Session) sendObject(p *packer, ck *ckey, hint MsgType, lookup Lookup) bool {
+	if ck.fam&famExpect != 0 {
+		return s.sendExpect(p, ck, hint)
+	}
 	f, ok := lookup(ck)
 	t := MsgCTDel
 	if ok {
@@ -540,7 +546,7 @@ func (s *Session) handleNACK(from, to uint32) bool {
 		if it.ctl {
 			s.txCtl = append(s.txCtl, it.c)
 		} else {
-			s.Enqueue(it.key.key(), MsgCTUpd)
+			s.enqueueCompact(it.key, MsgCTUpd)
 		}
 	}
 	s.compactResend()
@@ -548,7 +554,7 @@ func (s *Session) handleNACK(from, to uint32) bool {
 		// The range reaches into states the full queue dropped: send
 		// their current state again (absent ones as CT_DEL).
 		for k := range s.lost {
-			s.Enqueue(k.key(), MsgCTUpd)
+			s.enqueueCompact(k, MsgCTUpd)
 		}
 		clear(s.lost)
 		all := s.lostAll

@@ -16,8 +16,9 @@ import (
 // where only the outside talks, ICMP echo, and IPv6 TCP (compared table
 // to table: no IPv6 VIPs yet). Then crash, failback, cable pull, failback,
 // graceful stop: every connection must survive every failover with no
-// reset and no invalid drop on either firewall, in both modes. FTP is not
-// in the zoo (expectations are not replicated yet).
+// reset and no invalid drop on either firewall, in both modes. FTP
+// (passive and active, one crash, both modes) is TestPrivilegedFTPFailover,
+// kept apart so the zoo's run time does not grow.
 func TestPrivilegedTrafficZoo(t *testing.T) {
 	RequirePrivileged(t)
 	bin, err := Binaries(t.TempDir())

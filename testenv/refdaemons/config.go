@@ -26,6 +26,8 @@ type ConntrackdConf struct {
 	// Ignore lists the addresses of a "Filter From Userspace" Address
 	// Ignore block; empty writes no filter.
 	Ignore []netip.Addr
+	// ExpectationSync replicates expectations too (Options block).
+	ExpectationSync bool
 }
 
 // Render returns the file's text.
@@ -42,11 +44,15 @@ func (c ConntrackdConf) Render() string {
 	}
 	var b strings.Builder
 	comment(&b, c.Comment)
+	opts := ""
+	if c.ExpectationSync {
+		opts = "\tOptions {\n\t\tExpectationSync on\n\t}\n"
+	}
 	fmt.Fprintf(&b, `Sync {
 	Mode %s {
 		DisableExternalCache off
 	}
-	UDP {
+%s	UDP {
 		IPv4_address %s
 		IPv4_Destination_Address %s
 		Port %d
@@ -67,7 +73,7 @@ General {
 	}
 	NetlinkBufferSize %d
 	NetlinkBufferSizeMaxGrowth %d
-`, c.Mode, c.Local, c.Peer, def(c.Port, 3780), iface, def(c.HashSize, 8192), def(c.HashLimit, 65536),
+`, c.Mode, opts, c.Local, c.Peer, def(c.Port, 3780), iface, def(c.HashSize, 8192), def(c.HashLimit, 65536),
 		c.LogFile, c.LockFile, c.Socket, def(c.NetlinkBuffer, 2<<20), def(c.NetlinkBufferMax, 8<<20))
 	if len(c.Ignore) > 0 {
 		b.WriteString("\tFilter From Userspace {\n\t\tAddress Ignore {\n")

@@ -1,0 +1,316 @@
+package ctsync
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeExpectKernel is an in-memory expectation table implementing
+// ExpectKernel. Like the kernel it refuses an expectation whose master
+// conntrack is not in the conntrack table (ct).
+type fakeExpectKernel struct {
+	ct      *fakeKernel
+	mu      sync.Mutex
+	table   map[Tuple]Expect
+	pending []ExpectEvent
+	notify  chan struct{}
+}
+
+func newFakeExpectKernel(ct *fakeKernel) *fakeExpectKernel {
+	return &fakeExpectKernel{ct: ct, table: make(map[Tuple]Expect), notify: make(chan struct{}, 1)}
+}
+
+func (k *fakeExpectKernel) emitLocked(ev ExpectEvent) {
+	k.pending = append(k.pending, ev)
+	select {
+	case k.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Helper simulates the ftp helper creating an expectation.
+func (k *fakeExpectKernel) Helper(x Expect) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.table[x.Tuple] = x
+	k.emitLocked(ExpectEvent{Type: EventNew, Expect: x})
+}
+
+// Use simulates the expected connection arriving (the kernel removes it).
+func (k *fakeExpectKernel) Use(t Tuple) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if x, ok := k.table[t]; ok {
+		delete(k.table, t)
+		k.emitLocked(ExpectEvent{Type: EventDestroy, Expect: x})
+	}
+}
+
+func (k *fakeExpectKernel) Snapshot() map[Tuple]Expect {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	m := make(map[Tuple]Expect, len(k.table))
+	for t, x := range k.table {
+		m[t] = x
+	}
+	return m
+}
+
+func (k *fakeExpectKernel) CreateExpect(ctx context.Context, xs []Expect) (CommitResult, error) {
+	var res CommitResult
+	masters := k.ct.Snapshot()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, x := range xs {
+		if _, ok := masters[Key{Tuple: x.Master}]; !ok {
+			if res.Failed == nil {
+				res.Failed = map[string]int{}
+			}
+			res.Failed["ENOENT"]++
+			continue
+		}
+		k.table[x.Tuple] = x
+		res.Created++
+		k.emitLocked(ExpectEvent{Type: EventNew, Expect: x, Own: true})
+	}
+	return res, nil
+}
+
+func (k *fakeExpectKernel) DeleteExpect(ctx context.Context, xs []Expect) (CommitResult, error) {
+	var res CommitResult
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, x := range xs {
+		if _, ok := k.table[x.Tuple]; ok {
+			delete(k.table, x.Tuple)
+			res.Deleted++
+			k.emitLocked(ExpectEvent{Type: EventDestroy, Expect: x, Own: true})
+		}
+	}
+	return res, nil
+}
+
+func (k *fakeExpectKernel) ExpectEvents(ctx context.Context, sink func([]ExpectEvent)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-k.notify:
+		}
+		k.mu.Lock()
+		evs := k.pending
+		k.pending = nil
+		k.mu.Unlock()
+		if len(evs) > 0 {
+			sink(evs)
+		}
+	}
+}
+
+func startExpNode(t *testing.T, cfg Config, k *fakeKernel, xk *fakeExpectKernel, links []Channel) *testNode {
+	t.Helper()
+	opts := Options{Kernel: k, Channels: links}
+	if xk != nil {
+		opts.Expect = xk
+	}
+	e, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{e: e, k: k, cancel: cancel, done: make(chan error, 1)}
+	go func() { n.done <- e.Run(ctx) }()
+	t.Cleanup(n.stop)
+	select {
+	case <-e.Ready():
+	case err := <-n.done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("engine not ready")
+	}
+	return n
+}
+
+func ftpMaster(i int) Flow {
+	a := netip.MustParseAddr
+	return Flow{
+		Key:    Key{Tuple: Tuple{Src: a("10.0.1.2"), Dst: a("198.51.100.7"), SrcPort: uint16(40000 + i), DstPort: 21, Proto: protoTCP}},
+		Status: 0x18e, Timeout: 300, ProtoState: 3, HasProtoState: true, Helper: "ftp",
+	}
+}
+
+func ftpExpect(m *Flow, port uint16) Expect {
+	x := passiveFTPExpect()
+	x.Master = m.Tuple
+	x.Tuple.DstPort = port
+	return x
+}
+
+func sameExpects(got, want map[Tuple]Expect) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d expectations, want %d", len(got), len(want))
+	}
+	for t, w := range want {
+		g, ok := got[t]
+		if !ok || g.Master != w.Master || g.Helper != w.Helper || g.Mask != w.Mask {
+			return fmt.Errorf("expectation %v: got %+v want %+v", t, g, w)
+		}
+	}
+	return nil
+}
+
+func TestEngineExpectations(t *testing.T) {
+	for _, inject := range []bool{true, false} {
+		for _, mode := range []Mode{ModeFTFW, ModeNotrack} {
+			t.Run(fmt.Sprintf("%s/inject=%v", mode, inject), func(t *testing.T) {
+				_, la, lb := memPair(mode)
+				ka, kb := newFakeKernel(), newFakeKernel()
+				xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
+				a := startExpNode(t, Config{Mode: mode}, ka, xa, la)
+				b := startExpNode(t, Config{Mode: mode, DisableExternalCache: inject}, kb, xb, lb)
+				const n = 20
+				for i := range n {
+					m := ftpMaster(i)
+					ka.Create(m)
+				}
+				// The helper sets expectations up on established masters.
+				waitFor(t, 5*time.Second, "masters in the internal cache", func() error {
+					if got := a.e.Status().InternalEntries; got != n {
+						return fmt.Errorf("%d entries", got)
+					}
+					return nil
+				})
+				for i := range n {
+					m := ftpMaster(i)
+					xa.Helper(ftpExpect(&m, uint16(50000+i)))
+				}
+				// An expectation whose master is not replicated stays local.
+				orphan := ftpMaster(999)
+				xa.Helper(ftpExpect(&orphan, 60000))
+				want := xa.Snapshot()
+				delete(want, ftpExpect(&orphan, 60000).Tuple)
+				if !inject {
+					waitFor(t, 5*time.Second, "held", func() error {
+						if st := b.e.ExpectStats(); st.Held != n {
+							return fmt.Errorf("%d held", st.Held)
+						}
+						return nil
+					})
+					if _, err := b.e.Commit(context.Background()); err != nil {
+						t.Fatal(err)
+					}
+				}
+				waitFor(t, 5*time.Second, "expectations on the peer", func() error { return sameExpects(xb.Snapshot(), want) })
+				// A used expectation is deleted on the peer too.
+				used := ftpExpect(&[]Flow{ftpMaster(3)}[0], 50003).Tuple
+				xa.Use(used)
+				delete(want, used)
+				if !inject {
+					// Commit emptied the cache; the EXP_DEL finds nothing.
+					waitFor(t, 5*time.Second, "EXP_DEL received", func() error {
+						if st := b.e.ExpectStats(); st.Received != n+1 || st.Held != 0 {
+							return fmt.Errorf("%+v", st)
+						}
+						return nil
+					})
+				} else {
+					waitFor(t, 5*time.Second, "deleted on the peer", func() error { return sameExpects(xb.Snapshot(), want) })
+				}
+				sa, sb := a.e.ExpectStats(), b.e.ExpectStats()
+				if sa.Skipped != 1 || sa.EventsNew != n+1 || sa.EventsDestroy != 1 || sa.Local != n-1 {
+					t.Errorf("sender stats: %+v", sa)
+				}
+				if sb.Failed != 0 || sb.Created != n || sb.Rejected != 0 || sb.EventsNew != 0 {
+					t.Errorf("receiver stats: %+v", sb)
+				}
+				if st := b.e.Stats(); len(st.Malformed) != 0 {
+					t.Errorf("malformed: %v", st.Malformed)
+				}
+				// Own writes are not echoed.
+				if st := a.e.ExpectStats(); st.Received != 0 {
+					t.Errorf("echoed to the sender: %+v", st)
+				}
+			})
+		}
+	}
+}
+
+// Without an ExpectKernel, received expectations are counted and dropped.
+func TestEngineExpectationsOff(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	xa := newFakeExpectKernel(ka)
+	startExpNode(t, Config{}, ka, xa, la)
+	b := startExpNode(t, Config{DisableExternalCache: true}, kb, nil, lb)
+	m := ftpMaster(1)
+	ka.Create(m)
+	waitFor(t, 5*time.Second, "master replicated", func() error {
+		if len(kb.Snapshot()) != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	xa.Helper(ftpExpect(&m, 50001))
+	waitFor(t, 5*time.Second, "rejected", func() error {
+		if got := b.e.Stats().Malformed["expectation"]; got != 1 {
+			return fmt.Errorf("%d rejected", got)
+		}
+		return nil
+	})
+}
+
+// The helper's NAT changes the master's sequence adjustment with no
+// conntrack event: the master read that comes with the expectation's NEW
+// event goes to the peer ahead of the expectation, and a later UPDATE
+// event without CTA_SEQ_ADJ does not lose it.
+func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
+	a := startExpNode(t, Config{}, ka, xa, la)
+	startExpNode(t, Config{DisableExternalCache: true}, kb, xb, lb)
+	m := ftpMaster(1)
+	ka.Create(m)
+	waitFor(t, 5*time.Second, "master replicated", func() error {
+		if _, ok := kb.Snapshot()[m.Key]; !ok {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	adj := m
+	adj.HasSeqAdj, adj.SeqAdjOrig = true, SeqAdj{CorrectionPos: 1000, OffsetAfter: 1}
+	x := ftpExpect(&m, 50001)
+	xa.mu.Lock()
+	xa.table[x.Tuple] = x
+	xa.emitLocked(ExpectEvent{Type: EventNew, Expect: x, Master: &adj})
+	xa.mu.Unlock()
+	waitFor(t, 5*time.Second, "expectation and master's seqadj on the peer", func() error {
+		if len(xb.Snapshot()) != 1 {
+			return fmt.Errorf("no expectation")
+		}
+		if f := kb.Snapshot()[m.Key]; !f.HasSeqAdj || f.SeqAdjOrig != adj.SeqAdjOrig {
+			return fmt.Errorf("master %+v", f)
+		}
+		return nil
+	})
+	// An UPDATE event without CTA_SEQ_ADJ (a TCP state change) keeps it.
+	upd := m
+	upd.Mark = 7
+	ka.Create(upd)
+	waitFor(t, 5*time.Second, "update applied", func() error {
+		if f := kb.Snapshot()[m.Key]; f.Mark != 7 || !f.HasSeqAdj {
+			return fmt.Errorf("master %+v", f)
+		}
+		return nil
+	})
+	a.e.mu.Lock()
+	f, _ := a.e.internal.Get(m.Key)
+	a.e.mu.Unlock()
+	if !f.HasSeqAdj {
+		t.Errorf("internal cache lost the seqadj: %+v", f)
+	}
+}
