@@ -153,7 +153,7 @@ const (
 	ReasonTruncated                       // header length beyond the datagram
 	ReasonBadLength                       // header length too small for the type
 	ReasonBadType                         // unknown type or flag combination
-	ReasonExpectation                     // expectation messages are not supported
+	ReasonExpectation                     // an expectation message while sync.expectations is off
 	ReasonAttrLength                      // attribute length < 4 or beyond the message
 	ReasonAttrUnknown                     // attribute number unknown to conntrackd 1.4.7
 	ReasonAttrSize                        // attribute payload of the wrong size
