@@ -37,8 +37,12 @@ import "time"
 // longer than the peer's resend queue cannot be repaired by NACK anyway).
 const seqWindowMin = 1 << 16
 
-// renackMax bounds the list of open gaps waiting to be NACKed again.
-const renackMax = 64
+// renackMax bounds the list of open gaps waiting to be NACKed again. A gap
+// stays in it about renackRepeats*renackInterval (3 s); 1024 gaps cover a
+// lossy link at full rate (a 64-gap list overflowed under 10% loss and
+// left states to a single RESYNC request that the same loss could eat) and
+// cost 24 KiB.
+const renackMax = 1024
 
 // resyncAfterLossEvery rate-limits the RESYNC requests the session queues
 // because it gave up tracking states (re-NACK list overflow).

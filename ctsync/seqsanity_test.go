@@ -176,7 +176,7 @@ func TestSeqRenackListBounded(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	s := NewSession(SessionConfig{}, now)
 	seq := uint32(1000)
-	for range 1000 {
+	for range renackMax + 1000 {
 		s.Receive(now, &Message{Type: MsgCtl, Flags: FlagAlive, Seq: seq})
 		seq += 3
 	}
