@@ -158,9 +158,12 @@
 //     one last advert (keepalived's higher_prio_send_advert) so that the
 //     winner re-announces too. Both heal split brains quickly, ARP caches
 //     included.
-//   - Adverts whose address list differs from ours are accepted, logged
-//     and counted (AddressListMismatch), as keepalived does, even from a
-//     non-owner; refusing them would turn a VIP typo into two MASTERs.
+//   - Adverts whose address list differs from ours are counted
+//     (AddressListMismatch) and, unless their priority is 255, discarded
+//     as RFC 3768 §7.1 requires (reason "address_list"); keepalived obeys
+//     them, so any host on the LAN could take the pair down. Rejected
+//     adverts are logged at warning level, at most once per 10 s per
+//     interface and reason.
 //   - Unicast mode (UnicastPeers) is a keepalived extension: adverts go to
 //     each peer, must come from a peer, and their TTL is not checked.
 //   - Simple-password authentication (RFC 2338 type 1) is supported for
