@@ -338,9 +338,9 @@ func (g *Group) Run(ctx context.Context) error {
 
 // Status is a snapshot of the group for the control API and metrics.
 type Status struct {
-	State      State // "INIT", "BACKUP", "MASTER" or "FAULT" in text and JSON
-	Since      time.Time
-	Reason     string
+	State  State // "INIT", "BACKUP", "MASTER" or "FAULT" in text and JSON
+	Since  time.Time
+	Reason string
 	// Partition describes a partial partition ("" if none): a member
 	// hears no master while another does, so the group stays BACKUP.
 	Partition string
@@ -349,7 +349,7 @@ type Status struct {
 	// PreemptHeld is set while preemption is held (SetPreemptHold).
 	PreemptHeld bool
 	Instances   []InstanceStatus
-	Interfaces []InterfaceStatus
+	Interfaces  []InterfaceStatus
 }
 
 // InstanceStatus is the state of one instance.
