@@ -135,7 +135,7 @@ func (d *Daemon) beforeReannounce(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.config().Sync.CommitTimeout)
 	defer cancel()
 	res, err := d.sync.AdoptPeer(ctx)
-	n := res.Replaced + res.Updated
+	n := res.Adopted
 	d.ready.mu.Lock()
 	d.ready.heals++
 	d.ready.adopted += uint64(n)
@@ -145,7 +145,7 @@ func (d *Daemon) beforeReannounce(ctx context.Context) {
 		return
 	}
 	d.log.Warn("split brain healed: another MASTER was heard; adopted the connection states it held",
-		"replaced", res.Replaced, "updated", res.Updated, "kept", res.Kept, "seconds", res.Duration.Seconds())
+		"adopted", res.Adopted, "kept", res.Kept, "seconds", res.Duration.Seconds())
 }
 
 // Metric names of the fault collector.

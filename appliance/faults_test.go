@@ -14,7 +14,7 @@ import (
 
 func (f *fakeSync) AdoptPeer(context.Context) (ctsync.AdoptResult, error) {
 	f.record("adopt", time.Now())
-	return ctsync.AdoptResult{Replaced: 7}, nil
+	return ctsync.AdoptResult{Adopted: 7}, nil
 }
 
 func (f *fakeSync) PeerState(now time.Time) ctsync.PeerState {

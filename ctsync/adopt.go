@@ -8,23 +8,14 @@ import (
 
 // AdoptResult counts what AdoptPeer did.
 type AdoptResult struct {
-	// Replaced entries were deleted from the kernel and created again from
-	// the peer's state, so the kernel re-learns their TCP windows from the
-	// next packets.
-	Replaced int `json:"replaced"`
-	// Updated entries (not TCP) were written with the peer's state.
-	Updated int `json:"updated"`
+	// Adopted entries were written into the kernel with the peer's state.
+	Adopted int `json:"adopted"`
 	// Kept entries were left alone: this node's TCP state is further
 	// along (e.g. FIN_WAIT against the peer's ESTABLISHED).
 	Kept     int            `json:"kept"`
 	Failed   map[string]int `json:"failed,omitempty"`
 	Duration time.Duration  `json:"duration"`
 }
-
-// adoptBatch bounds how many entries are between their deletion and their
-// re-creation at any time: a packet of such a flow arriving in that window
-// finds no entry.
-const adoptBatch = 64
 
 // AdoptPeer writes the peer's held-aside states into the kernel. Call it
 // on the MASTER when a split brain heals (it heard the other MASTER): while
@@ -33,13 +24,14 @@ const adoptBatch = 64
 // sequence numbers) and their packets would be dropped as INVALID once the
 // traffic comes back. The peer's states received since the last adoption
 // (from the external cache: held aside in direct-inject mode, or the
-// commit store) replace the kernel's: TCP entries are deleted and created
-// again, which resets window tracking, unless this node's state is
-// further in the TCP state sequence; other entries are updated.
+// commit store) are committed like an injection, which brings the entries
+// to the replicated state and, as for every replicated TCP entry (see
+// KernelOptions.TCPWindowTracking), marks them liberal in window tracking
+// so the stale window data no longer drops their packets. An entry whose
+// TCP state is further along here than the peer's is kept.
 func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 	start := time.Now()
 	var flows []Flow
-	var tcpKeys []Key
 	res := AdoptResult{Failed: map[string]int{}}
 	e.mu.Lock()
 	since := e.adoptedAt
@@ -55,7 +47,6 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 				res.Kept++
 				return true
 			}
-			tcpKeys = append(tcpKeys, f.Key)
 		}
 		f.Status &^= ipsExpected
 		flows = append(flows, *f)
@@ -69,46 +60,20 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 	}
 	e.mu.Unlock()
 
-	var errs []error
-	count := func(r CommitResult, err error) {
+	var err error
+	if len(flows) > 0 {
+		var r CommitResult
+		r, err = e.kernel.Commit(ctx, flows)
+		res.Adopted = r.Created + r.Updated
 		for k, n := range r.Failed {
 			res.Failed[k] += n
 		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	isTCP := make(map[ckey]bool, len(tcpKeys))
-	for i := range tcpKeys {
-		isTCP[compactKey(&tcpKeys[i])] = true
-	}
-	for len(flows) > 0 && ctx.Err() == nil {
-		n := min(adoptBatch, len(flows))
-		batch := flows[:n]
-		flows = flows[n:]
-		var dels []Key
-		for i := range batch {
-			if isTCP[compactKey(&batch[i].Key)] {
-				dels = append(dels, batch[i].Key)
-			}
-		}
-		if len(dels) > 0 {
-			r, err := e.kernel.Delete(ctx, dels)
-			count(r, err)
-		}
-		r, err := e.kernel.Commit(ctx, batch)
-		count(r, err)
-		res.Replaced += len(dels)
-		res.Updated += len(batch) - len(dels)
-	}
-	if ctx.Err() != nil {
-		errs = append(errs, ctx.Err())
 	}
 	res.Duration = time.Since(start)
-	e.log.Info("adopted the peer's connection states (split brain healed)", "replaced", res.Replaced,
-		"updated", res.Updated, "kept", res.Kept, "failed", res.Failed, "duration", res.Duration)
-	if len(errs) > 0 {
-		return res, fmt.Errorf("ctsync: adopt peer states: %w", errs[0])
+	e.log.Info("adopted the peer's connection states (split brain healed)", "adopted", res.Adopted,
+		"kept", res.Kept, "failed", res.Failed, "duration", res.Duration, "err", err)
+	if err != nil {
+		return res, fmt.Errorf("ctsync: adopt peer states: %w", err)
 	}
 	return res, nil
 }

@@ -22,7 +22,7 @@ func tcpFlow(i int, state uint8) Flow {
 }
 
 // The split-brain heal: a (MASTER) holds b's states aside while b is
-// MASTER too. AdoptPeer replaces a's entries for the flows b holds, except
+// MASTER too. AdoptPeer writes b's states over a's entries for the flows b holds, except
 // where a's TCP state is further along, and only once per received state.
 func TestEngineAdoptPeer(t *testing.T) {
 	for _, direct := range []bool{true, false} {
@@ -54,8 +54,8 @@ func TestEngineAdoptPeer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res.Replaced != n-1 || res.Kept != 1 || res.Updated != 0 || len(res.Failed) != 0 {
-				t.Fatalf("adopt %+v, want %d replaced and 1 kept", res, n-1)
+			if res.Adopted != n-1 || res.Kept != 1 || len(res.Failed) != 0 {
+				t.Fatalf("adopt %+v, want %d adopted and 1 kept", res, n-1)
 			}
 			if commits() == before {
 				t.Error("nothing written to the kernel")
@@ -70,7 +70,7 @@ func TestEngineAdoptPeer(t *testing.T) {
 			// Nothing new arrived: a second heal signal adopts nothing more.
 			if direct {
 				res, err = a.e.AdoptPeer(context.Background())
-				if err != nil || res.Replaced+res.Updated != 0 {
+				if err != nil || res.Adopted != 0 {
 					t.Errorf("second adopt %+v, %v; want nothing", res, err)
 				}
 			}
