@@ -29,13 +29,21 @@ type AdoptResult struct {
 // KernelOptions.TCPWindowTracking), marks them liberal in window tracking
 // so the stale window data no longer drops their packets. An entry whose
 // TCP state is further along here than the peer's is kept.
+//
+// The peer's backlog may still be on its way (a node that was frozen reads
+// it from its socket buffer when it wakes): AdoptPeer first waits until
+// nothing has been received for adoptSettle (at most adoptSettleMax), and
+// for AdoptWindow afterwards the states the peer sends go straight into
+// the kernel, as on a BACKUP in direct-inject mode.
 func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
+	e.waitReceiveQuiet(ctx)
 	start := time.Now()
 	var flows []Flow
 	res := AdoptResult{Failed: map[string]int{}}
 	e.mu.Lock()
 	since := e.adoptedAt
 	e.adoptedAt = start
+	e.adoptUntil = start.Add(AdoptWindow)
 	e.external.Range(func(f *Flow, updated time.Time) bool {
 		// Direct inject removes what it adopted; the commit store keeps it,
 		// so only what arrived since the last adoption counts.
@@ -76,6 +84,40 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 		return res, fmt.Errorf("ctsync: adopt peer states: %w", err)
 	}
 	return res, nil
+}
+
+// AdoptWindow is how long after AdoptPeer the peer's states are written
+// into the kernel as they arrive, whatever the MASTER gate says.
+const AdoptWindow = 5 * time.Second
+
+const (
+	adoptSettle     = 100 * time.Millisecond
+	adoptSettlePoll = 10 * time.Millisecond
+	adoptSettleMax  = time.Second
+)
+
+// waitReceiveQuiet returns once a datagram received after the call shows
+// that the receive path has caught up (the peer sends at least one per
+// alive interval), and then nothing more arrived for adoptSettle; or after
+// adoptSettleMax, or when ctx ends. A node that was frozen reads the
+// peer's backlog from its socket buffer first: its states must be in the
+// cache before they are adopted.
+func (e *Engine) waitReceiveQuiet(ctx context.Context) {
+	start := time.Now()
+	end := start.Add(adoptSettleMax)
+	for time.Now().Before(end) {
+		e.mu.Lock()
+		last := e.lastPeer
+		e.mu.Unlock()
+		if last.After(start) && time.Since(last) >= adoptSettle {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(adoptSettlePoll):
+		}
+	}
 }
 
 // TCP conntrack states in the order a connection goes through them (the

@@ -67,6 +67,16 @@ func TestEngineAdoptPeer(t *testing.T) {
 			if len(snap) != n {
 				t.Errorf("%d kernel entries, want %d", len(snap), n)
 			}
+			// The peer's backlog arriving after the adoption goes into the
+			// kernel too, for AdoptWindow.
+			late := tcpFlow(n+1, 3)
+			kb.Create(late)
+			waitFor(t, 5*time.Second, "late peer state injected", func() error {
+				if _, ok := ka.Snapshot()[late.Key]; !ok {
+					return fmt.Errorf("not in a's kernel")
+				}
+				return nil
+			})
 			// Nothing new arrived: a second heal signal adopts nothing more.
 			if direct {
 				res, err = a.e.AdoptPeer(context.Background())

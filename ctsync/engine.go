@@ -198,7 +198,7 @@ type Engine struct {
 	ds       digestState
 	exp      expState // expectation replication (expect.go)
 	// readiness and split-brain adoption (readiness.go, adopt.go)
-	askedAt, lastData, adoptedAt time.Time
+	askedAt, lastData, adoptedAt, adoptUntil time.Time
 }
 
 type injectItem struct {

@@ -134,6 +134,12 @@ func runFault(t *testing.T, bin string, fc faultCase) faultReport {
 		t.Fatal(err)
 	}
 	defer w.Stop()
+	// The new MASTER's gratuitous ARP burst must be over: the fault is
+	// applied to a settled pair (a node frozen in the middle of its burst
+	// resumes it on waking, before anything else; see the README).
+	if err := waitGARPsSettled(lab, 500*time.Millisecond, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	var marks [2]int64
 	var inv0, garp0 [2]uint64
 	for i := range 2 {
@@ -190,7 +196,35 @@ func runFault(t *testing.T, bin string, fc faultCase) faultReport {
 	if fc.noGARP && r.garps[1] != 0 {
 		t.Errorf("%s: fw2 sent %d GARPs, want none", fc.name, r.garps[1])
 	}
+	if t.Failed() {
+		for i, d := range c.Nodes {
+			t.Logf("fw%d log:\n%s", i+1, d.LogTail(6000))
+		}
+	}
 	return r
+}
+
+// waitGARPsSettled waits until neither node has sent a gratuitous ARP
+// for quiet.
+func waitGARPsSettled(l *Lab, quiet, timeout time.Duration) error {
+	var last [2]uint64
+	since := time.Now()
+	for end := time.Now().Add(timeout); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		var now [2]uint64
+		for i := range 2 {
+			v, err := l.GARPs(i + 1)
+			if err != nil {
+				return err
+			}
+			now[i] = v
+		}
+		if now != last {
+			last, since = now, time.Now()
+		} else if time.Since(since) >= quiet {
+			return nil
+		}
+	}
+	return fmt.Errorf("gratuitous ARPs still being sent after %v", timeout)
 }
 
 // status polls a node's status once.
