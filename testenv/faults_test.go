@@ -38,11 +38,19 @@ type faultReport struct {
 	notes       []string
 }
 
+// short lists transitions in full only when there are few of them.
+func short(ts []string) string {
+	if len(ts) <= 4 {
+		return fmt.Sprint(ts)
+	}
+	return fmt.Sprintf("[%s ... %s]", strings.Join(ts[:2], " "), strings.Join(ts[len(ts)-2:], " "))
+}
+
 func (r faultReport) String() string {
 	return fmt.Sprintf("%-16s kept %d/%d (reset %d), invalid drops fw1 %d fw2 %d, transitions fw1 %d %v fw2 %d %v, "+
 		"longest VIPs on both %s / on neither %s, GARPs fw1 %d fw2 %d, holder fw%d, %s; %s",
 		r.fault, r.verdict.Kept, r.verdict.Total, r.verdict.Reset, r.invalid[0], r.invalid[1],
-		len(r.transitions[0]), r.transitions[0], len(r.transitions[1]), r.transitions[1],
+		len(r.transitions[0]), short(r.transitions[0]), len(r.transitions[1]), short(r.transitions[1]),
 		r.both.Round(time.Millisecond), r.neither.Round(time.Millisecond), r.garps[0], r.garps[1], r.holder,
 		r.took.Round(100*time.Millisecond), strings.Join(r.notes, "; "))
 }
