@@ -113,6 +113,21 @@
 // waiting for every member's own timer: pulling only the master's eth0
 // cable costs Skew_Time (~0.6 s), not 3.2 s.
 //
+// A member's own Master_Down timer does not take the group over while
+// another member still hears a master it obeys: one LAN between the nodes
+// is cut but the master is alive (a partial partition). The group stays
+// BACKUP, never announcing VIPs it would give back, and reports it
+// (Status.Partition, a warning log) until the deaf member hears the master
+// again. A priority-0 advert on any member lifts the rule. The sync link
+// is not used as a signal: it says the peer process is alive, not that it
+// is MASTER on a LAN.
+//
+// Group.SetPreemptHold makes BACKUP members obey a lower-priority master
+// instead of preempting it (fwpair holds preemption until the node has the
+// peer's connections); with no master heard the group still takes over.
+// Hooks.BeforeReannounce runs when a MASTER hears a lower-priority MASTER
+// (a split brain healing), before its gratuitous ARPs.
+//
 // # VRRPv3
 //
 // InstanceConfig.Version = 3 selects RFC 9568 per instance. The interval
