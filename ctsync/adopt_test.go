@@ -48,6 +48,14 @@ func TestEngineAdoptPeer(t *testing.T) {
 				}
 				return nil
 			})
+			waitFor(t, 10*time.Second, "a's own FIN_WAIT in its internal cache", func() error {
+				for _, f := range a.e.Entries(CacheInternal) {
+					if f.Key == tcpFlow(0, 0).Key && f.ProtoState == 4 {
+						return nil
+					}
+				}
+				return fmt.Errorf("not yet")
+			})
 			commits := func() int { ka.mu.Lock(); defer ka.mu.Unlock(); return ka.commits }
 			before := commits()
 			res, err := a.e.AdoptPeer(context.Background())
