@@ -328,3 +328,20 @@ func (d *Daemon) Freeze(stop bool) error {
 	}
 	return cmd.Process.Signal(sig)
 }
+
+// SlowSync limits what fw n sends on its sync link to rate bytes per
+// second (excess dropped, as a congested or lossy link would; FTFW must
+// recover it); rate 0 lifts the limit.
+func (l *Lab) SlowSync(n int, rate int) error {
+	rs := "table inet fwpair-slow {}\ndelete table inet fwpair-slow\n"
+	if rate > 0 {
+		rs += fmt.Sprintf(`table inet fwpair-slow {
+	chain out {
+		type filter hook output priority -400; policy accept;
+		oifname "eth2" limit rate over %d bytes/second drop
+	}
+}
+`, rate)
+	}
+	return l.FW(n).LoadRuleset(rs)
+}

@@ -475,6 +475,14 @@ func failback(t *testing.T, c *Cluster, r *faultReport, n int) {
 			t.Fatalf("fw2 replicates %d entries, want %d", st.Sync.InternalEntries, want)
 		}
 	}
+	// The state transfer to the returning node must take longer than
+	// VRRP's preemption (Master_Down_Interval, 3.4 s): fw2's sync link is
+	// limited to failbackRate, so a node preempting on VRRP timing alone
+	// would take the traffic without the sessions' states.
+	if err := c.Lab.SlowSync(2, max(failbackRate, failbackRate*n/faultFlowsDefault)); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Lab.SlowSync(2, 0)
 	for _, ifname := range []string{"eth0", "eth1", "eth2"} {
 		if err := c.Lab.LinkUp(c.Lab.FW1, ifname); err != nil {
 			t.Fatal(err)
@@ -516,6 +524,11 @@ func failback(t *testing.T, c *Cluster, r *faultReport, n int) {
 	r.notes = append(r.notes, fmt.Sprintf("%d flows: fw1 ready %.1fs after start, MASTER after %.1fs holding %d entries",
 		n, readyAt.Sub(started).Seconds(), masterAt.Sub(started).Seconds(), before))
 }
+
+// failbackRate is the sync link's rate (bytes/s) while the returning node
+// receives the peer's state of faultFlowsDefault flows (about 5 s); it
+// grows with the flow count.
+const failbackRate = 256 << 10
 
 // kernelCount is the number of entries in a node's conntrack table.
 func kernelCount(ns *NS) int {
