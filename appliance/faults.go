@@ -148,26 +148,28 @@ func (d *Daemon) beforeReannounce(ctx context.Context) {
 		"adopted", res.Adopted, "kept", res.Kept, "seconds", res.Duration.Seconds())
 }
 
-// Metric names of the fault collector.
+// Metric names of the fault collector (fwpair_ready is in metrics.go, fed
+// by readyForTakeover).
 const (
-	metricReady            = "fwpair_ready"
 	metricPartialPartition = "fwpair_vrrp_partial_partition"
 	metricPartitions       = "fwpair_vrrp_partial_partitions_total"
 	metricSplitBrainHeals  = "fwpair_split_brain_heals_total"
 	metricAdopted          = "fwpair_split_brain_adopted_entries_total"
 )
 
-// faultMetrics exports readiness, partial partitions and split-brain
-// heals, read at scrape time.
+// faultMetricNames are the families faultMetrics exports.
+var faultMetricNames = []string{metricPartialPartition, metricPartitions, metricSplitBrainHeals, metricAdopted}
+
+// faultMetrics exports partial partitions and split-brain heals, read at
+// scrape time.
 type faultMetrics struct {
-	d                                      *Daemon
-	ready, partition, partitions, heals, n *prometheus.Desc
+	d                               *Daemon
+	partition, partitions, heals, n *prometheus.Desc
 }
 
 func newFaultMetrics(d *Daemon) *faultMetrics {
 	return &faultMetrics{
 		d:          d,
-		ready:      prometheus.NewDesc(metricReady, "1 when this node holds the peer's full state (or the bounded wait passed) and may preempt.", nil, nil),
 		partition:  prometheus.NewDesc(metricPartialPartition, "1 while a sync-group member hears no master but another member does.", nil, nil),
 		partitions: prometheus.NewDesc(metricPartitions, "Partial partitions seen.", nil, nil),
 		heals:      prometheus.NewDesc(metricSplitBrainHeals, "Split brains healed while MASTER (another MASTER heard).", nil, nil),
@@ -176,14 +178,12 @@ func newFaultMetrics(d *Daemon) *faultMetrics {
 }
 
 func (m *faultMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.ready, m.partition, m.partitions, m.heals, m.n} {
+	for _, d := range []*prometheus.Desc{m.partition, m.partitions, m.heals, m.n} {
 		ch <- d
 	}
 }
 
 func (m *faultMetrics) Collect(ch chan<- prometheus.Metric) {
-	ready, _ := m.d.ready.get()
-	ch <- prometheus.MustNewConstMetric(m.ready, prometheus.GaugeValue, b2f(ready))
 	if g := m.d.vrrp; g != nil {
 		st := g.Status()
 		ch <- prometheus.MustNewConstMetric(m.partition, prometheus.GaugeValue, b2f(st.Partition != ""))
