@@ -300,13 +300,36 @@ func (d *Daemon) Transitions(mark int64) (int, []string) {
 	return len(list), list
 }
 
-// field returns the value of key=value in a text log line.
+// MasterReasons lists, after the log mark, why the VRRP instance named
+// instance became MASTER each time (the engine's transition reasons, e.g.
+// "master down timer expired" or "sync group: inside became MASTER").
+func (d *Daemon) MasterReasons(mark int64, instance string) []string {
+	b, err := os.ReadFile(d.Log)
+	if err != nil || int64(len(b)) < mark {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b[mark:]), "\n") {
+		if strings.Contains(line, ` msg="vrrp instance transition" `) && field(line, "instance") == instance &&
+			field(line, "to_state") == "MASTER" {
+			out = append(out, field(line, "reason"))
+		}
+	}
+	return out
+}
+
+// field returns the value of key=value in a text log line (unquoted).
 func field(line, key string) string {
 	i := strings.Index(line, " "+key+"=")
 	if i < 0 {
 		return ""
 	}
 	v := line[i+len(key)+2:]
+	if strings.HasPrefix(v, `"`) {
+		if j := strings.IndexByte(v[1:], '"'); j >= 0 {
+			return v[1 : j+1]
+		}
+	}
 	if j := strings.IndexByte(v, ' '); j >= 0 {
 		v = v[:j]
 	}

@@ -26,9 +26,19 @@ const faultFlowsDefault = 20000
 
 // faultReport is one row of the fault matrix.
 type faultReport struct {
-	fault       string
-	verdict     Verdict
-	invalid     [2]uint64
+	fault   string
+	verdict Verdict
+	invalid [2]uint64
+	// healed is set by faults where both nodes hold the VIPs by design
+	// (split brain, frozen MASTER) at the moment the fault ends; then
+	// atHeal holds the INVALID counters at that moment: while both hold
+	// them the neighbours may ARP either node, which the pair cannot
+	// prevent, so only drops after the heal are held against it.
+	healed bool
+	atHeal [2]uint64
+	heal   func()
+	// relaxed names the checks a genuine master loss made moot.
+	relaxed     bool
 	transitions [2][]string
 	both        time.Duration
 	neither     time.Duration
@@ -161,6 +171,15 @@ func runFault(t *testing.T, bin string, fc faultCase) faultReport {
 	}
 	c.Sessions.ResetStalls()
 	start := time.Now()
+	r.heal = func() {
+		r.healed = true
+		for i := range 2 {
+			v, err := lab.InvalidDrops(i + 1)
+			if err == nil {
+				r.atHeal[i] = v - inv0[i]
+			}
+		}
+	}
 	fc.do(t, c, &r) // a t.Fatal in do ends the test here
 	if err := waitVIPs(lab, fc.holder, 20*time.Second); err != nil {
 		t.Errorf("%v\n%s", err, c.Diagnose())
@@ -191,17 +210,24 @@ func runFault(t *testing.T, bin string, fc faultCase) faultReport {
 		t.Errorf("%s: %v\n%s", fc.name, r.verdict, c.Diagnose())
 	}
 	for i := range 2 {
-		if r.invalid[i] != 0 {
+		switch {
+		case r.healed && r.invalid[i] != r.atHeal[i]:
+			t.Errorf("%s: fw%d dropped %d packets as INVALID after the heal (%d while both held the VIPs)",
+				fc.name, i+1, r.invalid[i]-r.atHeal[i], r.atHeal[i])
+		case !r.healed && r.invalid[i] != 0:
 			t.Errorf("%s: fw%d dropped %d packets as INVALID", fc.name, i+1, r.invalid[i])
 		}
-		if m := fc.maxTransitions[i]; m >= 0 && len(r.transitions[i]) > m {
+		if r.healed && r.atHeal[i] != 0 {
+			r.notes = append(r.notes, fmt.Sprintf("fw%d: %d INVALID drops while both held the VIPs, 0 after the heal", i+1, r.atHeal[i]))
+		}
+		if m := fc.maxTransitions[i]; m >= 0 && len(r.transitions[i]) > m && !(r.relaxed && i == 1) {
 			t.Errorf("%s: fw%d made %d transitions %v, want at most %d", fc.name, i+1, len(r.transitions[i]), r.transitions[i], m)
 		}
 	}
 	if fc.maxBoth > 0 && r.both > fc.maxBoth {
 		t.Errorf("%s: a VIP was on both nodes for %v, want at most %v", fc.name, r.both, fc.maxBoth)
 	}
-	if fc.noGARP && r.garps[1] != 0 {
+	if fc.noGARP && r.garps[1] != 0 && !r.relaxed {
 		t.Errorf("%s: fw2 sent %d GARPs, want none", fc.name, r.garps[1])
 	}
 	if t.Failed() {
@@ -263,6 +289,7 @@ func hold(t *testing.T, c *Cluster, d time.Duration, check func() error) {
 // (keepalived's sync group also does; fwpair without the rule flapped
 // every ~3.6 s) and report the partial partition.
 func lanCut(t *testing.T, c *Cluster, r *faultReport, lan int) {
+	mark := c.Nodes[1].LogSize()
 	var cut Cut
 	cut.LAN[lan] = true
 	if err := c.Lab.SetCut(cut); err != nil {
@@ -283,6 +310,20 @@ func lanCut(t *testing.T, c *Cluster, r *faultReport, lan int) {
 		t.Errorf("fw2 never reported the partial partition in its status")
 	}
 	r.notes = append(r.notes, fmt.Sprintf("fw2 reported %q", reported))
+	// fw2 may take over only if the member on the LAN that still works
+	// lost fw1 too (its own Master_Down timer: fw1's adverts late on both
+	// LANs, e.g. a starved machine), never by following the deaf member.
+	other := []string{"outside", "inside"}[lan]
+	for _, reason := range c.Nodes[1].MasterReasons(mark, other) {
+		if reason != "master down timer expired" {
+			t.Errorf("fw2's %s instance became MASTER while it heard fw1: %q", other, reason)
+		} else {
+			r.relaxed = true
+		}
+	}
+	if r.relaxed {
+		r.notes = append(r.notes, "fw1's adverts were late on both LANs (machine load): fw2 took over by its own timers")
+	}
 }
 
 // syncCut: the sync link fails for 10 s while 20 new sessions open; then
@@ -335,10 +376,11 @@ func splitBrain(t *testing.T, c *Cluster, r *faultReport) {
 		t.Fatal(err)
 	}
 	hold(t, c, 10*time.Second-time.Since(at), nil)
+	r.heal()
+	healed := time.Now()
 	if err := c.Lab.SetCut(Cut{}); err != nil {
 		t.Fatal(err)
 	}
-	healed := time.Now()
 	if _, err := c.Nodes[1].WaitTransition("BACKUP", healed, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +416,7 @@ func masterFrozen(t *testing.T, c *Cluster, r *faultReport) {
 	}
 	_, err := c.Nodes[1].WaitTransition("MASTER", at, 5*time.Second)
 	hold(t, c, 5*time.Second-time.Since(at), nil)
+	r.heal()
 	if err2 := c.Nodes[0].Freeze(false); err2 != nil {
 		t.Fatal(err2)
 	}
