@@ -142,3 +142,38 @@ func TestEnginePeerState(t *testing.T) {
 		t.Error("complete right after a new request")
 	}
 }
+
+// Updates of flows already received (a refresh of long-lived flows, a
+// busy connection) do not hold readiness back: only flows the answer has
+// not brought yet do.
+func TestEnginePeerStateIgnoresUpdates(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	for i := range 50 {
+		ka.Create(tcpFlow(i, 3))
+	}
+	startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			f := tcpFlow(0, 3)
+			f.Mark = uint32(i + 1)
+			ka.Create(f)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	waitFor(t, 10*time.Second, "peer state complete despite updates", func() error {
+		if ps := b.e.PeerState(time.Now()); !ps.Complete {
+			return fmt.Errorf("%s", ps.Reason)
+		}
+		return nil
+	})
+}

@@ -199,6 +199,7 @@ type Engine struct {
 	exp      expState // expectation replication (expect.go)
 	// readiness and split-brain adoption (readiness.go, adopt.go)
 	askedAt, lastData, adoptedAt, adoptUntil time.Time
+	answerSeen                               map[ckey]struct{}
 }
 
 type injectItem struct {
@@ -558,7 +559,7 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 			e.reject(ReasonOf(err))
 			continue
 		}
-		e.lastData = now
+		e.noteAnswerLocked(&f.Key, now)
 		if e.acceptLocked(now, m.Type == MsgCTDel, &f) {
 			inject = true
 		}
@@ -904,6 +905,7 @@ func (e *Engine) RequestResync() {
 	e.st.resyncRequests++
 	e.startConvergeLocked(time.Now())
 	e.askedAt = time.Now()
+	e.answerSeen = make(map[ckey]struct{})
 	e.sess.RequestResync()
 	e.mu.Unlock()
 	e.wake(e.kick)

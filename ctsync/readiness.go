@@ -6,7 +6,8 @@ import "time"
 // returning node must before it takes the VIPs back (preemption).
 type PeerState struct {
 	// Complete: the peer answered the last resync request and went quiet
-	// (no state for QuietPeriod) and no sequence gap is open.
+	// (no state of a flow not yet received since the request for
+	// QuietPeriod) and no sequence gap is open.
 	Complete bool `json:"complete"`
 	// Reason says what is missing when not Complete.
 	Reason string `json:"reason,omitempty"`
@@ -24,8 +25,10 @@ const QuietPeriod = 2 * DefaultAliveInterval
 
 // PeerState reports whether the resync requested last (RequestResync, and
 // at start unless Config.NoStartupResync) has been answered in full: the
-// peer has been heard since the request, no state arrived for QuietPeriod,
-// and the FTFW session has no gap still being NACKed.
+// peer has been heard since the request, no state of a flow not received
+// before since the request arrived for QuietPeriod (updates and refreshes
+// of flows already received do not hold it back: the answer sends each
+// flow once), and the FTFW session has no gap still being NACKed.
 func (e *Engine) PeerState(now time.Time) PeerState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -41,8 +44,28 @@ func (e *Engine) PeerState(now time.Time) PeerState {
 		ps.Reason = "a sequence gap is open (states missing, NACKed)"
 	default:
 		ps.Complete = true
+		e.answerSeen = nil // the answer is in; stop tracking its keys
 	}
 	return ps
+}
+
+// noteAnswerLocked records a received state while a resync answer is
+// awaited: a flow received for the first time since the request is part
+// of the answer. The set is bounded by the external cache's limit; beyond
+// it every state counts as new (the answer then looks longer, never
+// shorter).
+func (e *Engine) noteAnswerLocked(k *Key, now time.Time) {
+	if e.answerSeen == nil {
+		return
+	}
+	ck := compactKey(k)
+	if _, ok := e.answerSeen[ck]; ok {
+		return
+	}
+	if len(e.answerSeen) < max(e.cfg.ExternalLimit, 1) {
+		e.answerSeen[ck] = struct{}{}
+	}
+	e.lastData = now
 }
 
 // openGaps reports whether a gap NACKed recently may still be open.
