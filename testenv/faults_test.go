@@ -569,9 +569,9 @@ func failback(t *testing.T, c *Cluster, r *faultReport, n int) {
 }
 
 // failbackRate is the sync link's rate (bytes/s) while the returning node
-// receives the peer's state of faultFlowsDefault flows (about 5 s); it
-// grows with the flow count.
-const failbackRate = 256 << 10
+// receives the peer's state of faultFlowsDefault flows (about 8 s with
+// the retransmissions its drops cause); it grows with the flow count.
+const failbackRate = 512 << 10
 
 // kernelCount is the number of entries in a node's conntrack table.
 func kernelCount(ns *NS) int {
