@@ -103,7 +103,7 @@ func referenceFault(t *testing.T, name string) string {
 		}
 		time.Sleep(10 * time.Second)
 	case "master-frozen":
-		pids := []int{s.nodes[0].ctd.pid(), s.nodes[0].ka.pid()}
+		pids := []int{s.nodes[0].ctd.Pid(), s.nodes[0].ka.Pid()}
 		if b, err := os.ReadFile(filepath.Join(s.nodes[0].dir, "vrrp.pid")); err == nil {
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
 				pids = append(pids, pid)
