@@ -27,6 +27,8 @@ const (
 	DefaultResendQueue    = 131072
 	DefaultCommitTimeout  = 5 * time.Second
 	DefaultPurgeDelay     = 60 * time.Second
+	DefaultReadyTimeout   = 60 * time.Second
+	maxReadyTimeout       = time.Hour
 	DefaultHookTimeout    = 10 * time.Second
 	DefaultSocketBuffer   = 4 << 20
 	DefaultPeerVersion    = "1.4.7"
@@ -127,6 +129,9 @@ type SyncConfig struct {
 	ResendQueue   int
 	CommitTimeout time.Duration
 	PurgeDelay    time.Duration
+	// ReadyTimeout bounds how long a node that does not yet hold the
+	// peer's full state refrains from preempting (0: no hold).
+	ReadyTimeout  time.Duration
 	DirectInject  bool
 	StartupResync bool
 	PeerVersion   string
@@ -275,6 +280,7 @@ type rawSync struct {
 	ResendQueue   *int      `toml:"resend_queue"`
 	CommitTimeout duration  `toml:"commit_timeout"`
 	PurgeDelay    duration  `toml:"purge_delay"`
+	ReadyTimeout  duration  `toml:"ready_timeout"`
 	DirectInject  *bool     `toml:"direct_inject"`
 	StartupResync *bool     `toml:"startup_resync"`
 	PeerVersion   string    `toml:"peer_version"`
@@ -686,6 +692,7 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 		ResendQueue:   DefaultResendQueue,
 		CommitTimeout: DefaultCommitTimeout,
 		PurgeDelay:    DefaultPurgeDelay,
+		ReadyTimeout:  DefaultReadyTimeout,
 		DirectInject:  defaultDirectInject,
 		StartupResync: defaultStartupResync,
 		PeerVersion:   r.PeerVersion,
@@ -708,6 +715,12 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 	}
 	if r.PurgeDelay.set {
 		c.PurgeDelay = r.PurgeDelay.Duration
+	}
+	if r.ReadyTimeout.set {
+		c.ReadyTimeout = r.ReadyTimeout.Duration
+		if c.ReadyTimeout > maxReadyTimeout {
+			v.errorf("sync.ready_timeout", "%v is longer than %v", c.ReadyTimeout, maxReadyTimeout)
+		}
 	}
 	if r.DirectInject != nil {
 		c.DirectInject = *r.DirectInject

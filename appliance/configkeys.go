@@ -48,6 +48,7 @@ var ConfigKeys = []ConfigKey{
 	{"sync.auth.max_clock_skew", "duration", `"2m"`, "Largest difference between the two nodes' clocks an authenticated datagram may show (1s..1h)."},
 	{"sync.commit_timeout", "duration", `"5s"`, "Longest a commit of the external cache into the kernel may take on becoming MASTER."},
 	{"sync.purge_delay", "duration", `"60s"`, "On becoming BACKUP, delete the connections the new MASTER does not know after this delay."},
+	{"sync.ready_timeout", "duration", `"60s"`, "Longest a node that does not yet hold the peer's full state (resync answered, no sequence gap) refrains from preempting; \"0s\" preempts at once, at most 1h."},
 	{"sync.direct_inject", "boolean", "true", "Write received states straight into the kernel (conntrackd's DisableExternalCache) instead of holding them in the external cache and committing it on takeover."},
 	{"sync.startup_resync", "boolean", "true", "Ask the peer for its whole state at start."},
 	{"sync.peer_version", "string", `"1.4.7"`, "conntrackd version of the peer (1.4.2 to 1.4.9), for wire compatibility while a pair is migrated one node at a time. Setting it turns the consistency check off unless sync.consistency_check is set."},

@@ -58,6 +58,7 @@ type vrrpGroup interface {
 	Status() vrrp.Status
 	SetPriority(name string, priority uint8) error
 	SetGARP(c vrrp.GARPConfig)
+	SetPreemptHold(hold bool) error
 }
 
 // syncEngine is what the daemon needs of the conntrack sync engine; the
@@ -91,6 +92,7 @@ type syncEngine interface {
 	// Close releases the engine's sockets; the daemon calls it once Run
 	// has returned, or when New fails after building the engine.
 	Close() error
+	faultSync // faults.go
 }
 
 // ownAddrs are the addresses the sync filter ignores by default.
@@ -117,6 +119,7 @@ type Daemon struct {
 	vrrp    vrrpGroup
 	sync    syncEngine
 	metrics *metrics
+	ready   readiness // faults.go
 
 	// followUps runs the post-transition work (flush, resync, bulk,
 	// hooks) off the critical path, in order (followup.go).
@@ -163,6 +166,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		if err := opts.Registry.Register(d.metrics); err != nil {
 			return nil, fmt.Errorf("metrics: %w", err)
 		}
+		if err := opts.Registry.Register(newFaultMetrics(d)); err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
 	}
 	newSync := opts.newSync
 	if newSync == nil {
@@ -184,8 +190,9 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 			Logger:           d.log.With("engine", "vrrp"),
 			RealtimePriority: cfg.VRRP.RealtimePriority,
 			Hooks: vrrp.Hooks{
-				BeforeMaster:    d.beforeMaster,
-				AfterTransition: d.afterTransition,
+				BeforeMaster:     d.beforeMaster,
+				AfterTransition:  d.afterTransition,
+				BeforeReannounce: d.beforeReannounce,
 			},
 		})
 		if err != nil {
@@ -193,6 +200,11 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 				d.sync.Close()
 			}
 			return nil, fmt.Errorf("vrrp: %w", err)
+		}
+		if holdsPreemption(cfg) {
+			if err := g.SetPreemptHold(true); err != nil {
+				return nil, fmt.Errorf("vrrp: %w", err)
+			}
 		}
 		d.vrrp = g
 	}
@@ -351,12 +363,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	supervised := start("supervise", vrrpCtx, func(ctx context.Context) error { d.supervise(ctx); return nil })
 	reloads := start("reload", vrrpCtx, func(ctx context.Context) error { d.reloadOnHangup(ctx); return nil })
+	readied := start("readiness", vrrpCtx, func(ctx context.Context) error { d.watchReadiness(ctx); return nil })
 
 	<-vrrpCtx.Done()
 	d.notifier.Notify(daemon.SdNotifyStopping + "\nSTATUS=stopping")
 	d.log.Info("stopping: VRRP first (priority-0 adverts, VIPs removed)")
 	wait(vrrpDone)
 	wait(supervised)
+	wait(readied)
 	wait(reloads)
 	// Every transition is queued now: the worker runs what is left,
 	// the last hook included, then returns.

@@ -306,6 +306,7 @@ func metricNames() []string {
 	names := []string{metricGroupState, metricInstanceState, metricAdvertsSent, metricAdvertsReceived,
 		metricAdvertsDiscarded, metricTransitions, metricReady, metricCacheEntries, metricPeerAlive,
 		metricCommitSeconds, metricPendingMessages, metricLastPeerMessage}
+	names = append(names, faultMetricNames...)
 	for _, sm := range syncMetrics {
 		names = append(names, sm.name)
 	}

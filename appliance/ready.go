@@ -3,12 +3,15 @@ package appliance
 // readyForTakeover tells whether this node's state is complete enough to
 // take over: the one place that decides the fwpair_ready gauge.
 //
-// Today it means every configured engine has started (the sync engine
-// has loaded the kernel table and opened its links, the VRRP group its
-// sockets). The VRRP-fault work (issue #11) refines it with the real
-// readiness signal (initial state received from the peer, partitions);
-// change it here and the metric follows.
+// It means every configured engine has started (the sync engine has
+// loaded the kernel table and opened its links, the VRRP group its
+// sockets) and this node holds the peer's full state, or the bounded wait
+// (sync.ready_timeout) has passed: the same condition that lifts the
+// preemption hold (faults.go).
 func (d *Daemon) readyForTakeover() bool {
+	if ok, _ := d.ready.get(); !ok {
+		return false
+	}
 	if d.sync != nil && !closed(d.sync.Ready()) {
 		return false
 	}

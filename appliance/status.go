@@ -17,7 +17,7 @@ func (d *Daemon) Status() api.Status {
 	s := api.Status{Node: cfg.Node, Version: d.version, StartedAt: d.started}
 	if d.vrrp != nil {
 		st := d.vrrp.Status()
-		v := &api.VRRPStatus{Group: cfg.VRRP.Group, GroupState: st.State.String()}
+		v := &api.VRRPStatus{Group: cfg.VRRP.Group, GroupState: st.State.String(), PartialPartition: st.Partition}
 		for _, in := range st.Instances {
 			inst := api.Instance{
 				Name:            in.Name,
@@ -40,6 +40,7 @@ func (d *Daemon) Status() api.Status {
 		st := d.sync.Status()
 		s.Sync = &st
 	}
+	s.Ready, s.ReadyReason = d.ready.get()
 	d.mu.Lock()
 	if d.last != nil {
 		t := *d.last

@@ -26,6 +26,9 @@ type fakeSync struct {
 
 	mu    sync.Mutex
 	calls []call
+	// incomplete, while set, makes PeerState report a missing state
+	// (faults_test.go).
+	incomplete bool
 }
 
 type call struct {

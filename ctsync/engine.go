@@ -197,6 +197,9 @@ type Engine struct {
 	converge *convergeRound
 	ds       digestState
 	exp      expState // expectation replication (expect.go)
+	// readiness and split-brain adoption (readiness.go, adopt.go)
+	askedAt, lastData, adoptedAt, adoptUntil time.Time
+	answerSeen                               map[ckey]struct{}
 }
 
 type injectItem struct {
@@ -556,6 +559,7 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 			e.reject(ReasonOf(err))
 			continue
 		}
+		e.noteAnswerLocked(&f.Key, now)
 		if e.acceptLocked(now, m.Type == MsgCTDel, &f) {
 			inject = true
 		}
@@ -900,6 +904,8 @@ func (e *Engine) RequestResync() {
 	e.mu.Lock()
 	e.st.resyncRequests++
 	e.startConvergeLocked(time.Now())
+	e.askedAt = time.Now()
+	e.answerSeen = make(map[ckey]struct{})
 	e.sess.RequestResync()
 	e.mu.Unlock()
 	e.wake(e.kick)

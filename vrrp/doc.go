@@ -113,6 +113,21 @@
 // waiting for every member's own timer: pulling only the master's eth0
 // cable costs Skew_Time (~0.6 s), not 3.2 s.
 //
+// A member's own Master_Down timer does not take the group over while
+// another member still hears a master it obeys: one LAN between the nodes
+// is cut but the master is alive (a partial partition). The group stays
+// BACKUP, never announcing VIPs it would give back, and reports it
+// (Status.Partition, a warning log) until the deaf member hears the master
+// again. A priority-0 advert on any member lifts the rule. The sync link
+// is not used as a signal: it says the peer process is alive, not that it
+// is MASTER on a LAN.
+//
+// Group.SetPreemptHold makes BACKUP members obey a lower-priority master
+// instead of preempting it (fwpair holds preemption until the node has the
+// peer's connections); with no master heard the group still takes over.
+// Hooks.BeforeReannounce runs when a MASTER hears a lower-priority MASTER
+// (a split brain healing), before its gratuitous ARPs.
+//
 // # VRRPv3
 //
 // InstanceConfig.Version = 3 selects RFC 9568 per instance. The interval
@@ -158,9 +173,12 @@
 //     one last advert (keepalived's higher_prio_send_advert) so that the
 //     winner re-announces too. Both heal split brains quickly, ARP caches
 //     included.
-//   - Adverts whose address list differs from ours are accepted, logged
-//     and counted (AddressListMismatch), as keepalived does, even from a
-//     non-owner; refusing them would turn a VIP typo into two MASTERs.
+//   - Adverts whose address list differs from ours are counted
+//     (AddressListMismatch) and, unless their priority is 255, discarded
+//     as RFC 3768 §7.1 requires (reason "address_list"); keepalived obeys
+//     them, so any host on the LAN could take the pair down. Rejected
+//     adverts are logged at warning level, at most once per 10 s per
+//     interface and reason.
 //   - Unicast mode (UnicastPeers) is a keepalived extension: adverts go to
 //     each peer, must come from a peer, and their TTL is not checked.
 //   - Simple-password authentication (RFC 2338 type 1) is supported for

@@ -66,6 +66,12 @@ type Hooks struct {
 	// first GARP sent (or after giving up because the group left MASTER),
 	// for the other states after the VIPs were removed.
 	AfterTransition func(t Transition)
+	// BeforeReannounce runs when a MASTER heard another, lower-priority
+	// MASTER (a split brain healing), before it sends gratuitous ARP to
+	// pull the traffic back. fwpair adopts there the connection states
+	// that moved to the other node during the split. It runs on the GARP
+	// goroutine of the MASTER epoch; ctx ends with the epoch.
+	BeforeReannounce func(ctx context.Context)
 }
 
 // Transition is a change of the group state.
@@ -105,6 +111,7 @@ type Group struct {
 	gstate State
 	since  time.Time
 	reason string
+	faults faultStatus
 }
 
 // platform builds the default adapters, all bound to one network
@@ -331,11 +338,18 @@ func (g *Group) Run(ctx context.Context) error {
 
 // Status is a snapshot of the group for the control API and metrics.
 type Status struct {
-	State      State // "INIT", "BACKUP", "MASTER" or "FAULT" in text and JSON
-	Since      time.Time
-	Reason     string
-	Instances  []InstanceStatus
-	Interfaces []InterfaceStatus
+	State  State // "INIT", "BACKUP", "MASTER" or "FAULT" in text and JSON
+	Since  time.Time
+	Reason string
+	// Partition describes a partial partition ("" if none): a member
+	// hears no master while another does, so the group stays BACKUP.
+	Partition string
+	// Partitions counts the partial partitions seen since Run started.
+	Partitions uint64
+	// PreemptHeld is set while preemption is held (SetPreemptHold).
+	PreemptHeld bool
+	Instances   []InstanceStatus
+	Interfaces  []InterfaceStatus
 }
 
 // InstanceStatus is the state of one instance.
@@ -390,7 +404,8 @@ func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 func (g *Group) Status() Status {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	st := Status{State: g.gstate, Since: g.since, Reason: g.reason}
+	st := Status{State: g.gstate, Since: g.since, Reason: g.reason,
+		Partition: g.faults.partition, Partitions: g.faults.partitions, PreemptHeld: g.faults.preemptHeld}
 	for _, in := range g.insts {
 		st.Instances = append(st.Instances, InstanceStatus{
 			Name:      in.cfg.Name,

@@ -488,11 +488,11 @@ func TestEngineDiscards(t *testing.T) {
 		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.AdvertInterval = 2 }), meta)
 		lab.fw2.Inject("eth0", enc(good), vrrp.RecvMeta{Src: netip.MustParseAddr("192.168.0.2"), Dst: vrrp.GroupAddress, TTL: 255})
 		lab.fw2.Inject("eth0", enc(good), vrrp.RecvMeta{Src: peer, Dst: vrrp.GroupAddress, TTL: 255, IfIndex: 77})
-		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.Addresses = []netip.Addr{vip1} }), meta) // accepted
+		lab.fw2.Inject("eth0", with(func(a *vrrp.Advertisement) { a.Addresses = []netip.Addr{vip1} }), meta) // discarded (§7.1)
 		synctest.Wait()
 		st := fw2.Status()
 		wantIface := map[string]uint64{"length": 1, "checksum": 1, "unknown_vrid": 1, "own_advert": 1, "wrong_interface": 1}
-		wantInst := map[string]uint64{"ttl": 1, "auth_type": 1, "auth_failure": 1, "advert_interval": 1}
+		wantInst := map[string]uint64{"ttl": 1, "auth_type": 1, "auth_failure": 1, "advert_interval": 1, "address_list": 1}
 		if got := st.Interfaces[0].Counters.Discarded; !mapsEqual(got, wantIface) {
 			t.Errorf("interface discards %v, want %v", got, wantIface)
 		}
@@ -500,10 +500,10 @@ func TestEngineDiscards(t *testing.T) {
 		if !mapsEqual(in.Discarded, wantInst) {
 			t.Errorf("instance discards %v, want %v", in.Discarded, wantInst)
 		}
-		if in.AdvertsReceived != 1 || in.AddressListMismatch != 1 {
-			t.Errorf("received %d, mismatches %d; want 1, 1", in.AdvertsReceived, in.AddressListMismatch)
+		if in.AdvertsReceived != 0 || in.AddressListMismatch != 1 {
+			t.Errorf("received %d, mismatches %d; want 0, 1", in.AdvertsReceived, in.AddressListMismatch)
 		}
-		if len(vrrp.DiscardReasons()) != 14 {
+		if len(vrrp.DiscardReasons()) != 15 {
 			t.Errorf("DiscardReasons: %v", vrrp.DiscardReasons())
 		}
 	})

@@ -69,6 +69,16 @@ func (e *engine) handleV3(ifc *iface, data []byte, m RecvMeta, discard func(*cou
 		return
 	}
 	reason, mismatch := in.policy.checkV3(a, m)
+	if mismatch {
+		e.mu.Lock()
+		in.counters.addrMismatch++
+		e.mu.Unlock()
+	}
+	if reason == DiscardAddressList {
+		discard(&in.counters, reason, "instance", in.cfg.Name, "priority", a.Priority,
+			"theirs", a.Addresses, "ours", in.policy.vips)
+		return
+	}
 	if reason != DiscardNone {
 		discard(&in.counters, reason, "instance", in.cfg.Name)
 		return
@@ -78,12 +88,9 @@ func (e *engine) handleV3(ifc *iface, data []byte, m RecvMeta, discard func(*cou
 	if a.Priority == ShutdownPriority {
 		in.counters.zeroReceived++
 	}
-	if mismatch {
-		in.counters.addrMismatch++
-	}
 	e.mu.Unlock()
 	if mismatch {
-		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "advert address list differs from ours (accepted, check both configs)",
+		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "address owner's advert lists other addresses than ours (accepted: priority 255; check both configs)",
 			"instance", in.cfg.Name, "src", m.Src, "theirs", a.Addresses, "ours", in.policy.vips)
 	}
 	if a.MaxAdvertInterval != in.v3.MaxAdvertInterval {

@@ -126,6 +126,9 @@ func (e *engine) run(ctx context.Context) error {
 		e.routers = append(e.routers, r)
 	}
 	e.machine = NewSyncGroup(names, e.routers)
+	e.mu.Lock()
+	e.machine.SetPreemptHold(e.faults.preemptHeld)
+	e.mu.Unlock()
 
 	e.startPacer()
 	for _, ifc := range e.ifaces {
@@ -215,6 +218,8 @@ func (e *engine) execute(now time.Time, acts []Action) {
 				continue // the pacer sends it, on time
 			}
 			e.send(e.insts[a.Instance], a.Priority)
+		case PartitionChange, PreemptHeld:
+			e.reportFault(a)
 		case Reannounce:
 			select {
 			case e.reannounce <- struct{}{}:
@@ -322,7 +327,7 @@ func (e *engine) handleReceived(r received) {
 		e.mu.Lock()
 		c.discarded[reason]++
 		e.mu.Unlock()
-		e.logLimited(slog.LevelDebug, ifc.name+":"+reason.String(), "advert discarded",
+		e.logLimited(rejectLevel(reason), ifc.name+":"+reason.String(), "advert rejected",
 			append([]any{"iface", ifc.name, "src", m.Src, "reason", reason.String()}, args...)...)
 	}
 	if m.IfIndex != 0 && m.IfIndex != ifc.conn.IfIndex() {
@@ -357,6 +362,16 @@ func (e *engine) handleReceived(r received) {
 		return
 	}
 	reason, mismatch := in.policy.check(a, m)
+	if mismatch {
+		e.mu.Lock()
+		in.counters.addrMismatch++
+		e.mu.Unlock()
+	}
+	if reason == DiscardAddressList {
+		discard(&in.counters, reason, "instance", in.cfg.Name, "priority", a.Priority,
+			"theirs", a.Addresses, "ours", in.policy.vips)
+		return
+	}
 	if reason != DiscardNone {
 		discard(&in.counters, reason, "instance", in.cfg.Name)
 		return
@@ -366,15 +381,23 @@ func (e *engine) handleReceived(r received) {
 	if a.Priority == ShutdownPriority {
 		in.counters.zeroReceived++
 	}
-	if mismatch {
-		in.counters.addrMismatch++
-	}
 	e.mu.Unlock()
 	if mismatch {
-		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "advert address list differs from ours (accepted, check both configs)",
+		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "address owner's advert lists other addresses than ours (accepted: priority 255; check both configs)",
 			"instance", in.cfg.Name, "src", m.Src, "theirs", a.Addresses, "ours", in.policy.vips)
 	}
 	e.step(time.Now(), in.index, AdvertReceived{Priority: a.Priority, Src: m.Src})
+}
+
+// rejectLevel is the log level of a rejected advert: warning, except for
+// our own looped-back adverts and packets seen on another interface, which
+// are normal on Linux and would drown the others.
+func rejectLevel(r DiscardReason) slog.Level {
+	switch r {
+	case DiscardOwnAdvert, DiscardWrongInterface:
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
 
 // isLocal reports whether addr is one of our advert sources, i.e. the
@@ -712,6 +735,9 @@ func (e *engine) announceLoop(ctx context.Context) {
 		case <-refresh:
 			e.announceAll(ctx)
 		case <-e.reannounce:
+			if h := e.opts.Hooks.BeforeReannounce; h != nil {
+				h(ctx)
+			}
 			e.announceAll(ctx)
 			if !burst(e.garp.Load().Count - 1) {
 				return

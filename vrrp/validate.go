@@ -27,6 +27,7 @@ const (
 	DiscardOwnAdvert                           // our own advert looped back (source is our address)
 	DiscardUnknownPeer                         // unicast advert from an address that is not a configured peer
 	DiscardDestination                         // multicast advert for a unicast instance or vice versa
+	DiscardAddressList                         // address list differs from ours and priority is not 255 (§7.1 7)
 	numDiscardReasons
 )
 
@@ -46,6 +47,7 @@ var discardReasonNames = [numDiscardReasons]string{
 	DiscardOwnAdvert:      "own_advert",
 	DiscardUnknownPeer:    "unknown_peer",
 	DiscardDestination:    "destination",
+	DiscardAddressList:    "address_list",
 }
 
 // String returns the stable snake_case name used in Status and logs.
@@ -89,9 +91,11 @@ type receivePolicy struct {
 // check applies the configuration-dependent receive rules to a parsed
 // advert. It returns the discard reason, or DiscardNone, and whether the
 // address list differs from ours. Like keepalived we log and count an
-// address-list mismatch but accept the advert: refusing it would make two
-// routers with a VIP typo both become MASTER, which is worse than using the
-// advert for the election.
+// address-list mismatch. RFC 3768 §7.1: when the list does not match and
+// the priority is not 255 the advert MUST be discarded, so it returns
+// DiscardAddressList then; an address owner's advert (priority 255) with a
+// different list is accepted and only flagged. keepalived obeys such
+// adverts, which lets a neighbour with a stray VRID take the pair down.
 func (p *receivePolicy) check(a *Advertisement, m RecvMeta) (reason DiscardReason, addrMismatch bool) {
 	if p.unicast {
 		// Unicast adverts may cross routers, so like keepalived the TTL is
@@ -122,7 +126,13 @@ func (p *receivePolicy) check(a *Advertisement, m RecvMeta) (reason DiscardReaso
 	if a.AdvertInterval != p.interval {
 		return DiscardInterval, false
 	}
-	return DiscardNone, !sameAddresses(a.Addresses, p.vips)
+	if !sameAddresses(a.Addresses, p.vips) {
+		if a.Priority != OwnerPriority {
+			return DiscardAddressList, true
+		}
+		return DiscardNone, true
+	}
+	return DiscardNone, false
 }
 
 // sameAddresses reports whether got holds exactly the addresses of want

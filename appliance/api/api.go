@@ -27,6 +27,10 @@ type Status struct {
 	VRRP           *VRRPStatus `json:"vrrp,omitempty"`
 	Sync           *SyncStatus `json:"sync,omitempty"`
 	LastTransition *Transition `json:"last_transition,omitempty"`
+	// Ready: this node holds the peer's full state (or sync.ready_timeout
+	// passed) and may preempt; ReadyReason says why (not).
+	Ready       bool   `json:"ready"`
+	ReadyReason string `json:"ready_reason,omitempty"`
 }
 
 // VRRPStatus is the sync group and its instances.
@@ -34,6 +38,9 @@ type VRRPStatus struct {
 	Group      string     `json:"group"`
 	GroupState string     `json:"group_state"` // INIT, BACKUP, MASTER, FAULT
 	Instances  []Instance `json:"instances"`
+	// PartialPartition describes a partial partition ("" if none): a
+	// member hears no master while another does, so the group stays BACKUP.
+	PartialPartition string `json:"partial_partition,omitempty"`
 }
 
 // Instance is one VRRP instance.

@@ -299,8 +299,12 @@ func sumFailed(m map[string]int) int {
 
 func printStatus(w io.Writer, s api.Status) {
 	fmt.Fprintf(w, "node %s (fwpaird %s, up since %s)\n", s.Node, s.Version, s.StartedAt.Format(time.RFC3339))
+	fmt.Fprintf(w, "ready: %v (%s)\n", s.Ready, s.ReadyReason)
 	if v := s.VRRP; v != nil {
 		fmt.Fprintf(w, "vrrp group %s: %s\n", v.Group, v.GroupState)
+		if v.PartialPartition != "" {
+			fmt.Fprintf(w, "  PARTIAL PARTITION: %s\n", v.PartialPartition)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  instance\tinterface\tvrid\tstate\tpriority\tvips")
 		for _, in := range v.Instances {

@@ -1,0 +1,179 @@
+package ctsync
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// tcpFlow is an established TCP flow number i of the client LAN.
+func tcpFlow(i int, state uint8) Flow {
+	var f Flow
+	f.Proto = nlProtoTCP
+	f.Src = netip.AddrFrom4([4]byte{192, 168, 0, 10})
+	f.Dst = netip.AddrFrom4([4]byte{192, 168, 1, 10})
+	f.SrcPort, f.DstPort = uint16(20000+i), 7000
+	f.ProtoState, f.HasProtoState = state, true
+	f.Timeout = 432000
+	f.Status = 0x0e // SEEN_REPLY | ASSURED | CONFIRMED
+	return f
+}
+
+// The split-brain heal: a (MASTER) holds b's states aside while b is
+// MASTER too. AdoptPeer writes b's states over a's entries for the flows b holds, except
+// where a's TCP state is further along, and only once per received state.
+func TestEngineAdoptPeer(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			_, la, lb := memPair(ModeFTFW)
+			ka, kb := newFakeKernel(), newFakeKernel()
+			a := startNode(t, Config{DisableExternalCache: direct}, ka, la, nil)
+			startNode(t, Config{DisableExternalCache: direct}, kb, lb, nil)
+			a.e.SetMaster(true)
+			const n = 10
+			for i := range n {
+				ka.Create(tcpFlow(i, 3)) // a's own view: ESTABLISHED
+			}
+			// b forwarded the same flows during the split; flow 0 closed on
+			// a's side (FIN_WAIT), so a keeps its state there.
+			ka.Create(tcpFlow(0, 4))
+			for i := range n {
+				kb.Create(tcpFlow(i, 3))
+			}
+			waitFor(t, 10*time.Second, "b's states held aside by a", func() error {
+				if got := a.e.Status().ExternalEntries; got != n {
+					return fmt.Errorf("%d external entries", got)
+				}
+				return nil
+			})
+			waitFor(t, 10*time.Second, "a's own FIN_WAIT in its internal cache", func() error {
+				for _, f := range a.e.Entries(CacheInternal) {
+					if f.Key == tcpFlow(0, 0).Key && f.ProtoState == 4 {
+						return nil
+					}
+				}
+				return fmt.Errorf("not yet")
+			})
+			commits := func() int { ka.mu.Lock(); defer ka.mu.Unlock(); return ka.commits }
+			before := commits()
+			res, err := a.e.AdoptPeer(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Adopted != n-1 || res.Kept != 1 || len(res.Failed) != 0 {
+				t.Fatalf("adopt %+v, want %d adopted and 1 kept", res, n-1)
+			}
+			if commits() == before {
+				t.Error("nothing written to the kernel")
+			}
+			snap := ka.Snapshot()
+			if got := snap[tcpFlow(0, 0).Key].ProtoState; got != 4 {
+				t.Errorf("flow 0 state %d, want a's FIN_WAIT kept", got)
+			}
+			if len(snap) != n {
+				t.Errorf("%d kernel entries, want %d", len(snap), n)
+			}
+			// The peer's backlog arriving after the adoption goes into the
+			// kernel too, for AdoptWindow.
+			late := tcpFlow(n+1, 3)
+			kb.Create(late)
+			waitFor(t, 5*time.Second, "late peer state injected", func() error {
+				if _, ok := ka.Snapshot()[late.Key]; !ok {
+					return fmt.Errorf("not in a's kernel")
+				}
+				return nil
+			})
+			// Nothing new arrived: a second heal signal adopts nothing more.
+			if direct {
+				res, err = a.e.AdoptPeer(context.Background())
+				if err != nil || res.Adopted != 0 {
+					t.Errorf("second adopt %+v, %v; want nothing", res, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLaterTCPState(t *testing.T) {
+	for _, tc := range []struct {
+		a, b uint8
+		want bool
+	}{{4, 3, true}, {3, 3, false}, {3, 4, false}, {7, 3, true}, {9, 3, false}, {3, 0, false}} {
+		if got := laterTCPState(tc.a, tc.b); got != tc.want {
+			t.Errorf("laterTCPState(%d, %d) = %v", tc.a, tc.b, got)
+		}
+	}
+}
+
+// A returning node's readiness: complete only once the peer answered the
+// startup resync request and went quiet.
+func TestEnginePeerState(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	for i := range 500 {
+		ka.Create(tcpFlow(i, 3))
+	}
+	startNode(t, Config{}, ka, la, nil)
+	if ps := (&Engine{sess: NewSession(SessionConfig{}, time.Now())}).PeerState(time.Now()); ps.Complete {
+		t.Fatal("complete before any request")
+	}
+	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	if ps := b.e.PeerState(time.Now()); ps.Complete || ps.Asked.IsZero() {
+		t.Fatalf("right after start: %+v", ps)
+	}
+	start := time.Now()
+	waitFor(t, 10*time.Second, "peer state complete", func() error {
+		if ps := b.e.PeerState(time.Now()); !ps.Complete {
+			return fmt.Errorf("%s", ps.Reason)
+		}
+		return nil
+	})
+	if took := time.Since(start); took < QuietPeriod-100*time.Millisecond {
+		t.Errorf("complete after %v, before the quiet period", took)
+	}
+	if got := len(kb.Snapshot()); got != 500 {
+		t.Errorf("complete with %d of 500 states in the kernel", got)
+	}
+	// A new request makes it incomplete again until answered.
+	b.e.RequestResync()
+	if ps := b.e.PeerState(time.Now()); ps.Complete {
+		t.Error("complete right after a new request")
+	}
+}
+
+// Updates of flows already received (a refresh of long-lived flows, a
+// busy connection) do not hold readiness back: only flows the answer has
+// not brought yet do.
+func TestEnginePeerStateIgnoresUpdates(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := newFakeKernel(), newFakeKernel()
+	for i := range 50 {
+		ka.Create(tcpFlow(i, 3))
+	}
+	startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			f := tcpFlow(0, 3)
+			f.Mark = uint32(i + 1)
+			ka.Create(f)
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	waitFor(t, 10*time.Second, "peer state complete despite updates", func() error {
+		if ps := b.e.PeerState(time.Now()); !ps.Complete {
+			return fmt.Errorf("%s", ps.Reason)
+		}
+		return nil
+	})
+}
