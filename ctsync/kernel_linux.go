@@ -612,7 +612,10 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 	defer k.listening.Store(false)
 	k.gap.Store(false) // the caller dumps at start anyway
 
-	if err := k.ev.setRcvBuf(k.evBufSize); err != nil {
+	// A Close racing with the start is a clean stop, as it is once running.
+	if err := k.ev.setRcvBuf(k.evBufSize); errors.Is(err, os.ErrClosed) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("ctnetlink: event buffer: %w", err)
 	}
 	k.evBufNow.Store(int64(k.ev.rcvBuf()))
@@ -620,7 +623,9 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 	// Events left queued by an earlier listener are stale: drop them.
 	m := newNLMmsg(nlEventVlen, nlEventSlot)
 	k.ev.discard(m)
-	if err := k.ev.setGroups(true, groups...); err != nil {
+	if err := k.ev.setGroups(true, groups...); errors.Is(err, os.ErrClosed) {
+		return nil
+	} else if err != nil {
 		return fmt.Errorf("ctnetlink: join event groups: %w", err)
 	}
 	defer func() { _ = k.ev.setGroups(false, groups...) }()

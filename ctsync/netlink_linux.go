@@ -124,7 +124,7 @@ func (s *nlSocket) setRcvBuf(size int) error {
 	cerr := s.rc.Control(func(fd uintptr) {
 		err = nlSetBuf(int(fd), unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, size)
 	})
-	return errors.Join(cerr, err)
+	return s.ioErr(errors.Join(cerr, err))
 }
 
 // rcvBuf returns the receive buffer size as the kernel reports it.
@@ -151,7 +151,7 @@ func (s *nlSocket) setGroups(join bool, groups ...int) error {
 			}
 		}
 	})
-	return errors.Join(cerr, err)
+	return s.ioErr(errors.Join(cerr, err))
 }
 
 // send writes one datagram (one or many netlink messages) to the kernel.
