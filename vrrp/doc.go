@@ -22,7 +22,8 @@
 //     (SyncGroup: the instances of a node moving together). Machines take
 //     the current time and an Event and return Actions plus the next
 //     deadline: Step(now, ev) ([]Action, time.Time).
-//  2. The engine (engine.go, loop.go): Group owns one event loop, one
+//  2. The engine (group.go: Group and its API; engine.go: the event loop;
+//     actuator.go: the actuator): Group owns one event loop, one
 //     timer, a reader goroutine per socket, an actuator goroutine (hooks,
 //     VIPs, GARP) and a link watcher, and talks to the system only through
 //     the small interfaces Conn/Dialer, Addresser, Announcer and
