@@ -189,7 +189,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		g, err := newVRRP(vrrpConfig(cfg.VRRP), vrrp.Options{
 			Logger:           d.log.With("engine", "vrrp"),
 			RealtimePriority: cfg.VRRP.RealtimePriority,
-			Hooks: vrrp.Hooks{
+			Callbacks: vrrp.Callbacks{
 				BeforeMaster:     d.beforeMaster,
 				AfterTransition:  d.afterTransition,
 				BeforeReannounce: d.beforeReannounce,

@@ -109,14 +109,14 @@ func (e *engine) actuate() {
 		if e.queue.isAborted() {
 			return
 		}
-		if h := e.opts.Hooks.AfterTransition; h != nil {
+		if h := e.opts.Callbacks.AfterTransition; h != nil {
 			h(it.t)
 		}
 	}
 }
 
 func (e *engine) takeVIPs(it transitionItem) bool {
-	if h := e.opts.Hooks.BeforeMaster; h != nil {
+	if h := e.opts.Callbacks.BeforeMaster; h != nil {
 		start := time.Now()
 		err := h(it.ctx, it.t)
 		if err != nil {
@@ -210,7 +210,7 @@ func (e *engine) announceLoop(ctx context.Context) {
 		case <-refresh:
 			e.announceAll(ctx)
 		case <-e.reannounce:
-			if h := e.opts.Hooks.BeforeReannounce; h != nil {
+			if h := e.opts.Callbacks.BeforeReannounce; h != nil {
 				h(ctx)
 			}
 			e.announceAll(ctx)

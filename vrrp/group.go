@@ -21,8 +21,8 @@ type Options struct {
 	// Logger receives transition logs (info) and per-packet problems
 	// (debug, rate-limited). Nil discards.
 	Logger *slog.Logger
-	// Hooks let the caller act on transitions (see Hooks).
-	Hooks Hooks
+	// Callbacks let the caller act on transitions (see Callbacks).
+	Callbacks Callbacks
 	// NetNS is the path of the network namespace the Linux adapters work
 	// in, e.g. "/var/run/netns/fw1". Empty means the namespace of the OS
 	// thread that calls New: a caller that wants another namespace can
@@ -46,9 +46,9 @@ type Options struct {
 	Links     LinkSource
 }
 
-// Hooks are called by the engine around group transitions. Both are
+// Callbacks are called by the engine around group transitions. Both are
 // optional. They are called from one goroutine, in transition order.
-type Hooks struct {
+type Callbacks struct {
 	// BeforeMaster runs when the group has become MASTER, before the VIPs
 	// are added. The engine keeps advertising as MASTER while it runs
 	// (adverts never wait for it). When it returns, the engine adds the
