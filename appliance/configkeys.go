@@ -25,7 +25,7 @@ var ConfigKeys = []ConfigKey{
 	{"vrrp.garp_spacing", "duration", `"200ms"`, "Time between the gratuitous ARPs of a burst."},
 	{"vrrp.garp_refresh", "duration", `"0s"`, "Periodic gratuitous ARP while MASTER; 0s turns it off."},
 	{"vrrp.track_interfaces", "list of strings", "none", "Interfaces whose link every instance tracks: the group goes to FAULT when one is down."},
-	{"vrrp.startup_delay", "duration", `"0s"`, "Stay BACKUP at least this long after start."},
+	{"vrrp.startup_delay", "duration", `"0s"`, "Wait this long after start before the VRRP instances start (no adverts, no VIPs), like keepalived's vrrp_startup_delay; READY=1 follows the VRRP start."},
 	{"vrrp.realtime_priority", "integer", "0", "1..99 runs the VRRP threads (timers and adverts, socket readers) under SCHED_RR at this priority, like keepalived's vrrp_rt_priority, so that adverts leave and are heard on time on a busy machine; needs CAP_SYS_NICE (else a warning). 0 leaves the scheduling alone."},
 	{"vrrp.instance.name", "string", `"INTERFACE-VRID"`, "Name of the instance in logs, metrics and status."},
 	{"vrrp.instance.interface", "string", "required", "Interface the instance runs on and adds its addresses to."},

@@ -55,7 +55,12 @@ func listenControl(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	if _, err := os.Lstat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			// connect(2) to a regular file fails like a dead socket: never
+			// take an operator's file for a stale socket and delete it.
+			return nil, fmt.Errorf("control socket %s exists and is not a socket (%s): refusing to replace it", path, fi.Mode().Type())
+		}
 		c, err := net.DialTimeout("unix", path, time.Second)
 		if err == nil {
 			c.Close()

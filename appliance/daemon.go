@@ -189,7 +189,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		g, err := newVRRP(vrrpConfig(cfg.VRRP), vrrp.Options{
 			Logger:           d.log.With("engine", "vrrp"),
 			RealtimePriority: cfg.VRRP.RealtimePriority,
-			Hooks: vrrp.Hooks{
+			Callbacks: vrrp.Callbacks{
 				BeforeMaster:     d.beforeMaster,
 				AfterTransition:  d.afterTransition,
 				BeforeReannounce: d.beforeReannounce,
@@ -340,7 +340,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		ready = append(ready, d.sync.Ready())
 	}
 	if d.vrrp != nil {
-		vrrpDone = start("vrrp", vrrpCtx, d.vrrp.Run)
+		vrrpDone = start("vrrp", vrrpCtx, d.delayedVRRP(d.config().VRRP.StartupDelay))
 		ready = append(ready, d.vrrp.Ready())
 	}
 
@@ -443,4 +443,25 @@ func (d *Daemon) config() *Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.cfg
+}
+
+// delayedVRRP is the VRRP task, started after vrrp.startup_delay (as
+// keepalived's vrrp_startup_delay): until then the node sends no advert and
+// holds no VIP, so a node that just booted cannot take the group before its
+// interfaces and routes have settled. READY=1 follows the VRRP start.
+func (d *Daemon) delayedVRRP(delay time.Duration) func(context.Context) error {
+	if delay <= 0 {
+		return d.vrrp.Run
+	}
+	return func(ctx context.Context) error {
+		d.log.Info("VRRP starts after vrrp.startup_delay", "delay", delay)
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil
+		}
+		return d.vrrp.Run(ctx)
+	}
 }

@@ -23,7 +23,7 @@
 //   - vrrp: the VRRP group, whose actuator calls beforeMaster and
 //     afterTransition in transition order;
 //   - supervise: systemd STATUS= and WATCHDOG=1 (daemon.go);
-//   - reload: SIGHUP, i.e. each value of Options.Hangup (status.go).
+//   - reload: SIGHUP, i.e. each value of Options.Hangup (reload.go).
 //
 // READY=1 is sent once both engines have their sockets open. The
 // fwpair_ready gauge says more: whether this node could take over now

@@ -15,7 +15,7 @@ import (
 //
 //   - split brain healed: when this MASTER hears the other MASTER, it
 //     adopts the connection states the peer held during the split before
-//     re-announcing the VIPs (vrrp.Hooks.BeforeReannounce);
+//     re-announcing the VIPs (vrrp.Callbacks.BeforeReannounce);
 //   - failback before the state is there: a node whose last resync request
 //     is not answered in full does not preempt the peer (vrrp preemption
 //     hold) until it is, or until sync.ready_timeout has passed; it reports
@@ -124,7 +124,7 @@ func (d *Daemon) setHold(hold bool) {
 	}
 }
 
-// beforeReannounce is vrrp.Hooks.BeforeReannounce: this MASTER heard
+// beforeReannounce is vrrp.Callbacks.BeforeReannounce: this MASTER heard
 // another MASTER, the split brain is healing and the traffic is about to
 // come back. The peer's states of the connections it carried during the
 // split replace this kernel's stale ones first.

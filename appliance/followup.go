@@ -13,7 +13,7 @@ import (
 // (flush, resync, bulk send; purge, request resync) and the operator's
 // transition hook. The VRRP actuator already calls afterTransition in
 // order; this worker keeps that order for everything that runs after it,
-// as the actuator does for the VIPs (vrrp/loop.go).
+// as the actuator does for the VIPs (vrrp/actuator.go).
 //
 // Superseding. Every transition (beforeMaster, the earliest sign of a
 // MASTER transition, and afterTransition) starts a new generation. A

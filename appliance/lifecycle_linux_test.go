@@ -78,6 +78,9 @@ func startStopInProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.Metrics.Listen = "127.0.0.1:0"
+		// Alone in its namespace the node has no peer whose state it could
+		// wait for: readiness is then just every engine up.
+		cfg.Sync.ReadyTimeout = 0
 		d, err := New(cfg, Options{
 			Socket:   filepath.Join(t.TempDir(), "fwpair.sock"),
 			Registry: prometheus.NewRegistry(),

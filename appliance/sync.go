@@ -66,16 +66,16 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		return nil, fmt.Errorf("ctnetlink: %w", err)
 	}
 	cfg := ctsync.Config{
-		Mode:                 ctsync.Mode(c.Mode),
-		ACKWindow:            c.ACKWindow,
-		ResendQueueSize:      c.ResendQueue,
-		CommitTimeout:        c.CommitTimeout,
-		PurgeDelay:           c.PurgeDelay,
-		DisableExternalCache: c.DirectInject,
-		NoStartupResync:      !c.StartupResync,
-		Wire:                 wireOptions(c.PeerVersion),
-		Auth:                 ctsyncAuth(c.Auth),
-		ConsistencyInterval:  c.ConsistencyCheck,
+		Mode:                ctsync.Mode(c.Mode),
+		ACKWindow:           c.ACKWindow,
+		ResendQueueSize:     c.ResendQueue,
+		CommitTimeout:       c.CommitTimeout,
+		PurgeDelay:          c.PurgeDelay,
+		DirectInject:        c.DirectInject,
+		NoStartupResync:     !c.StartupResync,
+		Wire:                wireOptions(c.PeerVersion),
+		Auth:                ctsyncAuth(c.Auth),
+		ConsistencyInterval: c.ConsistencyCheck,
 	}
 	for _, l := range c.Links {
 		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{

@@ -30,7 +30,7 @@ import (
 // The commit timeout (sync.commit_timeout) has one owner: the sync
 // engine's Commit applies it (ctsync.Config.CommitTimeout).
 
-// beforeMaster is vrrp.Hooks.BeforeMaster.
+// beforeMaster is vrrp.Callbacks.BeforeMaster.
 func (d *Daemon) beforeMaster(ctx context.Context, t vrrp.Transition) error {
 	rec := &api.Transition{From: t.From.String(), To: t.To.String(), Reason: t.Reason, At: t.At}
 	// Nothing queued for the state this node leaves may run from now on
@@ -69,7 +69,7 @@ func (d *Daemon) beforeMaster(ctx context.Context, t vrrp.Transition) error {
 	return err
 }
 
-// afterTransition is vrrp.Hooks.AfterTransition.
+// afterTransition is vrrp.Callbacks.AfterTransition.
 func (d *Daemon) afterTransition(t vrrp.Transition) {
 	d.mu.Lock()
 	rec := d.last

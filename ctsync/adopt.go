@@ -47,7 +47,7 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 	e.external.Range(func(f *Flow, updated time.Time) bool {
 		// Direct inject removes what it adopted; the commit store keeps it,
 		// so only what arrived since the last adoption counts.
-		if !e.cfg.DisableExternalCache && !since.IsZero() && updated.Before(since) {
+		if !e.cfg.DirectInject && !since.IsZero() && updated.Before(since) {
 			return true
 		}
 		if f.Proto == nlProtoTCP && f.HasProtoState {
@@ -60,7 +60,7 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 		flows = append(flows, *f)
 		return true
 	})
-	if e.cfg.DisableExternalCache {
+	if e.cfg.DirectInject {
 		// A holding area only: what was adopted is in the kernel now.
 		for i := range flows {
 			e.external.Delete(flows[i].Key)

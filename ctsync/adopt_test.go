@@ -29,8 +29,8 @@ func TestEngineAdoptPeer(t *testing.T) {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
 			_, la, lb := memPair(ModeFTFW)
 			ka, kb := newFakeKernel(), newFakeKernel()
-			a := startNode(t, Config{DisableExternalCache: direct}, ka, la, nil)
-			startNode(t, Config{DisableExternalCache: direct}, kb, lb, nil)
+			a := startNode(t, Config{DirectInject: direct}, ka, la, nil)
+			startNode(t, Config{DirectInject: direct}, kb, lb, nil)
 			a.e.SetMaster(true)
 			const n = 10
 			for i := range n {
@@ -119,7 +119,7 @@ func TestEnginePeerState(t *testing.T) {
 	if ps := (&Engine{sess: NewSession(SessionConfig{}, time.Now())}).PeerState(time.Now()); ps.Complete {
 		t.Fatal("complete before any request")
 	}
-	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	b := startNode(t, Config{DirectInject: true}, kb, lb, nil)
 	if ps := b.e.PeerState(time.Now()); ps.Complete || ps.Asked.IsZero() {
 		t.Fatalf("right after start: %+v", ps)
 	}
@@ -153,7 +153,7 @@ func TestEnginePeerStateIgnoresUpdates(t *testing.T) {
 		ka.Create(tcpFlow(i, 3))
 	}
 	startNode(t, Config{}, ka, la, nil)
-	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	b := startNode(t, Config{DirectInject: true}, kb, lb, nil)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {

@@ -148,7 +148,7 @@ func TestPrivilegedDirectInject(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	a, b := nsPair(t, 1)
 	startNSNode(t, a, Config{Channels: unicast(1, 0)}, KernelOptions{})
-	nb := startNSNode(t, b, Config{Channels: unicast(1, 1), DisableExternalCache: true}, KernelOptions{})
+	nb := startNSNode(t, b, Config{Channels: unicast(1, 1), DirectInject: true}, KernelOptions{})
 	traffic := labKernel(t, a)
 	flows := genFlows(3000, 0, 0)
 	if _, err := traffic.Commit(labCtx(t, 10*time.Second), flows); err != nil {

@@ -156,7 +156,7 @@ func TestEngineRecordsInjected(t *testing.T) {
 	k := &recordingFakeKernel{fakeKernel: newFakeKernel()}
 	var net MemNetwork
 	x, y := net.NewMemLink("peer", 1472)
-	e, err := New(Config{DisableExternalCache: true, NoStartupResync: true}, Options{Kernel: k, Channels: []Channel{y}})
+	e, err := New(Config{DirectInject: true, NoStartupResync: true}, Options{Kernel: k, Channels: []Channel{y}})
 	if err != nil {
 		t.Fatal(err)
 	}

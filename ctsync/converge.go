@@ -38,7 +38,7 @@ type convergeRound struct {
 // startConvergeLocked opens a round if this node injects and is not
 // MASTER. Callers hold e.mu.
 func (e *Engine) startConvergeLocked(now time.Time) {
-	if !e.cfg.DisableExternalCache || e.holdInject || e.internal.Len() == 0 {
+	if !e.cfg.DirectInject || e.holdInject || e.internal.Len() == 0 {
 		return
 	}
 	r := &convergeRound{pending: make(map[ckey]struct{}, e.internal.Len()), started: now}

@@ -45,7 +45,7 @@ func TestConvergeReturningNode(t *testing.T) {
 					a := runEngine(t, Config{}, ka, []Channel{la})
 					a.SetMaster(true)
 				}
-				b := runEngine(t, Config{DisableExternalCache: true}, kb, []Channel{lb})
+				b := runEngine(t, Config{DirectInject: true}, kb, []Channel{lb})
 				if tc.takeover {
 					b.SetMaster(true)
 				}

@@ -118,7 +118,7 @@ func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) {
 		for k, c := range e.internal.m {
 			fn(&k, &c)
 		}
-	case e.cfg.DisableExternalCache:
+	case e.cfg.DirectInject:
 		for k, c := range e.internal.m {
 			if c.flags&cfInjected != 0 {
 				fn(&k, &c)
@@ -135,9 +135,9 @@ func (e *Engine) digestLocked(master bool) (d [digestBuckets]uint64) {
 	switch {
 	case master && e.internal.dig != nil:
 		return e.internal.dig.all
-	case !master && e.cfg.DisableExternalCache && e.internal.dig != nil:
+	case !master && e.cfg.DirectInject && e.internal.dig != nil:
 		return e.internal.dig.injected
-	case !master && !e.cfg.DisableExternalCache && e.external.dig != nil:
+	case !master && !e.cfg.DirectInject && e.external.dig != nil:
 		return e.external.dig.all
 	}
 	e.viewLocked(master, func(k *ckey, c *centry) {
@@ -327,7 +327,7 @@ func (e *Engine) digestSeenLocked(f *Flow, del bool) {
 	r.seen[k] = struct{}{}
 	var old centry
 	var ok bool
-	if e.cfg.DisableExternalCache {
+	if e.cfg.DirectInject {
 		old, ok = e.internal.m[k]
 		ok = ok && old.flags&cfInjected != 0
 	} else {
@@ -346,7 +346,7 @@ func (e *Engine) digestSeenLocked(f *Flow, del bool) {
 
 // deleteExtras removes entries of the view the MASTER does not have.
 func (e *Engine) deleteExtras(ctx context.Context, keys []Key) {
-	if e.cfg.DisableExternalCache {
+	if e.cfg.DirectInject {
 		res, err := e.kernel.Delete(ctx, keys)
 		if err != nil {
 			e.log.Warn("consistency check: delete extra entries", "err", err)

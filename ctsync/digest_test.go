@@ -20,7 +20,7 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 				la, lb := net.NewMemLink("sync0", 1472)
 				ka, kb := newFakeKernel(), newFakeKernel()
 				a := runEngine(t, Config{ConsistencyInterval: period}, ka, []Channel{la})
-				b := runEngine(t, Config{ConsistencyInterval: period, DisableExternalCache: direct}, kb, []Channel{lb})
+				b := runEngine(t, Config{ConsistencyInterval: period, DirectInject: direct}, kb, []Channel{lb})
 				a.SetMaster(true)
 				var flows []Flow
 				for i := range 1000 {

@@ -13,7 +13,7 @@
 //
 //	  - wire.go: the version-1 codec (pure). NextMessage splits datagrams,
 //	    WireOptions.AppendCT/DecodeFlow map Flow to and from the TLVs.
-//	  - ftfw.go, notrack.go: Session, the pure protocol: takes now, returns
+//	  - session.go, notrack.go: Session, the pure protocol: takes now, returns
 //	    datagrams and the next deadline.
 //	  - cache.go: Cache, compact tables keyed by original tuple and zone.
 //	  - channel.go, channel_linux.go: Channel, UDP links and an in-memory one.
@@ -137,7 +137,8 @@
 // # File map
 //
 //	engine.go           Engine: config, Run and its loops, Commit, Flush, BulkSend
-//	ftfw.go, notrack.go the sync session per mode (sequence, ACK/NACK, resend queue)
+//	session.go          the FTFW session (sequence, ACK/NACK, resend queue)
+//	notrack.go          the NOTRACK session
 //	seqsanity.go        FTFW receive-sequence sanity (restarts, replays)
 //	wire.go             the conntrackd 1.4.7 message codec
 //	validate.go         checks on received states (the sync segment is not trusted)

@@ -28,9 +28,9 @@ type Config struct {
 	// PurgeDelay is the default delay of SchedulePurge (conntrackd's
 	// PurgeTimeout, default 60 s).
 	PurgeDelay time.Duration
-	// DisableExternalCache injects received states straight into the
+	// DirectInject injects received states straight into the
 	// kernel (conntrackd's DisableExternalCache); Commit is then a no-op.
-	DisableExternalCache bool
+	DirectInject bool
 	// NoStartupResync disables asking the peer for its state at start.
 	NoStartupResync bool
 	// OverrunResyncDelay is how long after a netlink overrun the kernel
@@ -800,9 +800,9 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 // (conntrackd -c), bounded by CommitTimeout. Each entry gets its remaining
 // timeout (cached timeout minus the time since it was received; 60 s when
 // that is not positive). It cancels a pending purge. With
-// DisableExternalCache it does nothing.
+// DirectInject it does nothing.
 func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
-	if e.cfg.DisableExternalCache {
+	if e.cfg.DirectInject {
 		return CommitResult{}, nil
 	}
 	if !e.commitMu.TryLock() {
@@ -872,7 +872,7 @@ func (e *Engine) SetFilter(f interface{ Accept(*Flow) bool }) {
 func (e *Engine) SetMaster(master bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !master && e.holdInject && e.cfg.DisableExternalCache {
+	if !master && e.holdInject && e.cfg.DirectInject {
 		// Only in direct-inject mode is this cache a holding area; in
 		// external-cache mode it is the store the next commit needs.
 		e.external.Clear()
@@ -987,7 +987,7 @@ func (e *Engine) Status() Status {
 		PeerAlive:       !e.lastPeer.IsZero() && time.Since(e.lastPeer) < 3*DefaultAliveInterval,
 		LastPeerMessage: e.lastPeer, Links: links,
 		InternalEntries: e.internal.Len(), ExternalEntries: e.external.Len(),
-		DirectInject: e.cfg.DisableExternalCache, PurgePending: !e.purgeAt.IsZero(),
+		DirectInject: e.cfg.DirectInject, PurgePending: !e.purgeAt.IsZero(),
 		TxQueue: tx, Unacked: un,
 	}
 }

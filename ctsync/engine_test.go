@@ -406,7 +406,7 @@ func TestEngineDirectInject(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
 	ka, kb := newFakeKernel(), newFakeKernel()
 	startNode(t, Config{}, ka, la, nil)
-	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	b := startNode(t, Config{DirectInject: true}, kb, lb, nil)
 	r := rand.New(rand.NewPCG(13, 14))
 	var keys []Key
 	for range 2000 {
@@ -740,7 +740,7 @@ func TestEngineMasterHoldsInject(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
 	ka, kb := newFakeKernel(), newFakeKernel()
 	startNode(t, Config{}, ka, la, nil)
-	b := startNode(t, Config{DisableExternalCache: true}, kb, lb, nil)
+	b := startNode(t, Config{DirectInject: true}, kb, lb, nil)
 	b.e.SetMaster(true)
 	r := rand.New(rand.NewPCG(21, 22))
 	for range 300 {

@@ -184,7 +184,7 @@ func TestPrivilegedDirectInjectConsistency(t *testing.T) {
 	a, b := nsPair(t, 1)
 	const every = 150 * time.Millisecond
 	na := startNSNode(t, a, Config{Channels: unicast(1, 0), ConsistencyInterval: every}, KernelOptions{})
-	nb := startNSNode(t, b, Config{Channels: unicast(1, 1), DisableExternalCache: true, ConsistencyInterval: every}, KernelOptions{})
+	nb := startNSNode(t, b, Config{Channels: unicast(1, 1), DirectInject: true, ConsistencyInterval: every}, KernelOptions{})
 	na.e.SetMaster(true) // the MASTER sends the digests
 	traffic := labKernel(t, a)
 	flows := append(genFlows(1500, 0, 0), ktBenchFlows(500, nlProtoTCP, true)...)

@@ -256,7 +256,7 @@ func (e *Engine) applyExpLocked(m *Message) bool {
 	}
 	del := m.Type == MsgExpDel
 	e.exp.st.Received++
-	if e.cfg.DisableExternalCache && !e.holdInject {
+	if e.cfg.DirectInject && !e.holdInject {
 		if len(e.exp.injectQ) >= e.cfg.InjectQueueLimit {
 			e.exp.st.Rejected++
 			return true

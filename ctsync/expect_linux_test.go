@@ -19,6 +19,13 @@ func TestLinuxExpect(t *testing.T) {
 	if _, err := ns.Run(ktCtx(t, 10*time.Second), "nft", "add table inet h; add ct helper inet h ftp { type \"ftp\" protocol tcp; }"); err != nil {
 		t.Fatalf("nft: %v", err)
 	}
+	// As fwpaird does at start: with the default 2 the kernel reports
+	// events only for conntracks created while a listener was joined, and
+	// the expectation listener below joins asynchronously, so the master
+	// could miss it (the intermittent "no event yet" failure).
+	if _, err := ns.Run(ktCtx(t, 10*time.Second), "sysctl", "-qw", "net.netfilter.nf_conntrack_events=1"); err != nil {
+		t.Fatalf("sysctl: %v", err)
+	}
 	x, err := NewExpectKernel(ns.FD())
 	if err != nil {
 		t.Fatal(err)

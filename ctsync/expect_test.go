@@ -171,7 +171,7 @@ func TestEngineExpectations(t *testing.T) {
 				ka, kb := newFakeKernel(), newFakeKernel()
 				xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
 				a := startExpNode(t, Config{Mode: mode}, ka, xa, la)
-				b := startExpNode(t, Config{Mode: mode, DisableExternalCache: inject}, kb, xb, lb)
+				b := startExpNode(t, Config{Mode: mode, DirectInject: inject}, kb, xb, lb)
 				const n = 20
 				for i := range n {
 					m := ftpMaster(i)
@@ -245,7 +245,7 @@ func TestEngineExpectationsOff(t *testing.T) {
 	ka, kb := newFakeKernel(), newFakeKernel()
 	xa := newFakeExpectKernel(ka)
 	startExpNode(t, Config{}, ka, xa, la)
-	b := startExpNode(t, Config{DisableExternalCache: true}, kb, nil, lb)
+	b := startExpNode(t, Config{DirectInject: true}, kb, nil, lb)
 	m := ftpMaster(1)
 	ka.Create(m)
 	waitFor(t, 5*time.Second, "master replicated", func() error {
@@ -272,7 +272,7 @@ func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
 	ka, kb := newFakeKernel(), newFakeKernel()
 	xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
 	a := startExpNode(t, Config{}, ka, xa, la)
-	startExpNode(t, Config{DisableExternalCache: true}, kb, xb, lb)
+	startExpNode(t, Config{DirectInject: true}, kb, xb, lb)
 	m := ftpMaster(1)
 	ka.Create(m)
 	waitFor(t, 5*time.Second, "master replicated", func() error {

@@ -70,7 +70,7 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 	e.convergeSeenLocked(&f.Key, now)
 	e.digestSeenLocked(f, del)
 	// adoptUntil: a healed split brain's late states go in too (adopt.go).
-	if e.cfg.DisableExternalCache && !e.holdInject || now.Before(e.adoptUntil) {
+	if e.cfg.DirectInject && !e.holdInject || now.Before(e.adoptUntil) {
 		if len(e.injectQ) >= e.cfg.InjectQueueLimit {
 			e.rejectName(ReasonInjectQueueFull)
 			e.lossResync = true

@@ -121,7 +121,7 @@ func TestEngineExternalCacheBounded(t *testing.T) {
 
 func TestEngineInjectQueueBounded(t *testing.T) {
 	k := newFakeKernel()
-	n, p := startWithFakePeer(t, Config{DisableExternalCache: true, InjectQueueLimit: 50}, k, nil)
+	n, p := startWithFakePeer(t, Config{DirectInject: true, InjectQueueLimit: 50}, k, nil)
 	var flows []Flow
 	for i := range 2000 {
 		flows = append(flows, flowN(i))

@@ -29,7 +29,7 @@ func FuzzReceivePath(f *testing.F) {
 			k := newFakeKernel()
 			var net MemNetwork
 			x, y := net.NewMemLink("fuzz", 1472)
-			e, err := New(Config{DisableExternalCache: direct, ExternalLimit: 64, InjectQueueLimit: 64}, Options{Kernel: k, Channels: []Channel{y}})
+			e, err := New(Config{DirectInject: direct, ExternalLimit: 64, InjectQueueLimit: 64}, Options{Kernel: k, Channels: []Channel{y}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -202,7 +202,7 @@ func TestRefreshKeepsLongLivedFlows(t *testing.T) {
 					cfgA.RefreshInterval = -1
 				}
 				a := runEngine(t, cfgA, ka, []Channel{la})
-				b := runEngine(t, Config{DisableExternalCache: tc.direct}, kb, []Channel{lb})
+				b := runEngine(t, Config{DirectInject: tc.direct}, kb, []Channel{lb})
 				a.SetMaster(true)
 
 				var keys []Key
@@ -292,7 +292,7 @@ func TestRefreshBackupSendsNothingBack(t *testing.T) {
 		la, lb := net.NewMemLink("sync0", 1472)
 		ka, kb := newAgingKernel(), newAgingKernel()
 		a := runEngine(t, Config{}, ka, []Channel{la})
-		b := runEngine(t, Config{DisableExternalCache: true}, kb, []Channel{lb})
+		b := runEngine(t, Config{DirectInject: true}, kb, []Channel{lb})
 		a.SetMaster(true)
 		var keys []Key
 		for i := range 100 {

@@ -22,7 +22,8 @@
 //     (SyncGroup: the instances of a node moving together). Machines take
 //     the current time and an Event and return Actions plus the next
 //     deadline: Step(now, ev) ([]Action, time.Time).
-//  2. The engine (engine.go, loop.go): Group owns one event loop, one
+//  2. The engine (group.go: Group and its API; engine.go: the event loop;
+//     actuator.go: the actuator): Group owns one event loop, one
 //     timer, a reader goroutine per socket, an actuator goroutine (hooks,
 //     VIPs, GARP) and a link watcher, and talks to the system only through
 //     the small interfaces Conn/Dialer, Addresser, Announcer and
@@ -48,7 +49,7 @@
 //	g, err := vrrp.New(cfg, vrrp.Options{
 //		Logger: log,
 //		NetNS:  "",  // or "/run/netns/fw1"; see below
-//		Hooks: vrrp.Hooks{
+//		Callbacks: vrrp.Callbacks{
 //			BeforeMaster:    commitConntrack, // runs before the VIPs are added
 //			AfterTransition: record,
 //		},
@@ -86,7 +87,7 @@
 //
 //   - to MASTER: the state machine has already sent the first MASTER
 //     advert and keeps advertising on schedule whatever happens next.
-//     Hooks.BeforeMaster runs (fwpair commits the replicated conntrack
+//     Callbacks.BeforeMaster runs (fwpair commits the replicated conntrack
 //     cache here); then the VIPs are added on every instance and the first
 //     gratuitous ARP round goes out; the rest of the burst (GARPConfig,
 //     default 5 spaced 200 ms) and the optional periodic refresh follow in
@@ -96,7 +97,7 @@
 //     priority-0 advert) and the group with it: a node never claims MASTER
 //     without its addresses. It retries after one Master_Down_Interval.
 //   - to any other state: GARP is stopped first, then the VIPs removed.
-//   - then Hooks.AfterTransition is called (for MASTER with VIPsAdded).
+//   - then Callbacks.AfterTransition is called (for MASTER with VIPsAdded).
 //
 // Without hooks the engine simply adds the VIPs itself.
 //
@@ -125,7 +126,7 @@
 // Group.SetPreemptHold makes BACKUP members obey a lower-priority master
 // instead of preempting it (fwpair holds preemption until the node has the
 // peer's connections); with no master heard the group still takes over.
-// Hooks.BeforeReannounce runs when a MASTER hears a lower-priority MASTER
+// Callbacks.BeforeReannounce runs when a MASTER hears a lower-priority MASTER
 // (a split brain healing), before its gratuitous ARPs.
 //
 // # VRRPv3

@@ -3,425 +3,534 @@ package vrrp
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// ErrKilled is returned by Run after Kill.
-var ErrKilled = errors.New("vrrp: group killed")
+// Engine timing that is not protocol: how long OS operations may take and
+// how often a failed socket is re-opened.
+const (
+	redialInterval = time.Second
+	osTimeout      = 5 * time.Second
+	logEvery       = 10 * time.Second // rate limit of per-packet logs
+	maxPacket      = 1500
+)
 
-// Options carries what the engine needs from its environment. Nil
-// adapters are replaced by the Linux implementations working in NetNS.
-type Options struct {
-	// Logger receives transition logs (info) and per-packet problems
-	// (debug, rate-limited). Nil discards.
-	Logger *slog.Logger
-	// Hooks let the caller act on transitions (see Hooks).
-	Hooks Hooks
-	// NetNS is the path of the network namespace the Linux adapters work
-	// in, e.g. "/var/run/netns/fw1". Empty means the namespace of the OS
-	// thread that calls New: a caller that wants another namespace can
-	// also call New from a goroutine locked into it (testenv's NS.Do).
-	// Sockets are always created inside that namespace, so Run may be
-	// called from any goroutine.
-	NetNS string
+// engine is the state of one Run: it owns the state machine, the timer
+// and every goroutine it starts.
+type engine struct {
+	*Group
+	dialer    Dialer
+	addresser Addresser
+	announcer Announcer
+	links     LinkSource
 
-	// RealtimePriority, 1-99, runs the event loop (timers, adverts, the
-	// state machine) and the socket readers each on an OS thread of its
-	// own under SCHED_RR at this priority, like keepalived's
-	// vrrp_rt_priority, so that adverts leave and are heard on time on a
-	// busy machine. It needs CAP_SYS_NICE; without it the engine logs a
-	// warning and runs at normal priority. Zero (default) leaves the
-	// scheduling alone.
-	RealtimePriority int
+	machine *SyncGroup
+	routers []*Router
+	timer   *time.Timer
+	redial  *time.Timer
 
-	Dialer    Dialer
-	Addresser Addresser
-	Announcer Announcer
-	Links     LinkSource
+	rx          chan received
+	linkUpdates chan LinkUpdate
+	vipFailed   chan vipFailure
+	reannounce  chan struct{}
+	linkState   map[string]bool
+
+	bgCtx    context.Context // lives until Run returns; readers and watchers use it
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+
+	epochCancel context.CancelFunc // cancels the current MASTER epoch
+	epoch       int                // counts MASTER epochs, so stale failures are ignored
+	queue       transitionQueue
+	actuatorWG  sync.WaitGroup
+	vipsHeld    bool // actuator only: VIPs may be installed
+	announcing  sync.WaitGroup
+
+	sendBuf  []byte
+	logged   map[string]time.Time
+	rtWarned atomic.Bool // warned once that real-time scheduling failed
+
+	// pacer sends MASTER instances' periodic adverts from a real-time
+	// thread (RealtimePriority); nil without it.
+	pacer        *pacer
+	pacerClosing atomic.Bool
+	periodicStep bool   // the current step is a TimerExpired
+	pendBuf      []byte // drainReceived's buffer for ReadPending
+	wasMaster    []bool // per instance, before the current step
 }
 
-// Hooks are called by the engine around group transitions. Both are
-// optional. They are called from one goroutine, in transition order.
-type Hooks struct {
-	// BeforeMaster runs when the group has become MASTER, before the VIPs
-	// are added. The engine keeps advertising as MASTER while it runs
-	// (adverts never wait for it). When it returns, the engine adds the
-	// VIPs and starts gratuitous ARP, even if it returned an error (which
-	// is logged): holding the addresses matters more than a perfect
-	// conntrack table. If the group leaves MASTER meanwhile, ctx is
-	// cancelled and the VIPs are not added; BeforeMaster must then return
-	// promptly.
-	//
-	// This is where fwpair commits the replicated conntrack cache into
-	// the kernel, so no established flow meets an empty table.
-	BeforeMaster func(ctx context.Context, t Transition) error
-	// AfterTransition is called for every group transition once the
-	// engine has acted on it: for MASTER after the VIPs were added and the
-	// first GARP sent (or after giving up because the group left MASTER),
-	// for the other states after the VIPs were removed.
-	AfterTransition func(t Transition)
-	// BeforeReannounce runs when a MASTER heard another, lower-priority
-	// MASTER (a split brain healing), before it sends gratuitous ARP to
-	// pull the traffic back. fwpair adopts there the connection states
-	// that moved to the other node during the split. It runs on the GARP
-	// goroutine of the MASTER epoch; ctx ends with the epoch.
-	BeforeReannounce func(ctx context.Context)
+type received struct {
+	ifc  *iface
+	gen  int
+	data []byte
+	meta RecvMeta
+	err  error
 }
 
-// Transition is a change of the group state.
-type Transition struct {
-	From, To State
-	// Reason names the instance that caused it and why, e.g.
-	// "vi_lan: priority 0 received".
-	Reason string
-	At     time.Time
-	// VIPsAdded is set in AfterTransition for MASTER when the addresses
-	// were installed.
-	VIPsAdded bool
-}
-
-// Group runs the VRRP instances of one node as a sync group.
-type Group struct {
-	cfg Config
-	// garp is cfg.GARP, replaceable while running (SetGARP).
-	garp atomic.Pointer[GARPConfig]
-	opts Options
-	log  *slog.Logger
-	// defaults provides the Linux adapters for those Options left nil; nil
-	// if the caller supplied all four.
-	defaults platform
-
-	insts  []*instance
-	ifaces []*iface
-
-	ready   chan struct{}
-	killed  chan struct{}
-	kill    sync.Once
-	started bool          // guarded by mu: Run may be called once
-	done    chan struct{} // closed when Run returns
-	cmds    chan func(e *engine, now time.Time)
-
-	mu     sync.Mutex // guards the status fields below and the counters
-	gstate State
-	since  time.Time
-	reason string
-	faults faultStatus
-}
-
-// platform builds the default adapters, all bound to one network
-// namespace. Only Linux has one (platform_linux.go).
-type platform interface {
-	dialer() Dialer
-	addresser() Addresser
-	announcer() Announcer
-	linkSource() LinkSource
-	close() error
-}
-
-type instance struct {
-	cfg    InstanceConfig
-	index  int
-	iface  *iface
-	policy receivePolicy
-	advert Advertisement    // template: priority filled per send
-	v3     *AdvertisementV3 // VRRPv3 template instead of advert; nil for v2
-	links  []string         // own interface + tracked
-	linkUp bool             // last LinkChanged given to the machine
-
-	// guarded by Group.mu
-	state    State
-	priority uint8
-	counters counters
-	// paced counts the pacer's sends, lock-free: the real-time pacer must
-	// never wait for Group.mu, which normal-priority threads hold.
-	paced pacedCounters
-}
-
-type iface struct {
-	name  string
-	ipv6  bool                // VRRPv3 over IPv6: a separate socket on the same interface
-	insts map[uint8]*instance // by VRID
-	conn  Conn
-	gen   int // incremented on every dial, so reads from old conns are ignored
-	up    bool
-
-	// guarded by Group.mu
-	counters  counters
-	localAddr netip.Addr
-}
-
-type counters struct {
-	received, sent, zeroReceived, zeroSent, sendErrors, addrMismatch, vipFailures uint64
-	discarded                                                                     [numDiscardReasons]uint64
-}
-
-func (c *counters) snapshot() Counters {
-	out := Counters{
-		AdvertsReceived:      c.received,
-		AdvertsSent:          c.sent,
-		PriorityZeroReceived: c.zeroReceived,
-		PriorityZeroSent:     c.zeroSent,
-		SendErrors:           c.sendErrors,
-		AddressListMismatch:  c.addrMismatch,
-		VIPFailures:          c.vipFailures,
-		Discarded:            map[string]uint64{},
-	}
-	for r, n := range c.discarded {
-		if n > 0 {
-			out.Discarded[DiscardReason(r).String()] = n
+func (e *engine) run(ctx context.Context) error {
+	e.dialer, e.addresser, e.announcer, e.links = e.opts.Dialer, e.opts.Addresser, e.opts.Announcer, e.opts.Links
+	if e.defaults != nil {
+		if e.dialer == nil {
+			e.dialer = e.defaults.dialer()
+		}
+		if e.addresser == nil {
+			e.addresser = e.defaults.addresser()
+		}
+		if e.announcer == nil {
+			e.announcer = e.defaults.announcer()
+		}
+		if e.links == nil {
+			e.links = e.defaults.linkSource()
 		}
 	}
-	return out
-}
+	e.logged = map[string]time.Time{}
+	e.linkState = map[string]bool{}
+	e.bgCtx, e.bgCancel = context.WithCancel(context.Background())
+	e.timer = time.NewTimer(time.Hour)
+	e.timer.Stop()
+	e.redial = time.NewTimer(time.Hour)
+	e.redial.Stop()
+	e.epochCancel = func() {}
+	e.queue.init()
 
-// New validates cfg and prepares a Group; nothing is opened until Run,
-// except the handle on the caller's network namespace when the default
-// Linux adapters are used (see Options.NetNS).
-func New(cfg Config, opts Options) (*Group, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	cfg = cfg.withDefaults()
-	g := &Group{
-		cfg:    cfg,
-		opts:   opts,
-		log:    opts.Logger,
-		ready:  make(chan struct{}),
-		killed: make(chan struct{}),
-		done:   make(chan struct{}),
-		cmds:   make(chan func(*engine, time.Time)),
-	}
-	if g.log == nil {
-		g.log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Dialer == nil || opts.Addresser == nil || opts.Announcer == nil || opts.Links == nil {
-		p, err := newPlatform(opts.NetNS, cfg, g.log)
-		if err != nil {
-			return nil, fmt.Errorf("vrrp: default adapters: %w", err)
+	// A killed predecessor may have left VIPs behind; only MASTER may hold them.
+	for _, in := range e.insts {
+		rctx, cancel := context.WithTimeout(ctx, osTimeout)
+		if err := e.addresser.RemoveVIPs(rctx, in.cfg.vipInterface(), in.cfg.VIPs); err != nil {
+			e.log.Warn("removing leftover VIPs", "instance", in.cfg.Name, "iface", in.cfg.vipInterface(), "err", err)
 		}
-		g.defaults = p
-	}
-	byName := map[string]*iface{} // by socketKey: one socket per interface and family
-	for _, in := range cfg.Instances {
-		if byName[in.socketKey()] == nil {
-			ifc := &iface{name: in.Interface, ipv6: in.ipv6(), insts: map[uint8]*instance{}, up: true}
-			byName[in.socketKey()] = ifc
-			g.ifaces = append(g.ifaces, ifc)
+		if err := e.removeVMAC(rctx, in); err != nil {
+			e.log.Warn("removing a leftover virtual MAC interface", "instance", in.cfg.Name, "iface", in.cfg.VMACInterface(), "err", err)
 		}
+		cancel()
 	}
-	for i, in := range cfg.Instances {
-		vips := vipAddrs(in.VIPs)
-		sorted := slices.Clone(vips)
-		slices.SortFunc(sorted, netip.Addr.Compare)
-		inst := &instance{
-			cfg:   in,
-			index: i,
-			iface: byName[in.socketKey()],
-			policy: receivePolicy{
-				owner:    in.Priority == OwnerPriority,
-				interval: uint8(in.AdvertInterval / time.Second),
-				vips:     sorted,
-				unicast:  len(in.UnicastPeers) > 0,
-				peers:    in.UnicastPeers,
-			},
-			advert: Advertisement{
-				VRID:           in.VRID,
-				AdvertInterval: uint8(in.AdvertInterval / time.Second),
-				Addresses:      vips,
-			},
-			links:    append([]string{in.Interface}, in.TrackInterfaces...),
-			linkUp:   true,
-			priority: in.Priority,
-		}
-		if in.AuthPassword != "" {
-			inst.policy.authType, inst.advert.AuthType = AuthSimple, AuthSimple
-			inst.policy.authData = SimplePassword(in.AuthPassword)
-			inst.advert.AuthData = inst.policy.authData
-		}
-		if in.Version == Version3 {
-			inst.setupV3()
-		}
-		inst.iface.insts[in.VRID] = inst
-		g.insts = append(g.insts, inst)
-	}
-	garp := g.cfg.GARP
-	g.garp.Store(&garp)
-	return g, nil
-}
 
-// Ready is closed once Run has removed leftover VIPs and opened the
-// sockets (those that could be opened: an interface that is missing or
-// down is retried and its instance is in FAULT meanwhile).
-func (g *Group) Ready() <-chan struct{} { return g.ready }
+	var names []string
+	for _, in := range e.insts {
+		names = append(names, in.cfg.Name)
+		e.mu.Lock()
+		prio := in.priority
+		e.mu.Unlock()
+		r := NewRouter(RouterConfig{
+			Index:          in.index,
+			Priority:       prio,
+			AdvertInterval: in.cfg.AdvertInterval,
+			Preempt:        in.cfg.Preempt,
+			PreemptDelay:   in.cfg.PreemptDelay,
+			Version:        in.cfg.Version,
+		})
+		e.routers = append(e.routers, r)
+	}
+	e.machine = NewSyncGroup(names, e.routers)
+	e.mu.Lock()
+	e.machine.SetPreemptHold(e.faults.preemptHeld)
+	e.mu.Unlock()
 
-// Kill makes Run return ErrKilled as if the process had been killed: no
-// priority-0 adverts, VIPs left in place, sockets closed. It is for tests
-// and for an appliance that must hand over without touching the network.
-func (g *Group) Kill() { g.kill.Do(func() { close(g.killed) }) }
+	e.startPacer()
+	for _, ifc := range e.ifaces {
+		e.dial(ifc)
+	}
+	close(e.ready)
 
-// SetPriority changes the priority (1-254) of a running or not yet
-// started instance; it does not apply to the address owner. The new value
-// is used from the next advert and election, without a restart (a restart
-// would go through BACKUP and could flap).
-func (g *Group) SetPriority(name string, priority uint8) error {
-	if priority == 0 || priority == OwnerPriority {
-		return fmt.Errorf("vrrp: priority %d: must be 1-254", priority)
-	}
-	idx := slices.IndexFunc(g.insts, func(in *instance) bool { return in.cfg.Name == name })
-	if idx < 0 {
-		return fmt.Errorf("vrrp: no instance %q", name)
-	}
-	inst := g.insts[idx]
-	if inst.cfg.Priority == OwnerPriority {
-		return fmt.Errorf("vrrp: instance %q is the address owner (priority 255)", name)
-	}
-	g.mu.Lock()
-	if !g.started {
-		// Run reads the priority under mu after setting started.
-		inst.priority = priority
-		g.mu.Unlock()
-		return nil
-	}
-	g.mu.Unlock()
-	applied := make(chan struct{})
-	select {
-	case g.cmds <- func(e *engine, now time.Time) {
-		e.step(now, idx, PriorityChanged{Priority: priority})
-		close(applied)
-	}:
-		<-applied
-		return nil
-	case <-g.done:
-		return errors.New("vrrp: group stopped")
-	}
-}
-
-// SetGARP replaces the gratuitous ARP settings while the group runs (a
-// configuration reload). Zero values take the defaults, as in Config. The
-// next burst uses them; a refresh already ticking keeps its period until
-// the group next becomes MASTER.
-func (g *Group) SetGARP(c GARPConfig) {
-	c = Config{GARP: c}.withDefaults().GARP
-	g.garp.Store(&c)
-}
-
-// Run runs the group until ctx is done (graceful stop: priority-0 adverts
-// from every MASTER instance, VIPs removed, sockets closed; returns nil)
-// or Kill is called (returns ErrKilled). Before opening sockets it
-// removes any configured VIP found on the interfaces, left behind by a
-// killed predecessor: a node that is not MASTER must not hold them.
-func (g *Group) Run(ctx context.Context) error {
-	g.mu.Lock()
-	if g.started {
-		g.mu.Unlock()
-		return errors.New("vrrp: Run called twice")
-	}
-	g.started = true
-	g.mu.Unlock()
-	defer close(g.done)
-	defer func() {
-		if g.defaults != nil {
-			_ = g.defaults.close()
+	e.actuatorWG.Add(1)
+	go e.actuate()
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		err := e.links.WatchLinks(e.bgCtx, e.cfg.watchedLinks(), e.linkUpdates)
+		if err != nil && e.bgCtx.Err() == nil {
+			e.log.Error("link watcher stopped; link changes are no longer seen", "err", err)
 		}
 	}()
 
-	e := &engine{Group: g, rx: make(chan received, 64), linkUpdates: make(chan LinkUpdate, 16),
-		vipFailed: make(chan vipFailure, len(g.insts)), reannounce: make(chan struct{}, 1)}
-	return e.runScheduled(ctx)
-}
+	now := time.Now()
+	e.refreshLinks(now)
+	e.step(now, -1, Startup{})
+	e.log.Info("vrrp group started", "instances", len(e.insts))
 
-// Status is a snapshot of the group for the control API and metrics.
-type Status struct {
-	State  State // "INIT", "BACKUP", "MASTER" or "FAULT" in text and JSON
-	Since  time.Time
-	Reason string
-	// Partition describes a partial partition ("" if none): a member
-	// hears no master while another does, so the group stays BACKUP.
-	Partition string
-	// Partitions counts the partial partitions seen since Run started.
-	Partitions uint64
-	// PreemptHeld is set while preemption is held (SetPreemptHold).
-	PreemptHeld bool
-	Instances   []InstanceStatus
-	Interfaces  []InterfaceStatus
-}
-
-// InstanceStatus is the state of one instance.
-type InstanceStatus struct {
-	Name      string
-	Interface string
-	VRID      uint8
-	State     State
-	Priority  uint8
-	VIPs      []VIP
-	Unicast   bool
-	Counters  Counters
-}
-
-// InterfaceStatus holds what is counted before an advert is matched to an
-// instance (bad packets, unknown VRIDs).
-type InterfaceStatus struct {
-	Name      string
-	IPv6      bool // the VRRPv3-over-IPv6 socket of the interface
-	Up        bool
-	LocalAddr netip.Addr
-	Counters  Counters
-}
-
-// Key names the socket uniquely: the interface name, with "/ipv6" for
-// the VRRPv3-over-IPv6 socket of an interface that has both.
-func (s InterfaceStatus) Key() string {
-	if s.IPv6 {
-		return s.Name + "/ipv6"
+	for {
+		select {
+		case <-ctx.Done():
+			e.stop(true)
+			return nil
+		case <-e.killed:
+			e.stop(false)
+			return ErrKilled
+		case r := <-e.rx:
+			e.handleReceived(r)
+		case u := <-e.linkUpdates:
+			e.handleLink(u)
+		case f := <-e.vipFailed:
+			// Only a failure of the current MASTER epoch counts: after
+			// leaving MASTER the addresses are being removed anyway.
+			if f.epoch == e.epoch && e.machine.State() == StateMaster {
+				e.step(time.Now(), f.instance, AddressFailure{})
+			}
+		case cmd := <-e.cmds:
+			cmd(e, time.Now())
+		case <-e.timer.C:
+			// Adverts that arrived before the deadline count first: select
+			// picks at random among ready cases, and a master's advert
+			// waiting in rx must not lose to the Master_Down timer (a
+			// false takeover on a busy machine).
+			e.drainReceived()
+			e.step(time.Now(), -1, TimerExpired{})
+		case <-e.redial.C:
+			for _, ifc := range e.ifaces {
+				if up, known := e.linkState[ifc.name]; ifc.conn == nil && (up || !known) {
+					e.dial(ifc)
+				}
+			}
+			e.refreshLinks(time.Now())
+		}
 	}
-	return s.Name
 }
 
-// Counters count adverts. Discarded is keyed by DiscardReason.String().
-type Counters struct {
-	AdvertsReceived      uint64
-	AdvertsSent          uint64
-	PriorityZeroReceived uint64
-	PriorityZeroSent     uint64
-	SendErrors           uint64
-	// AddressListMismatch counts adverts whose address list differs from
-	// ours; they are accepted (as keepalived does) and logged.
-	AddressListMismatch uint64
-	VIPFailures         uint64
-	Discarded           map[string]uint64
+// step runs the machine and executes its actions.
+func (e *engine) step(now time.Time, i int, ev Event) {
+	e.beforeStep(ev)
+	acts, next := e.machine.Step(now, i, ev)
+	e.execute(now, acts)
+	e.afterStep(now)
+	if next.IsZero() {
+		e.timer.Stop()
+	} else {
+		e.timer.Reset(next.Sub(now))
+	}
+	e.mu.Lock()
+	for i, in := range e.insts {
+		in.state = e.routers[i].State()
+		in.priority = e.routers[i].Priority()
+	}
+	e.mu.Unlock()
 }
 
-// MarshalText makes State print as its name in JSON and text formats.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+func (e *engine) execute(now time.Time, acts []Action) {
+	e.stopPacing(acts)
+	for _, a := range acts {
+		switch a := a.(type) {
+		case SendAdvert:
+			if e.pacedAdvert(a) {
+				continue // the pacer sends it, on time
+			}
+			e.send(e.insts[a.Instance], a.Priority)
+		case PartitionChange, PreemptHeld:
+			e.reportFault(a)
+		case Reannounce:
+			select {
+			case e.reannounce <- struct{}{}:
+			default:
+			}
+		case StateChange:
+			in := e.insts[a.Instance]
+			e.log.Info("vrrp instance transition", "instance", in.cfg.Name, "iface", in.cfg.Interface,
+				"vrid", in.cfg.VRID, "from_state", a.From.String(), "to_state", a.To.String(), "reason", a.Reason)
+		case GroupStateChange:
+			e.log.Info("vrrp group transition", "from_state", a.From.String(), "to_state", a.To.String(), "reason", a.Reason)
+			e.mu.Lock()
+			e.gstate, e.since, e.reason = a.To, now, a.Reason
+			e.mu.Unlock()
+			t := Transition{From: a.From, To: a.To, Reason: a.Reason, At: now}
+			if a.From == StateMaster {
+				// Stops the GARP and the BeforeMaster hook at once.
+				e.epochCancel()
+				e.epochCancel = func() {}
+			}
+			item := transitionItem{t: t}
+			if a.To == StateMaster {
+				e.epoch++
+				item.epoch = e.epoch
+				item.ctx, e.epochCancel = context.WithCancel(e.bgCtx)
+			}
+			e.queue.push(item)
+		}
+	}
+}
 
-// Status returns a snapshot; it is safe to call at any time.
-func (g *Group) Status() Status {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	st := Status{State: g.gstate, Since: g.since, Reason: g.reason,
-		Partition: g.faults.partition, Partitions: g.faults.partitions, PreemptHeld: g.faults.preemptHeld}
-	for _, in := range g.insts {
-		st.Instances = append(st.Instances, InstanceStatus{
-			Name:      in.cfg.Name,
-			Interface: in.cfg.Interface,
-			VRID:      in.cfg.VRID,
-			State:     in.state,
-			Priority:  in.priority,
-			VIPs:      slices.Clone(in.cfg.VIPs),
-			Unicast:   in.policy.unicast,
-			Counters:  in.paced.addTo(in.counters.snapshot()),
-		})
+func (e *engine) send(in *instance, prio uint8) {
+	// Only the event loop touches conn and sendBuf; mu is for the counters.
+	conn := in.iface.conn
+	if conn == nil {
+		e.mu.Lock()
+		in.counters.sendErrors++
+		e.mu.Unlock()
+		return
 	}
-	for _, ifc := range g.ifaces {
-		st.Interfaces = append(st.Interfaces, InterfaceStatus{
-			Name: ifc.name, IPv6: ifc.ipv6, Up: ifc.up, LocalAddr: ifc.localAddr, Counters: ifc.counters.snapshot(),
-		})
+	var b []byte
+	if in.v3 == nil {
+		adv := in.advert
+		adv.Priority = prio
+		var err error
+		b, err = adv.AppendBinary(e.sendBuf[:0])
+		if err != nil { // the config was validated: this is a bug
+			panic(err)
+		}
+		e.sendBuf = b
 	}
-	return st
+	group := [1]netip.Addr{in.groupAddress()}
+	dsts := group[:]
+	if in.policy.unicast {
+		dsts = in.cfg.UnicastPeers
+	}
+	for _, dst := range dsts {
+		if in.v3 != nil {
+			// The v3 checksum covers the pseudo-header: one encoding per
+			// destination.
+			b = e.encodeV3(in, conn, prio, dst)
+		}
+		err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
+		e.mu.Lock()
+		switch {
+		case err != nil:
+			in.counters.sendErrors++
+		case prio == ShutdownPriority:
+			in.counters.sent++
+			in.counters.zeroSent++
+		default:
+			in.counters.sent++
+		}
+		e.mu.Unlock()
+		if err != nil {
+			e.logLimited(slog.LevelWarn, "send:"+in.cfg.Name, "sending advert failed", "instance", in.cfg.Name, "dst", dst, "err", err)
+		}
+	}
+}
+
+// logLimited logs at most once per logEvery per key.
+func (e *engine) logLimited(level slog.Level, key, msg string, args ...any) {
+	now := time.Now()
+	if last, ok := e.logged[key]; ok && now.Sub(last) < logEvery {
+		return
+	}
+	e.logged[key] = now
+	e.log.Log(context.Background(), level, msg, args...)
+}
+
+func (e *engine) handleReceived(r received) {
+	ifc := r.ifc
+	if r.gen != ifc.gen || ifc.conn == nil {
+		return // from a socket we already replaced
+	}
+	if r.err != nil {
+		e.log.Warn("vrrp socket failed; re-opening", "iface", ifc.name, "err", r.err)
+		e.closeConn(ifc)
+		e.redial.Reset(redialInterval)
+		e.refreshLinks(time.Now())
+		return
+	}
+	m := r.meta
+	discard := func(c *counters, reason DiscardReason, args ...any) {
+		e.mu.Lock()
+		c.discarded[reason]++
+		e.mu.Unlock()
+		e.logLimited(rejectLevel(reason), ifc.name+":"+reason.String(), "advert rejected",
+			append([]any{"iface", ifc.name, "src", m.Src, "reason", reason.String()}, args...)...)
+	}
+	if m.IfIndex != 0 && m.IfIndex != ifc.conn.IfIndex() {
+		discard(&ifc.counters, DiscardWrongInterface)
+		return
+	}
+	if e.isLocal(m.Src) {
+		discard(&ifc.counters, DiscardOwnAdvert)
+		return
+	}
+	if len(r.data) > 0 && r.data[0]>>4 == Version3 {
+		e.handleV3(ifc, r.data, m, discard)
+		return
+	}
+	a, err := ParseAdvertisement(r.data)
+	if err != nil {
+		reason := DiscardLength
+		var pe *ParseError
+		if errors.As(err, &pe) {
+			reason = pe.Reason()
+		}
+		discard(&ifc.counters, reason, "err", err)
+		return
+	}
+	in := ifc.insts[a.VRID]
+	if in != nil && in.v3 != nil {
+		discard(&in.counters, DiscardVersion, "instance", in.cfg.Name, "version", Version2)
+		return
+	}
+	if in == nil {
+		discard(&ifc.counters, DiscardUnknownVRID, "vrid", a.VRID)
+		return
+	}
+	reason, mismatch := in.policy.check(a, m)
+	if mismatch {
+		e.mu.Lock()
+		in.counters.addrMismatch++
+		e.mu.Unlock()
+	}
+	if reason == DiscardAddressList {
+		discard(&in.counters, reason, "instance", in.cfg.Name, "priority", a.Priority,
+			"theirs", a.Addresses, "ours", in.policy.vips)
+		return
+	}
+	if reason != DiscardNone {
+		discard(&in.counters, reason, "instance", in.cfg.Name)
+		return
+	}
+	e.mu.Lock()
+	in.counters.received++
+	if a.Priority == ShutdownPriority {
+		in.counters.zeroReceived++
+	}
+	e.mu.Unlock()
+	if mismatch {
+		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "address owner's advert lists other addresses than ours (accepted: priority 255; check both configs)",
+			"instance", in.cfg.Name, "src", m.Src, "theirs", a.Addresses, "ours", in.policy.vips)
+	}
+	e.step(time.Now(), in.index, AdvertReceived{Priority: a.Priority, Src: m.Src})
+}
+
+// rejectLevel is the log level of a rejected advert: warning, except for
+// our own looped-back adverts and packets seen on another interface, which
+// are normal on Linux and would drown the others.
+func rejectLevel(r DiscardReason) slog.Level {
+	switch r {
+	case DiscardOwnAdvert, DiscardWrongInterface:
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
+// isLocal reports whether addr is one of our advert sources, i.e. the
+// packet is our own, looped back.
+func (e *engine) isLocal(addr netip.Addr) bool {
+	for _, ifc := range e.ifaces {
+		if ifc.localAddr == addr {
+			return true
+		}
+	}
+	for _, in := range e.insts {
+		if in.cfg.UnicastSource == addr {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *engine) handleLink(u LinkUpdate) {
+	prev, known := e.linkState[u.Name]
+	e.linkState[u.Name] = u.Up
+	for _, ifc := range e.ifaces { // the IPv4 and the IPv6 socket
+		if ifc.name != u.Name {
+			continue
+		}
+		e.mu.Lock()
+		ifc.up = u.Up
+		e.mu.Unlock()
+		if u.Up && known && !prev {
+			// The interface may have been re-created with a new index, and
+			// a flap can drop the group membership: start afresh.
+			e.closeConn(ifc)
+			e.dial(ifc)
+		}
+	}
+	e.refreshLinks(time.Now())
+}
+
+// refreshLinks tells each machine whether everything it depends on is up:
+// its links and its socket.
+func (e *engine) refreshLinks(now time.Time) {
+	for _, in := range e.insts {
+		up := in.iface.conn != nil
+		for _, l := range in.links {
+			if st, ok := e.linkState[l]; ok && !st {
+				up = false
+			}
+		}
+		if up != in.linkUp {
+			in.linkUp = up
+			e.step(now, in.index, LinkChanged{Up: up})
+		}
+	}
+}
+
+func (e *engine) dial(ifc *iface) {
+	ctx, cancel := context.WithTimeout(e.bgCtx, osTimeout)
+	conn, err := e.dialFamily(ctx, ifc)
+	cancel()
+	if err != nil {
+		e.logLimited(slog.LevelWarn, "dial:"+ifc.name, "cannot open VRRP socket; retrying", "iface", ifc.name, "err", err)
+		e.redial.Reset(redialInterval)
+		return
+	}
+	e.mu.Lock()
+	ifc.conn = conn
+	ifc.gen++
+	ifc.localAddr = conn.LocalAddr()
+	e.mu.Unlock()
+	for _, in := range ifc.insts {
+		local := conn.LocalAddr()
+		if in.cfg.UnicastSource.IsValid() {
+			local = in.cfg.UnicastSource
+		}
+		e.routers[in.index].SetLocalAddr(local)
+	}
+	gen := ifc.gen
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		e.realtimeThread("reader " + ifc.name)
+		for {
+			buf := make([]byte, maxPacket)
+			n, meta, err := conn.ReadAdvert(buf)
+			r := received{ifc: ifc, gen: gen, data: buf[:n], meta: meta, err: err}
+			select {
+			case e.rx <- r:
+			case <-e.bgCtx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+}
+
+func (e *engine) closeConn(ifc *iface) {
+	if ifc.conn == nil {
+		return
+	}
+	if e.pacer != nil {
+		for _, in := range ifc.insts {
+			e.pacer.stop(in.index)
+		}
+	}
+	_ = ifc.conn.Close()
+	e.mu.Lock()
+	ifc.conn = nil
+	ifc.gen++
+	e.mu.Unlock()
+}
+
+// stop ends Run. graceful sends priority 0 and removes the VIPs; a kill
+// leaves the network as it is.
+func (e *engine) stop(graceful bool) {
+	if graceful {
+		e.step(time.Now(), -1, Shutdown{})
+		e.queue.close()
+	} else {
+		e.epochCancel()
+		e.queue.abort()
+	}
+	e.actuatorWG.Wait()
+	e.epochCancel()
+	e.announcing.Wait()
+	e.timer.Stop()
+	e.redial.Stop()
+	e.stopPacer()
+	for _, ifc := range e.ifaces {
+		e.closeConn(ifc)
+	}
+	e.bgCancel()
+	e.bg.Wait()
+	e.log.Info("vrrp group stopped", "graceful", graceful)
 }

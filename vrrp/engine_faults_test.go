@@ -73,7 +73,7 @@ func TestEngineAddressListMismatchIgnored(t *testing.T) {
 func TestEnginePreemptHold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
-		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
 		opts := lab.fw1.Options()
 		g, err := vrrp.New(pairConfig(150, true), opts)

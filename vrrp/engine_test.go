@@ -77,10 +77,10 @@ func (r *running) kill() error {
 	return r.err
 }
 
-func start(t *testing.T, nd *vrrptest.Node, cfg vrrp.Config, hooks vrrp.Hooks) *running {
+func start(t *testing.T, nd *vrrptest.Node, cfg vrrp.Config, hooks vrrp.Callbacks) *running {
 	t.Helper()
 	opts := nd.Options()
-	opts.Hooks = hooks
+	opts.Callbacks = hooks
 	g, err := vrrp.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -115,8 +115,8 @@ func holdsBoth(nd *vrrptest.Node) bool {
 // elect starts fw1 (150) and fw2 (100) and waits for fw1 to be MASTER.
 func elect(t *testing.T, lab *simLab, preempt bool) (fw1, fw2 *running) {
 	t.Helper()
-	fw1 = start(t, lab.fw1, pairConfig(150, preempt), vrrp.Hooks{})
-	fw2 = start(t, lab.fw2, pairConfig(100, preempt), vrrp.Hooks{})
+	fw1 = start(t, lab.fw1, pairConfig(150, preempt), vrrp.Callbacks{})
+	fw2 = start(t, lab.fw2, pairConfig(100, preempt), vrrp.Callbacks{})
 	waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return groupState(fw1.Group) == vrrp.StateMaster && holdsBoth(lab.fw1) })
 	synctest.Wait()
 	if s := groupState(fw2.Group); s != vrrp.StateBackup {
@@ -214,9 +214,9 @@ func TestEnginePreemption(t *testing.T) {
 		t.Run(fmt.Sprintf("preempt=%v", preempt), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				lab := newSimLab()
-				fw2 := start(t, lab.fw2, pairConfig(100, preempt), vrrp.Hooks{})
+				fw2 := start(t, lab.fw2, pairConfig(100, preempt), vrrp.Callbacks{})
 				waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
-				fw1 := start(t, lab.fw1, pairConfig(150, preempt), vrrp.Hooks{})
+				fw1 := start(t, lab.fw1, pairConfig(150, preempt), vrrp.Callbacks{})
 				if preempt {
 					took := waitFor(t, 5*time.Second, "fw1 preempts", func() bool {
 						return holdsBoth(lab.fw1) && len(lab.fw2.VIPs()) == 0
@@ -303,7 +303,7 @@ func TestEngineHooks(t *testing.T) {
 		var after []vrrp.Transition
 		release := make(chan struct{})
 		hookStarted := make(chan vrrp.Transition, 1)
-		hooks := vrrp.Hooks{
+		hooks := vrrp.Callbacks{
 			BeforeMaster: func(ctx context.Context, tr vrrp.Transition) error {
 				hookStarted <- tr
 				select {
@@ -326,7 +326,7 @@ func TestEngineHooks(t *testing.T) {
 		}
 		// A slow commit: MASTER adverts keep flowing, no VIP yet, and a
 		// backup that starts now stays BACKUP.
-		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		time.Sleep(10 * time.Second)
 		if v := lab.fw1.VIPs(); len(v) != 0 {
 			t.Fatalf("VIPs %v added before BeforeMaster returned", v)
@@ -354,7 +354,7 @@ func TestEngineHookCancelledWhenLeavingMaster(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
 		hookDone := make(chan error, 1)
-		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{
 			BeforeMaster: func(ctx context.Context, _ vrrp.Transition) error {
 				<-ctx.Done()
 				hookDone <- ctx.Err()
@@ -362,7 +362,7 @@ func TestEngineHookCancelledWhenLeavingMaster(t *testing.T) {
 			},
 		})
 		waitFor(t, 5*time.Second, "fw2 MASTER", func() bool { return groupState(fw2.Group) == vrrp.StateMaster })
-		start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
+		start(t, lab.fw1, pairConfig(150, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
 		if err := <-hookDone; !errors.Is(err, context.Canceled) {
 			t.Errorf("hook ctx: %v", err)
@@ -380,8 +380,8 @@ func TestEngineVIPFailureGoesFault(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
 		lab.fw1.FailAddVIPs(errors.New("EPERM"))
-		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
-		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Callbacks{})
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		waitFor(t, 10*time.Second, "fw2 takes over from the failed fw1", func() bool { return holdsBoth(lab.fw2) })
 		st := fw1.Status()
 		if st.Instances[0].Counters.VIPFailures == 0 {
@@ -403,8 +403,8 @@ func TestEngineRemovesLeftoverVIPs(t *testing.T) {
 		cfg := pairConfig(100, true)
 		lab.fw2.SetVIPs("eth0", cfg.Instances[0].VIPs)
 		lab.fw2.SetVIPs("eth1", cfg.Instances[1].VIPs)
-		start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
-		start(t, lab.fw2, cfg, vrrp.Hooks{})
+		start(t, lab.fw1, pairConfig(150, true), vrrp.Callbacks{})
+		start(t, lab.fw2, cfg, vrrp.Callbacks{})
 		if v := lab.fw2.VIPs(); len(v) != 0 {
 			t.Errorf("leftover VIPs %v still present when Ready", v)
 		}
@@ -421,8 +421,8 @@ func TestEngineUnicast(t *testing.T) {
 			c.Instances[0].UnicastSource = netip.MustParseAddr(self)
 			return c
 		}
-		fw1 := start(t, lab.fw1, uc(150, "192.168.0.1", "192.168.0.2"), vrrp.Hooks{})
-		fw2 := start(t, lab.fw2, uc(100, "192.168.0.2", "192.168.0.1"), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, uc(150, "192.168.0.1", "192.168.0.2"), vrrp.Callbacks{})
+		fw2 := start(t, lab.fw2, uc(100, "192.168.0.2", "192.168.0.1"), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return groupState(fw1.Group) == vrrp.StateMaster })
 		time.Sleep(5 * time.Second)
 		if groupState(fw2.Group) != vrrp.StateBackup {
@@ -464,7 +464,7 @@ func TestEngineDiscards(t *testing.T) {
 		lab := newSimLab()
 		cfg := pairConfig(100, true)
 		cfg.Instances[0].AuthPassword = "secret12"
-		fw2 := start(t, lab.fw2, cfg, vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, cfg, vrrp.Callbacks{})
 		peer := netip.MustParseAddr("192.168.0.9")
 		good := vrrp.Advertisement{VRID: 51, Priority: 200, AuthType: vrrp.AuthSimple, AuthData: vrrp.SimplePassword("secret12"),
 			AdvertInterval: 1, Addresses: []netip.Addr{vip0}}
@@ -557,7 +557,7 @@ func TestEngineGARPRefreshStopsWhenLeavingMaster(t *testing.T) {
 		lab := newSimLab()
 		cfg := pairConfig(150, true)
 		cfg.GARP = vrrp.GARPConfig{Count: 3, Spacing: 100 * time.Millisecond, Refresh: 10 * time.Second}
-		fw1 := start(t, lab.fw1, cfg, vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, cfg, vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
 		time.Sleep(35 * time.Second)
 		// 3 rounds in the burst, then one every 10 s: 3 more in 35 s; per interface.
@@ -569,7 +569,7 @@ func TestEngineGARPRefreshStopsWhenLeavingMaster(t *testing.T) {
 			t.Errorf("burst spread %v, want 2 x 100ms", spread)
 		}
 		// A better router appears: fw1 yields, GARP stops at once and for good.
-		start(t, lab.fw2, pairConfig(200, true), vrrp.Hooks{})
+		start(t, lab.fw2, pairConfig(200, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 yields", func() bool { return len(lab.fw1.VIPs()) == 0 })
 		n := len(lab.fw1.GARPs())
 		time.Sleep(30 * time.Second)
@@ -596,8 +596,8 @@ func TestEngineTrackedInterface(t *testing.T) {
 		for i := range cfg.Instances {
 			cfg.Instances[i].TrackInterfaces = []string{"eth2"}
 		}
-		fw1 := start(t, lab.fw1, cfg, vrrp.Hooks{})
-		start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, cfg, vrrp.Callbacks{})
+		start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
 		lab.fw1.SetLink("eth2", false)
 		took := waitFor(t, 2*time.Second, "fw2 takes over", func() bool { return holdsBoth(lab.fw2) && len(lab.fw1.VIPs()) == 0 })
@@ -618,7 +618,7 @@ func TestEngineTrackedInterface(t *testing.T) {
 func TestEngineRedialsAfterLinkFlap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
-		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Callbacks{})
 		synctest.Wait()
 		before := lab.fw1.Dials()
 		lab.fw1.SetLink("eth1", false)
@@ -637,7 +637,7 @@ func TestEngineKillDuringHook(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
 		inHook := make(chan struct{})
-		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Hooks{
+		fw1 := start(t, lab.fw1, pairConfig(150, true), vrrp.Callbacks{
 			BeforeMaster: func(ctx context.Context, _ vrrp.Transition) error {
 				close(inHook)
 				<-ctx.Done()
@@ -687,9 +687,9 @@ func TestEngineSetPriorityBeforeRun(t *testing.T) {
 func TestEngineAddressOwner(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
-		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
-		owner := start(t, lab.fw1, pairConfig(255, true), vrrp.Hooks{})
+		owner := start(t, lab.fw1, pairConfig(255, true), vrrp.Callbacks{})
 		took := waitFor(t, 2*time.Second, "owner MASTER", func() bool { return holdsBoth(lab.fw1) && len(lab.fw2.VIPs()) == 0 })
 		if took > 100*time.Millisecond {
 			t.Errorf("owner took %v to become MASTER, want at once", took)
@@ -716,13 +716,13 @@ func TestEngineAddressOwner(t *testing.T) {
 func TestEnginePreemptDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
-		start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw2 MASTER alone", func() bool { return holdsBoth(lab.fw2) })
 		cfg := pairConfig(150, true)
 		for i := range cfg.Instances {
 			cfg.Instances[i].PreemptDelay = 10 * time.Second
 		}
-		start(t, lab.fw1, cfg, vrrp.Hooks{})
+		start(t, lab.fw1, cfg, vrrp.Callbacks{})
 		took := waitFor(t, 20*time.Second, "fw1 preempts after the delay", func() bool { return holdsBoth(lab.fw1) })
 		// First advert heard within 1 s, tolerated 10 s, then Master_Down_Interval.
 		if low, high := 10*time.Second+vrrp.MasterDownInterval(time.Second, 150)-time.Second, 11*time.Second+vrrp.MasterDownInterval(time.Second, 150); took < low || took > high {
@@ -737,7 +737,7 @@ func TestEngineSetGARP(t *testing.T) {
 		lab := newSimLab()
 		cfg := pairConfig(150, true)
 		cfg.GARP = vrrp.GARPConfig{Count: 1, Spacing: 100 * time.Millisecond}
-		fw1 := start(t, lab.fw1, cfg, vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, cfg, vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return holdsBoth(lab.fw1) })
 		time.Sleep(time.Second)
 		if n := len(lab.fw1.GARPs()); n != 2 {
@@ -746,7 +746,7 @@ func TestEngineSetGARP(t *testing.T) {
 		// Turn on a 5 s refresh: it starts with the next MASTER epoch, and
 		// the burst size applies to the next burst.
 		fw1.SetGARP(vrrp.GARPConfig{Count: 2, Spacing: 100 * time.Millisecond, Refresh: 5 * time.Second})
-		start(t, lab.fw2, pairConfig(200, true), vrrp.Hooks{})
+		start(t, lab.fw2, pairConfig(200, true), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 yields", func() bool { return len(lab.fw1.VIPs()) == 0 })
 		n := len(lab.fw1.GARPs())
 		lab.net.Partition("lan0", true) // fw1 no longer hears fw2 on eth0...

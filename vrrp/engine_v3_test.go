@@ -26,8 +26,8 @@ func TestEngineV3CrashTakeover(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const iv = 50 * time.Millisecond
 		lab := newSimLab()
-		fw1 := start(t, lab.fw1, pairConfigV3(150, iv), vrrp.Hooks{})
-		fw2 := start(t, lab.fw2, pairConfigV3(100, iv), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, pairConfigV3(150, iv), vrrp.Callbacks{})
+		fw2 := start(t, lab.fw2, pairConfigV3(100, iv), vrrp.Callbacks{})
 		took := waitFor(t, time.Second, "fw1 MASTER", func() bool { return groupState(fw1.Group) == vrrp.StateMaster && holdsBoth(lab.fw1) })
 		if mdi := vrrp.MasterDownIntervalV3(iv, 150); took < mdi {
 			t.Errorf("elected after %v, before Master_Down_Interval %v", took, mdi)
@@ -60,9 +60,9 @@ func TestEngineV3CrashTakeover(t *testing.T) {
 func TestEngineV3FollowsMasterInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
-		fw1 := start(t, lab.fw1, pairConfigV3(150, time.Second), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, pairConfigV3(150, time.Second), vrrp.Callbacks{})
 		waitFor(t, 5*time.Second, "fw1 MASTER", func() bool { return groupState(fw1.Group) == vrrp.StateMaster })
-		fw2 := start(t, lab.fw2, pairConfigV3(100, 50*time.Millisecond), vrrp.Hooks{})
+		fw2 := start(t, lab.fw2, pairConfigV3(100, 50*time.Millisecond), vrrp.Callbacks{})
 		time.Sleep(10 * time.Second)
 		if s := groupState(fw2.Group); s != vrrp.StateBackup {
 			t.Fatalf("fw2 %v, want BACKUP following fw1's 1 s adverts", s)
@@ -79,8 +79,8 @@ func TestEngineV3FollowsMasterInterval(t *testing.T) {
 func TestEngineV2V3Mismatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lab := newSimLab()
-		fw1 := start(t, lab.fw1, pairConfigV3(150, time.Second), vrrp.Hooks{})
-		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Hooks{})
+		fw1 := start(t, lab.fw1, pairConfigV3(150, time.Second), vrrp.Callbacks{})
+		fw2 := start(t, lab.fw2, pairConfig(100, true), vrrp.Callbacks{})
 		waitFor(t, 10*time.Second, "both MASTER", func() bool {
 			return groupState(fw1.Group) == vrrp.StateMaster && groupState(fw2.Group) == vrrp.StateMaster
 		})

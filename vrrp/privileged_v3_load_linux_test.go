@@ -43,7 +43,7 @@ func TestPrivilegedKeepalivedV3UnderCPUHog(t *testing.T) {
 			var n atomic.Int64
 			count := func(o *vrrp.Options) {
 				o.RealtimePriority = rt
-				o.Hooks.AfterTransition = func(vrrp.Transition) { n.Add(1) }
+				o.Callbacks.AfterTransition = func(vrrp.Transition) { n.Add(1) }
 			}
 			fw1 := startInNS(t, "fw1", lab.FW1, labConfigV3(150, hogInterval), count)
 			eventually(t, 3*time.Second, "fw1 MASTER", holders(lab, 1))

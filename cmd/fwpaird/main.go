@@ -35,7 +35,7 @@ func main() {
 // flags are fwpaird's command line; fwpaird(8) is generated from them.
 type flags struct {
 	configPath, socket, logFormat, manName *string
-	check, showVer                         *bool
+	check, offline, showVer                *bool
 }
 
 func newFlags(stderr io.Writer) (*flag.FlagSet, flags) {
@@ -43,7 +43,8 @@ func newFlags(stderr io.Writer) (*flag.FlagSet, flags) {
 	fs.SetOutput(stderr)
 	return fs, flags{
 		configPath: fs.String("c", "/etc/fwpair/fwpair.toml", "configuration `file`"),
-		check:      fs.Bool("check", false, "validate the configuration and exit (0 valid, 1 invalid)"),
+		check:      fs.Bool("check", false, "validate the configuration, and check it against this node (interfaces, control socket path), then exit (0 valid, 1 invalid)"),
+		offline:    fs.Bool("offline", false, "with -check: validate the file only, not against this node"),
 		socket:     fs.String("socket", "", "control socket `path` (overrides control.socket)"),
 		logFormat:  fs.String("log-format", "", "text or json (overrides log.format)"),
 		showVer:    fs.Bool("version", false, "print the version and exit"),
@@ -82,6 +83,15 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
+		if *socket != "" {
+			cfg.Control.Socket = *socket
+		}
+		if !*f.offline {
+			if err := appliance.CheckHost(cfg); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+		}
 		fmt.Fprintf(os.Stdout, "%s: ok\n", *configPath)
 		return 0
 	}
