@@ -2,7 +2,6 @@ package vrrp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -57,33 +56,13 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: %w", err)
 	}
-	var pc net.PacketConn
-	err = p.inNamespace(func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
-			})
-			return errors.Join(err, serr)
-		}}
-		var err error
-		pc, err = lc.ListenPacket(ctx, fmt.Sprintf("ip6:%d", IPProtocol), "::")
-		return err
-	})
+	pc, sc, err := p.listenBound(ctx, ifname, fmt.Sprintf("ip6:%d", IPProtocol), "::")
 	if err != nil {
-		return nil, fmt.Errorf("vrrp: open raw IPv6 socket on %s: %w", ifname, err)
-	}
-	sc, err := pc.(syscall.Conn).SyscallConn()
-	if err != nil {
-		_ = pc.Close()
-		return nil, fmt.Errorf("vrrp: %s: raw socket: %w", ifname, err)
+		return nil, err
 	}
 	c := &rawConn6{pc: ipv6.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
-	steps := []struct {
-		what string
-		err  func() error
-	}{
+	steps := []socketStep{
 		{"join ff02::12", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress6.AsSlice()}) }},
 		{"multicast interface", func() error { return c.pc.SetMulticastInterface(ifi) }},
 		{"multicast hop limit", func() error { return c.pc.SetMulticastHopLimit(RequiredTTL) }},
@@ -95,11 +74,8 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 			return c.pc.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true)
 		}},
 	}
-	for _, s := range steps {
-		if err := s.err(); err != nil {
-			_ = c.pc.Close()
-			return nil, fmt.Errorf("vrrp: %s: %s: %w", ifname, s.what, err)
-		}
+	if err := applySocketSteps(ifname, steps, c.pc.Close); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -173,35 +173,13 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: %w", err)
 	}
-	var pc net.PacketConn
-	err = p.inNamespace(func() error {
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				// Receive only what arrives on this interface and send only
-				// through it, whatever the routing table says.
-				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
-			})
-			return errors.Join(err, serr)
-		}}
-		var err error
-		pc, err = lc.ListenPacket(ctx, fmt.Sprintf("ip4:%d", IPProtocol), "0.0.0.0")
-		return err
-	})
+	pc, sc, err := p.listenBound(ctx, ifname, fmt.Sprintf("ip4:%d", IPProtocol), "0.0.0.0")
 	if err != nil {
-		return nil, fmt.Errorf("vrrp: open raw socket on %s: %w", ifname, err)
-	}
-	sc, err := pc.(syscall.Conn).SyscallConn()
-	if err != nil {
-		_ = pc.Close()
-		return nil, fmt.Errorf("vrrp: %s: raw socket: %w", ifname, err)
+		return nil, err
 	}
 	c := &rawConn{pc: ipv4.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
-	steps := []struct {
-		what string
-		err  func() error
-	}{
+	steps := []socketStep{
 		{"join 224.0.0.18", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress.AsSlice()}) }},
 		{"multicast interface", func() error { return c.pc.SetMulticastInterface(ifi) }},
 		{"multicast TTL", func() error { return c.pc.SetMulticastTTL(RequiredTTL) }},
@@ -213,13 +191,57 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 			return c.pc.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true)
 		}},
 	}
-	for _, s := range steps {
-		if err := s.err(); err != nil {
-			_ = c.pc.Close()
-			return nil, fmt.Errorf("vrrp: %s: %s: %w", ifname, s.what, err)
-		}
+	if err := applySocketSteps(ifname, steps, c.pc.Close); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// socketStep is one option set on a fresh VRRP socket.
+type socketStep = struct {
+	what string
+	err  func() error
+}
+
+// applySocketSteps sets a fresh socket's options in order; on the first
+// failure it closes the socket and names the step.
+func applySocketSteps(ifname string, steps []socketStep, closeConn func() error) error {
+	for _, s := range steps {
+		if err := s.err(); err != nil {
+			_ = closeConn()
+			return fmt.Errorf("vrrp: %s: %s: %w", ifname, s.what, err)
+		}
+	}
+	return nil
+}
+
+// listenBound opens a raw IP socket (network "ip4:112" or "ip6:112") in
+// the platform's namespace, bound to ifname with SO_BINDTODEVICE: it
+// receives only what arrives on that interface and sends only through it,
+// whatever the routing table says.
+func (p *linuxPlatform) listenBound(ctx context.Context, ifname, network, laddr string) (net.PacketConn, syscall.RawConn, error) {
+	var pc net.PacketConn
+	err := p.inNamespace(func() error {
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifname)
+			})
+			return errors.Join(err, serr)
+		}}
+		var err error
+		pc, err = lc.ListenPacket(ctx, network, laddr)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("vrrp: open raw socket %s on %s: %w", network, ifname, err)
+	}
+	sc, err := pc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		_ = pc.Close()
+		return nil, nil, fmt.Errorf("vrrp: %s: raw socket: %w", ifname, err)
+	}
+	return pc, sc, nil
 }
 
 // rawConn is a Conn over a raw IPv4 socket bound to one interface.
