@@ -362,31 +362,43 @@ func (e *engine) handleReceived(r received) {
 		return
 	}
 	reason, mismatch := in.policy.check(a, m)
+	if !e.admit(in, reason, mismatch, a.Priority, a.Addresses, m, discard) {
+		return
+	}
+	e.step(time.Now(), in.index, AdvertReceived{Priority: a.Priority, Src: m.Src})
+}
+
+// admit applies the receive policy's verdict on an advert of either
+// version: it counts an address-list mismatch, discards a rejected advert
+// (with the address lists when they are the reason), counts an accepted
+// one and warns about a priority-255 owner that lists other addresses.
+// It reports whether the advert goes on to the state machine.
+func (e *engine) admit(in *instance, reason DiscardReason, mismatch bool, prio uint8, theirs []netip.Addr, m RecvMeta, discard func(*counters, DiscardReason, ...any)) bool {
 	if mismatch {
 		e.mu.Lock()
 		in.counters.addrMismatch++
 		e.mu.Unlock()
 	}
 	if reason == DiscardAddressList {
-		discard(&in.counters, reason, "instance", in.cfg.Name, "priority", a.Priority,
-			"theirs", a.Addresses, "ours", in.policy.vips)
-		return
+		discard(&in.counters, reason, "instance", in.cfg.Name, "priority", prio,
+			"theirs", theirs, "ours", in.policy.vips)
+		return false
 	}
 	if reason != DiscardNone {
 		discard(&in.counters, reason, "instance", in.cfg.Name)
-		return
+		return false
 	}
 	e.mu.Lock()
 	in.counters.received++
-	if a.Priority == ShutdownPriority {
+	if prio == ShutdownPriority {
 		in.counters.zeroReceived++
 	}
 	e.mu.Unlock()
 	if mismatch {
 		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "address owner's advert lists other addresses than ours (accepted: priority 255; check both configs)",
-			"instance", in.cfg.Name, "src", m.Src, "theirs", a.Addresses, "ours", in.policy.vips)
+			"instance", in.cfg.Name, "src", m.Src, "theirs", theirs, "ours", in.policy.vips)
 	}
-	e.step(time.Now(), in.index, AdvertReceived{Priority: a.Priority, Src: m.Src})
+	return true
 }
 
 // rejectLevel is the log level of a rejected advert: warning, except for

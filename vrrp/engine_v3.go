@@ -69,29 +69,8 @@ func (e *engine) handleV3(ifc *iface, data []byte, m RecvMeta, discard func(*cou
 		return
 	}
 	reason, mismatch := in.policy.checkV3(a, m)
-	if mismatch {
-		e.mu.Lock()
-		in.counters.addrMismatch++
-		e.mu.Unlock()
-	}
-	if reason == DiscardAddressList {
-		discard(&in.counters, reason, "instance", in.cfg.Name, "priority", a.Priority,
-			"theirs", a.Addresses, "ours", in.policy.vips)
+	if !e.admit(in, reason, mismatch, a.Priority, a.Addresses, m, discard) {
 		return
-	}
-	if reason != DiscardNone {
-		discard(&in.counters, reason, "instance", in.cfg.Name)
-		return
-	}
-	e.mu.Lock()
-	in.counters.received++
-	if a.Priority == ShutdownPriority {
-		in.counters.zeroReceived++
-	}
-	e.mu.Unlock()
-	if mismatch {
-		e.logLimited(slog.LevelWarn, "mismatch:"+in.cfg.Name, "address owner's advert lists other addresses than ours (accepted: priority 255; check both configs)",
-			"instance", in.cfg.Name, "src", m.Src, "theirs", a.Addresses, "ours", in.policy.vips)
 	}
 	if a.MaxAdvertInterval != in.v3.MaxAdvertInterval {
 		// RFC 9568 §7.1: log, do not drop; the backup follows the master.

@@ -84,10 +84,12 @@ func TestPrivilegedKeepalivedV3UnderCPUHog(t *testing.T) {
 			defer rec.Close()
 			before := transitions()
 			// The assertions are about our hogs; a host already running
-			// more than two tasks per core (other jobs) measures its own
-			// contention, so it only logs.
+			// more than one task per core (other jobs, e.g. the other test
+			// packages go test runs beside this one) measures its own
+			// contention, so it only logs. make bench measures the same
+			// target with nothing else running.
 			load := loadAverage(t)
-			busyHost := load > 2*float64(runtime.NumCPU())
+			busyHost := load > float64(runtime.NumCPU())
 			var hogs []*testenv.CPUHog
 			for _, ns := range []*testenv.NS{lab.FW1, lab.FW2} {
 				h, err := testenv.StartCPUHog(ns, hogsPerNS)
@@ -117,7 +119,7 @@ func TestPrivilegedKeepalivedV3UnderCPUHog(t *testing.T) {
 			t.Logf("MEASURED v3 %v under CPU hog (%d busy processes per firewall, %v, rt priority %d, host load %.1f before the hogs): %s advert interval p50 %v p99 %v max %v (%d intervals); spurious transitions %d",
 				hogInterval, hogsPerNS, hogWindow, c.rt, load, c.name, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond), len(iv), spurious)
 			if busyHost {
-				t.Logf("host load %.1f exceeds 2 tasks per core before the hogs: figures logged, not asserted", load)
+				t.Logf("host load %.1f exceeds 1 task per core before the hogs: figures logged, not asserted", load)
 				return
 			}
 			if c.strict && spurious > 0 {
