@@ -97,25 +97,8 @@ type receivePolicy struct {
 // different list is accepted and only flagged. keepalived obeys such
 // adverts, which lets a neighbour with a stray VRID take the pair down.
 func (p *receivePolicy) check(a *Advertisement, m RecvMeta) (reason DiscardReason, addrMismatch bool) {
-	if p.unicast {
-		// Unicast adverts may cross routers, so like keepalived the TTL is
-		// not checked; the source must be a configured peer instead.
-		if m.Dst.IsMulticast() {
-			return DiscardDestination, false
-		}
-		if !slices.Contains(p.peers, m.Src) {
-			return DiscardUnknownPeer, false
-		}
-	} else {
-		if !m.Dst.IsMulticast() {
-			return DiscardDestination, false
-		}
-		if m.TTL != RequiredTTL {
-			return DiscardTTL, false
-		}
-	}
-	if p.owner {
-		return DiscardLocalOwner, false
+	if r := p.checkTransport(m); r != DiscardNone {
+		return r, false
 	}
 	if a.AuthType != p.authType {
 		return DiscardAuthType, false
@@ -126,8 +109,40 @@ func (p *receivePolicy) check(a *Advertisement, m RecvMeta) (reason DiscardReaso
 	if a.AdvertInterval != p.interval {
 		return DiscardInterval, false
 	}
-	if !sameAddresses(a.Addresses, p.vips) {
-		if a.Priority != OwnerPriority {
+	return p.checkAddresses(a.Addresses, a.Priority)
+}
+
+// checkTransport is the rules of both versions on how an advert arrived,
+// and the address owner's refusal of every advert.
+func (p *receivePolicy) checkTransport(m RecvMeta) DiscardReason {
+	if p.unicast {
+		// Unicast adverts may cross routers, so like keepalived the TTL is
+		// not checked; the source must be a configured peer instead.
+		if m.Dst.IsMulticast() {
+			return DiscardDestination
+		}
+		if !slices.Contains(p.peers, m.Src) {
+			return DiscardUnknownPeer
+		}
+	} else {
+		if !m.Dst.IsMulticast() {
+			return DiscardDestination
+		}
+		if m.TTL != RequiredTTL {
+			return DiscardTTL
+		}
+	}
+	if p.owner {
+		return DiscardLocalOwner
+	}
+	return DiscardNone
+}
+
+// checkAddresses is the address-list rule of both versions: a list that
+// differs from ours is discarded unless the priority is 255, and flagged.
+func (p *receivePolicy) checkAddresses(addrs []netip.Addr, prio uint8) (DiscardReason, bool) {
+	if !sameAddresses(addrs, p.vips) {
+		if prio != OwnerPriority {
 			return DiscardAddressList, true
 		}
 		return DiscardNone, true
