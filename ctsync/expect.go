@@ -142,15 +142,7 @@ func (s *Session) sendExpect(p *packer, ck *ckey, hint MsgType) bool {
 	if err != nil {
 		return false
 	}
-	seq := s.nextSeq()
-	msg[1] = s.helloFlags()
-	msg[4], msg[5], msg[6], msg[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
-	p.add(msg)
-	s.stats.MsgsSent++
-	s.stats.DataSent++
-	if s.cfg.Mode == ModeFTFW {
-		s.pushResend(rsItem{seq: seq, key: *ck})
-	}
+	s.sendData(p, msg, ck)
 	return true
 }
 

@@ -434,15 +434,7 @@ func (s *Session) sendObject(p *packer, ck *ckey, hint MsgType, lookup Lookup) b
 	if err != nil {
 		return false
 	}
-	seq := s.nextSeq()
-	msg[1] = s.helloFlags()
-	msg[4], msg[5], msg[6], msg[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
-	p.add(msg)
-	s.stats.MsgsSent++
-	s.stats.DataSent++
-	if s.cfg.Mode == ModeFTFW {
-		s.pushResend(rsItem{seq: seq, key: *ck})
-	}
+	s.sendData(p, msg, ck)
 	return true
 }
 
@@ -663,4 +655,19 @@ func (s *Session) process(m *Message) RecvResult {
 		return RecvResult{SendAll: true}
 	}
 	return RecvResult{}
+}
+
+// sendData stamps an encoded data message (a conntrack or an expectation)
+// with the next sequence number and the HELLO flags, packs it, and keeps
+// its key for retransmission in FTFW mode.
+func (s *Session) sendData(p *packer, msg []byte, ck *ckey) {
+	seq := s.nextSeq()
+	msg[1] = s.helloFlags()
+	msg[4], msg[5], msg[6], msg[7] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+	p.add(msg)
+	s.stats.MsgsSent++
+	s.stats.DataSent++
+	if s.cfg.Mode == ModeFTFW {
+		s.pushResend(rsItem{seq: seq, key: *ck})
+	}
 }
