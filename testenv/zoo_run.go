@@ -295,7 +295,7 @@ func RunZoo(lab *Lab, opts ZooOptions) (rep *ZooReport, err error) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: invalid drops fw1 %d, fw2 %d", s.name, drops[0], drops[1]))
 		}
 		if lost {
-			rep.Problems = append(rep.Problems, c.Diagnose())
+			rep.Problems = append(rep.Problems, c.Diagnose()+zooDiagnose(c))
 		}
 	}
 	rep.Table = table.String()
@@ -351,4 +351,21 @@ func deleteAndTimeRepair(lab *Lab, dport int) (time.Duration, error) {
 		}
 	}
 	return 0, fmt.Errorf("entry %s deleted on fw2 not repaired within 30s", key)
+}
+
+// zooDiagnose adds what a lost zoo flow needs to be explained: each
+// firewall's entries of the UDP stream and the end of each daemon's log.
+func zooDiagnose(c *Cluster) string {
+	var b strings.Builder
+	for i, d := range c.Nodes {
+		out, err := c.Lab.FW(i+1).Run(context.Background(), "conntrack", "-L", "-p", "udp")
+		fmt.Fprintf(&b, "fw%d UDP entries (%v):\n", i+1, err)
+		for line := range strings.Lines(out) {
+			if strings.Contains(line, fmt.Sprintf("=%d ", StreamPort)) {
+				b.WriteString("  " + line)
+			}
+		}
+		fmt.Fprintf(&b, "fw%d log tail:\n%s\n", i+1, d.LogTail(3000))
+	}
+	return b.String()
 }

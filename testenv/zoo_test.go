@@ -29,22 +29,16 @@ func TestPrivilegedTrafficZoo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, direct := range []bool{true, false} {
-		name := "direct-inject"
-		if !direct {
-			name = "commit"
+	forEachSyncMode(t, func(t *testing.T, direct bool) {
+		lab := NewLab(t, LabOptions{Prefix: "fwz", Ruleset: ruleset})
+		rep, err := RunZoo(lab, ZooOptions{Bin: bin, Dir: t.TempDir(), DirectInject: direct, Logf: t.Logf})
+		if err != nil {
+			t.Fatalf("%v\ntable so far:\n%s", err, rep.Table)
 		}
-		t.Run(name, func(t *testing.T) {
-			lab := NewLab(t, LabOptions{Prefix: "fwz", Ruleset: ruleset})
-			rep, err := RunZoo(lab, ZooOptions{Bin: bin, Dir: t.TempDir(), DirectInject: direct, Logf: t.Logf})
-			if err != nil {
-				t.Fatalf("%v\ntable so far:\n%s", err, rep.Table)
-			}
-			t.Logf("direct_inject=%v: %d zoo flows replicated before the first failover, consistency repair %s; kept per kind and failover (run %s):\n%s",
-				direct, rep.Flows, rep.Repair, rep.Duration.Round(1e9), rep.Table)
-			if len(rep.Problems) > 0 {
-				t.Errorf("%s", strings.Join(rep.Problems, "\n"))
-			}
-		})
-	}
+		t.Logf("direct_inject=%v: %d zoo flows replicated before the first failover, consistency repair %s; kept per kind and failover (run %s):\n%s",
+			direct, rep.Flows, rep.Repair, rep.Duration.Round(1e9), rep.Table)
+		if len(rep.Problems) > 0 {
+			t.Errorf("%s", strings.Join(rep.Problems, "\n"))
+		}
+	})
 }
