@@ -321,19 +321,7 @@ func (im *importer) filter(f *stmt) {
 				}
 				listed = append(listed, name)
 			}
-			if policy == "accept" {
-				for _, p := range listed {
-					sy.protocols = append(sy.protocols, val{p, c.where() + " Protocol Accept"})
-				}
-				im.note(c, Carried, "sync.filter.protocols")
-			} else {
-				for _, p := range allProtocols {
-					if !slices.Contains(listed, p) {
-						sy.protocols = append(sy.protocols, val{p, c.where() + " Protocol Ignore"})
-					}
-				}
-				im.note(c, Approximated, "fwpair accepts a list of protocols: every protocol it knows except these")
-			}
+			sy.protocols = append(sy.protocols, im.acceptedOf(c, policy, listed, allProtocols, "sync.filter.protocols", "protocols: every protocol it knows")...)
 		case "Address":
 			for _, a := range c.Children {
 				if a.Name != "IPv4_address" && a.Name != "IPv6_address" {
@@ -372,23 +360,34 @@ func (im *importer) filter(f *stmt) {
 				}
 				listed = append(listed, name)
 			}
-			if policy == "accept" {
-				for _, st := range listed {
-					sy.tcpStates = append(sy.tcpStates, val{st, c.where() + " State Accept"})
-				}
-				im.note(c, Carried, "sync.filter.tcp_states")
-			} else {
-				for _, st := range allTCPStates {
-					if !slices.Contains(listed, st) {
-						sy.tcpStates = append(sy.tcpStates, val{st, c.where() + " State Ignore"})
-					}
-				}
-				im.note(c, Approximated, "fwpair accepts a list of TCP states: every state except these")
-			}
+			sy.tcpStates = append(sy.tcpStates, im.acceptedOf(c, policy, listed, allTCPStates, "sync.filter.tcp_states", "TCP states: every state")...)
 		default:
 			im.note(c, Refused, "unknown filter")
 		}
 	}
+}
+
+// acceptedOf turns a filter's Accept or Ignore list into fwpair's accept
+// list (the key): Accept carries the listed names as they are; Ignore is
+// approximated by every name in all except the listed ones (what says
+// which, for the note).
+func (im *importer) acceptedOf(c *stmt, policy string, listed, all []string, key, what string) []val {
+	from := c.where() + " " + c.Name + " " + c.arg(0)
+	var out []val
+	if policy == "accept" {
+		for _, n := range listed {
+			out = append(out, val{n, from})
+		}
+		im.note(c, Carried, "%s", key)
+		return out
+	}
+	for _, n := range all {
+		if !slices.Contains(listed, n) {
+			out = append(out, val{n, from})
+		}
+	}
+	im.note(c, Approximated, "fwpair accepts a list of %s except these", what)
+	return out
 }
 
 func prefixOf(s string) (string, error) {
