@@ -178,47 +178,49 @@ type rawHooks struct {
 	Timeout      duration `toml:"timeout"`
 }
 
+// A `to:"Field"` tag sends a key as it is into that field of what is
+// being built (see assign); the others are decoded by hand in the builders.
 type rawVRRP struct {
-	Group        string        `toml:"group"`
+	Group        string        `toml:"group" to:"Group"`
 	Version      *int          `toml:"version"`
 	GARPBurst    *int          `toml:"garp_burst"`
-	GARPSpacing  duration      `toml:"garp_spacing"`
-	GARPRefresh  duration      `toml:"garp_refresh"`
+	GARPSpacing  duration      `toml:"garp_spacing" to:"GARP.Spacing"`
+	GARPRefresh  duration      `toml:"garp_refresh" to:"GARP.Refresh"`
 	TrackIfaces  []string      `toml:"track_interfaces"`
-	StartupDelay duration      `toml:"startup_delay"`
+	StartupDelay duration      `toml:"startup_delay" to:"StartupDelay"`
 	Instances    []rawInstance `toml:"instance"`
-	RealtimePrio *int          `toml:"realtime_priority"`
+	RealtimePrio *int          `toml:"realtime_priority" to:"RealtimePriority"`
 }
 
 type rawInstance struct {
-	Name           string   `toml:"name"`
+	Name           string   `toml:"name" to:"Name"`
 	Interface      *string  `toml:"interface"`
 	VRID           *int     `toml:"vrid"`
-	Priority       *int     `toml:"priority"`
-	AdvertInterval duration `toml:"advert_interval"`
+	Priority       *int     `toml:"priority" to:"Priority"`
+	AdvertInterval duration `toml:"advert_interval" to:"AdvertInterval"`
 	VIPs           []string `toml:"vips"`
 	VIPLabel       string   `toml:"vip_label"`
-	Preempt        *bool    `toml:"preempt"`
-	PreemptDelay   duration `toml:"preempt_delay"`
+	Preempt        *bool    `toml:"preempt" to:"Preempt"`
+	PreemptDelay   duration `toml:"preempt_delay" to:"PreemptDelay"`
 	TrackIfaces    []string `toml:"track_interfaces"`
 	UnicastPeers   []string `toml:"unicast_peers"`
 	UnicastSource  string   `toml:"unicast_source"`
-	AuthPassword   string   `toml:"auth_password"`
-	UseVMAC        bool     `toml:"use_vmac"`
+	AuthPassword   string   `toml:"auth_password" to:"AuthPassword"`
+	UseVMAC        *bool    `toml:"use_vmac" to:"UseVMAC"`
 }
 
 type rawSync struct {
-	Mode          *string   `toml:"mode"`
-	ACKWindow     *int      `toml:"ack_window"`
-	ResendQueue   *int      `toml:"resend_queue"`
-	CommitTimeout duration  `toml:"commit_timeout"`
-	PurgeDelay    duration  `toml:"purge_delay"`
-	ReadyTimeout  duration  `toml:"ready_timeout"`
-	DirectInject  *bool     `toml:"direct_inject"`
+	Mode          *string   `toml:"mode" to:"Mode"`
+	ACKWindow     *int      `toml:"ack_window" to:"ACKWindow"`
+	ResendQueue   *int      `toml:"resend_queue" to:"ResendQueueSize"`
+	CommitTimeout duration  `toml:"commit_timeout" to:"CommitTimeout"`
+	PurgeDelay    duration  `toml:"purge_delay" to:"PurgeDelay"`
+	ReadyTimeout  duration  `toml:"ready_timeout" to:"ReadyTimeout"`
+	DirectInject  *bool     `toml:"direct_inject" to:"DirectInject"`
 	StartupResync *bool     `toml:"startup_resync"`
 	PeerVersion   string    `toml:"peer_version"`
-	Consistency   duration  `toml:"consistency_check"`
-	Expectations  *bool     `toml:"expectations"`
+	Consistency   duration  `toml:"consistency_check" to:"ConsistencyInterval"`
+	Expectations  *bool     `toml:"expectations" to:"Expectations"`
 	Links         []rawLink `toml:"link"`
 	Filter        rawFilter `toml:"filter"`
 	Auth          *rawAuth  `toml:"auth"`
@@ -229,9 +231,9 @@ type rawLink struct {
 	Local          string   `toml:"local"`
 	Peer           string   `toml:"peer"`
 	MulticastGroup string   `toml:"multicast_group"`
-	Port           *int     `toml:"port"`
-	SendBuffer     *int     `toml:"send_buffer"`
-	RecvBuffer     *int     `toml:"recv_buffer"`
+	Port           *int     `toml:"port" to:"Port"`
+	SendBuffer     *int     `toml:"send_buffer" to:"SendBuffer"`
+	RecvBuffer     *int     `toml:"recv_buffer" to:"RecvBuffer"`
 	AcceptFrom     []string `toml:"accept_from"`
 }
 
@@ -240,7 +242,7 @@ type rawFilter struct {
 	IgnoreAddresses []string `toml:"ignore_addresses"`
 	Protocols       []string `toml:"protocols"`
 	TCPStates       []string `toml:"tcp_states"`
-	IgnoreOwn       *bool    `toml:"ignore_own"`
+	IgnoreOwn       *bool    `toml:"ignore_own" to:"IgnoreOwn"`
 }
 
 // LoadConfig reads and validates a configuration file.
@@ -395,6 +397,13 @@ func (v *validator) rangeInt(key string, val, lo, hi int) bool {
 	return true
 }
 
+// intIn checks an integer key when it is set.
+func (v *validator) intIn(key string, p *int, lo, hi int) {
+	if p != nil {
+		v.rangeInt(key, *p, lo, hi)
+	}
+}
+
 func (v *validator) iface(key string, p *string) string {
 	if p == nil {
 		v.errorf(key, "missing (an interface name is required)")
@@ -494,16 +503,9 @@ func (v *validator) config(raw *rawConfig) *Config {
 // vrrp builds the engine's configuration from [vrrp], starting from the
 // engine's defaults.
 func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
-	c := &VRRPConfig{
-		Config:          vrrp.Config{GARP: vrrp.DefaultGARP()},
-		Group:           r.Group,
-		TrackInterfaces: r.TrackIfaces,
-		StartupDelay:    r.StartupDelay.Duration,
-	}
-	c.GARP.Refresh = r.GARPRefresh.Duration
-	if c.Group == "" {
-		c.Group = defaultGroupName
-	}
+	c := &VRRPConfig{Config: vrrp.Config{GARP: vrrp.DefaultGARP()}, Group: defaultGroupName, TrackInterfaces: r.TrackIfaces}
+	v.assign("vrrp", r, c)
+	v.intIn("vrrp.realtime_priority", r.RealtimePrio, 0, 99)
 	version := int(vrrp.DefaultVersion)
 	if r.Version != nil {
 		version = *r.Version
@@ -511,18 +513,12 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 			v.errorf("vrrp.version", "%d is not supported (2 = RFC 3768, 3 = RFC 9568)", version)
 		}
 	}
-	if r.RealtimePrio != nil && v.rangeInt("vrrp.realtime_priority", *r.RealtimePrio, 0, 99) {
-		c.RealtimePriority = *r.RealtimePrio
-	}
 	if r.GARPBurst != nil {
-		v.rangeInt("vrrp.garp_burst", *r.GARPBurst, 0, 100)
+		v.intIn("vrrp.garp_burst", r.GARPBurst, 0, 100)
 		c.GARP.Count = *r.GARPBurst
 		if c.GARP.Count == 0 {
 			c.GARP.Count = -1 // off (the engine's zero is its default)
 		}
-	}
-	if r.GARPSpacing.set {
-		c.GARP.Spacing = r.GARPSpacing.Duration
 	}
 	for i, name := range r.TrackIfaces {
 		v.iface(fmt.Sprintf("vrrp.track_interfaces[%d]", i), &name)
@@ -532,15 +528,14 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 	}
 	seenVRID := map[string]int{}
 	seenName := map[string]int{}
-	for i, ri := range r.Instances {
+	for i := range r.Instances {
+		ri := &r.Instances[i]
 		key := fmt.Sprintf("vrrp.instance[%d]", i)
 		in := vrrp.DefaultInstance()
-		in.Name = ri.Name
 		in.Version = uint8(version)
-		in.PreemptDelay = ri.PreemptDelay.Duration
+		v.assign(key, ri, &in)
+		v.intIn(key+".priority", ri.Priority, 1, 255)
 		in.TrackInterfaces = append(slices.Clone(r.TrackIfaces), ri.TrackIfaces...)
-		in.AuthPassword = ri.AuthPassword
-		in.UseVMAC = ri.UseVMAC
 		in.Interface = v.iface(key+".interface", ri.Interface)
 		if ri.VRID == nil {
 			v.errorf(key+".vrid", "missing (1..255)")
@@ -559,15 +554,8 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 			v.errorf(key+".name", "name %q is already used by vrrp.instance[%d]", in.Name, prev)
 		}
 		seenName[in.Name] = i
-		if ri.Priority != nil && v.rangeInt(key+".priority", *ri.Priority, 1, 255) {
-			in.Priority = uint8(*ri.Priority)
-		}
 		if ri.AdvertInterval.set {
-			in.AdvertInterval = ri.AdvertInterval.Duration
 			v.advertInterval(key+".advert_interval", version, in.AdvertInterval)
-		}
-		if ri.Preempt != nil {
-			in.Preempt = *ri.Preempt
 		}
 		if len(ri.VIPs) == 0 {
 			v.errorf(key+".vips", "at least one virtual IP is required")
@@ -621,37 +609,6 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 // engine's defaults.
 func (v *validator) sync(r *rawSync) *SyncConfig {
 	c := &SyncConfig{Config: ctsync.DefaultConfig(), ReadyTimeout: DefaultReadyTimeout}
-	if r.Mode != nil {
-		c.Mode = ctsync.Mode(*r.Mode)
-		v.oneOf("sync.mode", *r.Mode, ctsync.Modes()...)
-	}
-	if r.ACKWindow != nil && v.rangeInt("sync.ack_window", *r.ACKWindow, ctsync.MinACKWindow, ctsync.MaxACKWindow) {
-		c.ACKWindow = *r.ACKWindow
-	}
-	if r.ResendQueue != nil && v.rangeInt("sync.resend_queue", *r.ResendQueue, ctsync.MinResendQueue, ctsync.MaxResendQueue) {
-		c.ResendQueueSize = *r.ResendQueue
-	}
-	if r.CommitTimeout.set {
-		c.CommitTimeout = r.CommitTimeout.Duration
-		if c.CommitTimeout == 0 {
-			v.errorf("sync.commit_timeout", "must be positive")
-		}
-	}
-	if r.PurgeDelay.set {
-		c.PurgeDelay = r.PurgeDelay.Duration
-	}
-	if r.ReadyTimeout.set {
-		c.ReadyTimeout = r.ReadyTimeout.Duration
-		if c.ReadyTimeout > maxReadyTimeout {
-			v.errorf("sync.ready_timeout", "%v is longer than %v", c.ReadyTimeout, maxReadyTimeout)
-		}
-	}
-	if r.DirectInject != nil {
-		c.DirectInject = *r.DirectInject
-	}
-	if r.StartupResync != nil {
-		c.NoStartupResync = !*r.StartupResync
-	}
 	// A conntrackd peer has neither the consistency check nor, unless
 	// asked for, expectations.
 	conntrackdPeer := r.PeerVersion != ""
@@ -659,14 +616,23 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 		c.ConsistencyInterval = 0
 	}
 	c.Expectations = !conntrackdPeer
-	if r.Expectations != nil {
-		c.Expectations = *r.Expectations
+	v.assign("sync", r, c)
+	if r.Mode != nil {
+		v.oneOf("sync.mode", *r.Mode, ctsync.Modes()...)
 	}
-	if r.Consistency.set {
-		c.ConsistencyInterval = r.Consistency.Duration
-		if c.ConsistencyInterval < 0 || (c.ConsistencyInterval > 0 && c.ConsistencyInterval < ctsync.MinConsistencyInterval) {
-			v.errorf("sync.consistency_check", "must be 0 (off) or at least %v", ctsync.MinConsistencyInterval)
-		}
+	v.intIn("sync.ack_window", r.ACKWindow, ctsync.MinACKWindow, ctsync.MaxACKWindow)
+	v.intIn("sync.resend_queue", r.ResendQueue, ctsync.MinResendQueue, ctsync.MaxResendQueue)
+	if r.CommitTimeout.set && c.CommitTimeout == 0 {
+		v.errorf("sync.commit_timeout", "must be positive")
+	}
+	if c.ReadyTimeout > maxReadyTimeout {
+		v.errorf("sync.ready_timeout", "%v is longer than %v", c.ReadyTimeout, maxReadyTimeout)
+	}
+	if r.StartupResync != nil {
+		c.NoStartupResync = !*r.StartupResync
+	}
+	if r.Consistency.set && c.ConsistencyInterval > 0 && c.ConsistencyInterval < ctsync.MinConsistencyInterval {
+		v.errorf("sync.consistency_check", "must be 0 (off) or at least %v", ctsync.MinConsistencyInterval)
 	}
 	if conntrackdPeer && v.oneOf("sync.peer_version", r.PeerVersion, ctsync.PeerVersions()...) {
 		c.Wire, _ = ctsync.WireFor(r.PeerVersion)
@@ -677,9 +643,14 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 	case n > ctsync.MaxChannels:
 		v.errorf("sync.link", "%d links configured, at most %d are supported", n, ctsync.MaxChannels)
 	}
-	for i, rl := range r.Links {
+	for i := range r.Links {
+		rl := &r.Links[i]
 		key := fmt.Sprintf("sync.link[%d]", i)
 		l := ctsync.DefaultChannel()
+		v.assign(key, rl, &l)
+		v.intIn(key+".port", rl.Port, 1, 65535)
+		v.intIn(key+".send_buffer", rl.SendBuffer, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer)
+		v.intIn(key+".recv_buffer", rl.RecvBuffer, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer)
 		l.Interface = v.iface(key+".interface", rl.Interface)
 		if rl.Local == "" {
 			v.errorf(key+".local", "missing: the local address on the sync link")
@@ -699,15 +670,6 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 		default:
 			l.Group = ctsync.DefaultGroup()
 		}
-		if rl.Port != nil && v.rangeInt(key+".port", *rl.Port, 1, 65535) {
-			l.Port = uint16(*rl.Port)
-		}
-		if rl.SendBuffer != nil && v.rangeInt(key+".send_buffer", *rl.SendBuffer, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer) {
-			l.SendBuffer = *rl.SendBuffer
-		}
-		if rl.RecvBuffer != nil && v.rangeInt(key+".recv_buffer", *rl.RecvBuffer, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer) {
-			l.RecvBuffer = *rl.RecvBuffer
-		}
 		if l.Local.IsValid() && l.Peer.IsValid() && l.Local.Is4() != l.Peer.Is4() {
 			v.errorf(key+".peer", "%s and local %s are not the same address family", l.Peer, l.Local)
 		}
@@ -725,11 +687,9 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 // engine's (ctsync.FilterProtocols, ctsync.FilterTCPStates).
 func (v *validator) filter(r *rawFilter) FilterConfig {
 	f := FilterConfig{IgnoreOwn: defaultIgnoreOwn}
+	v.assign("sync.filter", r, &f)
 	f.AcceptAddrs = v.prefixes("sync.filter.accept_addresses", r.AcceptAddresses)
 	f.IgnoreAddrs = v.prefixes("sync.filter.ignore_addresses", r.IgnoreAddresses)
-	if r.IgnoreOwn != nil {
-		f.IgnoreOwn = *r.IgnoreOwn
-	}
 	for i, name := range r.Protocols {
 		if v.oneOf(fmt.Sprintf("sync.filter.protocols[%d]", i), name, ctsync.FilterProtocols()...) {
 			p, _ := ctsync.ParseProto(name)

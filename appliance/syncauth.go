@@ -14,7 +14,7 @@ import (
 
 type rawAuth struct {
 	KeyFiles     []string `toml:"key_files"`
-	MaxClockSkew duration `toml:"max_clock_skew"`
+	MaxClockSkew duration `toml:"max_clock_skew" to:"MaxSkew"`
 }
 
 // acceptFrom validates sync.link[i].accept_from: the peer's addresses on
@@ -55,8 +55,8 @@ func (v *validator) acceptFrom(key string, list []string, l ctsync.ChannelConfig
 // with mode 0600 or stricter and an absolute path.
 func (v *validator) syncAuth(r *rawAuth) *ctsync.AuthConfig {
 	a := &ctsync.AuthConfig{MaxSkew: ctsync.DefaultAuthMaxSkew}
+	v.assign("sync.auth", r, a)
 	if r.MaxClockSkew.set {
-		a.MaxSkew = r.MaxClockSkew.Duration
 		if a.MaxSkew < ctsync.MinAuthMaxSkew || a.MaxSkew > ctsync.MaxAuthMaxSkew {
 			v.errorf("sync.auth.max_clock_skew", "must be between %v and %v, got %v", ctsync.MinAuthMaxSkew, ctsync.MaxAuthMaxSkew, a.MaxSkew)
 		}
