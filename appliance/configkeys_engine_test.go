@@ -39,8 +39,8 @@ type keyMapping struct {
 	pattern bool
 }
 
-// keyMappings covers every row of ConfigKeys; TestConfigKeysReachEngines
-// fails for a key without one.
+// keyMappings covers every row of ConfigKeys; the ReachEngines tests fail
+// for a key without one.
 func keyMappings(t *testing.T) []keyMapping {
 	key := strings.Repeat("ab", 32)
 	keyFile := filepath.Join(t.TempDir(), "sync.key")
@@ -140,10 +140,10 @@ func keyMappings(t *testing.T) []keyMapping {
 	}
 }
 
-// TestConfigKeysReachEngines: for every documented key, a configuration
-// that leaves it out gives the engine (or the appliance) the documented
-// default, and one that sets it gives the engine that value.
-func TestConfigKeysReachEngines(t *testing.T) {
+// forEachKey runs check for every ConfigKeys row with its mapping and
+// its documented default in the engine's terms; a key without a mapping,
+// or a mapping without a key, fails.
+func forEachKey(t *testing.T, check func(t *testing.T, k ConfigKey, m keyMapping, dflt any)) {
 	mappings := map[string]keyMapping{}
 	for _, m := range keyMappings(t) {
 		mappings[m.key] = m
@@ -156,14 +156,7 @@ func TestConfigKeysReachEngines(t *testing.T) {
 		}
 		delete(mappings, k.Key)
 		t.Run(k.Key, func(t *testing.T) {
-			value := func(text string) (any, error) {
-				v, err := tomlValue(k.Type, text)
-				if err == nil && m.engine != nil {
-					v = m.engine(v)
-				}
-				return v, err
-			}
-			dflt, err := value(k.Default)
+			dflt, err := m.value(k.Type, k.Default)
 			switch {
 			case err == nil && m.pattern:
 				dflt = m.dflt
@@ -174,32 +167,55 @@ func TestConfigKeysReachEngines(t *testing.T) {
 			case err != nil:
 				dflt = m.dflt
 			}
-			cfg := parseWith(t, m.with)
-			if got := m.get(cfg); !reflect.DeepEqual(got, dflt) {
-				t.Errorf("left out: got %#v, want the documented default %#v", got, dflt)
-			}
-
-			want := m.want
-			if want == nil {
-				if want, err = value(m.set); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if reflect.DeepEqual(want, dflt) {
-				t.Fatalf("set %s is the default: pick another value", m.set)
-			}
-			set := map[string]string{k.Key: m.set}
-			for wk, wv := range m.with {
-				set[wk] = wv
-			}
-			if got := m.get(parseWith(t, set)); !reflect.DeepEqual(got, want) {
-				t.Errorf("set to %s: got %#v, want %#v", m.set, got, want)
-			}
+			check(t, k, m, dflt)
 		})
 	}
 	for k := range mappings {
 		t.Errorf("%s: mapped but not in ConfigKeys", k)
 	}
+}
+
+// value reads a TOML value of the key in the engine's terms.
+func (m keyMapping) value(typ, text string) (any, error) {
+	v, err := tomlValue(typ, text)
+	if err == nil && m.engine != nil {
+		v = m.engine(v)
+	}
+	return v, err
+}
+
+// TestConfigKeyDefaultsReachEngines: a configuration that leaves a key out
+// gives the engine (or the appliance) the default ConfigKeys documents.
+func TestConfigKeyDefaultsReachEngines(t *testing.T) {
+	forEachKey(t, func(t *testing.T, _ ConfigKey, m keyMapping, dflt any) {
+		if got := m.get(parseWith(t, m.with)); !reflect.DeepEqual(got, dflt) {
+			t.Errorf("left out: got %#v, want the documented default %#v", got, dflt)
+		}
+	})
+}
+
+// TestConfigKeyValuesReachEngines: a configuration that sets a key to a
+// value other than its default gives the engine that value.
+func TestConfigKeyValuesReachEngines(t *testing.T) {
+	forEachKey(t, func(t *testing.T, k ConfigKey, m keyMapping, dflt any) {
+		want := m.want
+		if want == nil {
+			var err error
+			if want, err = m.value(k.Type, m.set); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if reflect.DeepEqual(want, dflt) {
+			t.Fatalf("set %s is the default: pick another value", m.set)
+		}
+		set := map[string]string{k.Key: m.set}
+		for wk, wv := range m.with {
+			set[wk] = wv
+		}
+		if got := m.get(parseWith(t, set)); !reflect.DeepEqual(got, want) {
+			t.Errorf("set to %s: got %#v, want %#v", m.set, got, want)
+		}
+	})
 }
 
 // engineKeyBase is the smallest configuration running both engines; the
