@@ -691,14 +691,22 @@ func (v *validator) filter(r *rawFilter) FilterConfig {
 	f.AcceptAddrs = v.prefixes("sync.filter.accept_addresses", r.AcceptAddresses)
 	f.IgnoreAddrs = v.prefixes("sync.filter.ignore_addresses", r.IgnoreAddresses)
 	for i, name := range r.Protocols {
-		if v.oneOf(fmt.Sprintf("sync.filter.protocols[%d]", i), name, ctsync.FilterProtocols()...) {
-			p, _ := ctsync.ParseProto(name)
+		key := fmt.Sprintf("sync.filter.protocols[%d]", i)
+		if v.oneOf(key, name, ctsync.FilterProtocols()...) {
+			p, err := ctsync.ParseProto(name)
+			if err != nil {
+				v.errorf(key, "%v", err)
+			}
 			f.AcceptProtos = append(f.AcceptProtos, p)
 		}
 	}
 	for i, name := range r.TCPStates {
-		if v.oneOf(fmt.Sprintf("sync.filter.tcp_states[%d]", i), strings.ToUpper(name), ctsync.FilterTCPStates()...) {
-			st, _ := ctsync.ParseTCPState(name)
+		key := fmt.Sprintf("sync.filter.tcp_states[%d]", i)
+		if v.oneOf(key, strings.ToUpper(name), ctsync.FilterTCPStates()...) {
+			st, err := ctsync.ParseTCPState(name)
+			if err != nil {
+				v.errorf(key, "%v", err)
+			}
 			f.AcceptTCPStates = append(f.AcceptTCPStates, st)
 		}
 	}

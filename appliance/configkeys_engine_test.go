@@ -218,6 +218,35 @@ func TestConfigKeyValuesReachEngines(t *testing.T) {
 	})
 }
 
+// TestFilterNamesFromEngine: every protocol and TCP state name the engine
+// lists for a filter is accepted and reaches the engine's filter as a
+// distinct value.
+func TestFilterNamesFromEngine(t *testing.T) {
+	quoted := func(names []string) string {
+		var q []string
+		for _, n := range names {
+			q = append(q, fmt.Sprintf("%q", n))
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	cfg := parseWith(t, map[string]string{
+		"sync.filter.protocols":  quoted(ctsync.FilterProtocols()),
+		"sync.filter.tcp_states": quoted(ctsync.FilterTCPStates()),
+	})
+	for _, c := range []struct {
+		names []string
+		got   []uint8
+	}{{ctsync.FilterProtocols(), cfg.Sync.Filter.AcceptProtos}, {ctsync.FilterTCPStates(), cfg.Sync.Filter.AcceptTCPStates}} {
+		seen := map[uint8]bool{}
+		for _, v := range c.got {
+			seen[v] = true
+		}
+		if len(c.got) != len(c.names) || len(seen) != len(c.names) {
+			t.Errorf("%v became %v", c.names, c.got)
+		}
+	}
+}
+
 // engineKeyBase is the smallest configuration running both engines; the
 // tables are in the order TOML needs (a table's keys before its
 // sub-tables and arrays of tables).
