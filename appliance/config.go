@@ -497,7 +497,30 @@ func (v *validator) config(raw *rawConfig) *Config {
 	if raw.Sync != nil {
 		cfg.Sync = v.sync(raw.Sync)
 	}
+	// What the engines refuse is refused here too, so that -check catches
+	// it (their messages name no key: the table is the place).
+	if len(v.errs) == 0 && cfg.VRRP != nil {
+		v.engineError("vrrp", cfg.VRRP.Validate())
+	}
+	if len(v.errs) == 0 && cfg.Sync != nil {
+		v.engineError("sync", cfg.Sync.Config.Validate())
+	}
 	return cfg
+}
+
+// engineError reports an engine's refusal at the first line of its table
+// ([vrrp] or [sync], or their first array table).
+func (v *validator) engineError(table string, err error) {
+	if err == nil {
+		return
+	}
+	line := 0
+	for k, n := range v.lines {
+		if (k == table || strings.HasPrefix(k, table+".")) && (line == 0 || n < line) {
+			line = n
+		}
+	}
+	v.errs = append(v.errs, &ConfigError{File: v.file, Line: line, Key: table, Msg: err.Error()})
 }
 
 // vrrp builds the engine's configuration from [vrrp], starting from the

@@ -154,6 +154,17 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+// TestConfigEngineRefusals: what an engine would refuse at start is
+// refused when the file is read (so by -check), at its table.
+func TestConfigEngineRefusals(t *testing.T) {
+	file := "[node]\nname = \"fw1\"\n[[vrrp.instance]]\ninterface = \"eth0\"\nvrid = 51\nvips = [\"192.168.0.100/24\"]\nvip_label = \"lan:vip\"\n"
+	_, err := ParseConfig("x.toml", []byte(file))
+	want := `x.toml:3: vrrp: vrrp config: instance 0 ("eth0-51"): label "lan:vip" must start with the interface name "eth0"`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
+	}
+}
+
 func TestLoadConfigMissingFile(t *testing.T) {
 	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.toml"))
 	if err == nil || !os.IsNotExist(unwrapAll(err)) {

@@ -150,6 +150,12 @@ func FilterTCPStates() []string {
 	return []string{"SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
 }
 
+// Validate reports what New would refuse in c (its channels included),
+// without changing c.
+func (c Config) Validate() error {
+	return c.validate(false)
+}
+
 func (c *Config) validate(haveChannels bool) error {
 	switch c.Mode {
 	case "":
