@@ -8,45 +8,30 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/vrrp"
 )
 
-// Defaults for everything an operator may leave out.
+// Defaults of what the appliance itself does. The engines' defaults and
+// allowed values are theirs: vrrp.DefaultInstance, vrrp.DefaultGARP,
+// ctsync.DefaultConfig, ctsync.DefaultChannel and their Default*, Min* and
+// Max* constants; ConfigKeys documents them all.
 const (
-	DefaultSocket         = "/run/fwpair/fwpaird.sock"
-	DefaultAdvertInterval = time.Second
-	DefaultGARPBurst      = 5
-	DefaultGARPSpacing    = 200 * time.Millisecond
-	DefaultSyncPort       = 3780
-	DefaultMulticastGroup = "225.0.0.50"
-	DefaultACKWindow      = 300
-	DefaultResendQueue    = 131072
-	DefaultCommitTimeout  = 5 * time.Second
-	DefaultPurgeDelay     = 60 * time.Second
-	DefaultReadyTimeout   = 60 * time.Second
-	maxReadyTimeout       = time.Hour
-	DefaultHookTimeout    = 10 * time.Second
-	DefaultSocketBuffer   = 4 << 20
-	DefaultPeerVersion    = "1.4.7"
-	maxSyncLinks          = 4
-	defaultVRRPPriority   = 100
-	defaultPreemptOn      = true
-	defaultStartupResync  = true
-	// defaultDirectInject: received states go straight into the kernel, so
-	// taking over needs no commit and the VIPs come up in the same few
-	// milliseconds whatever the table size (README, "Why direct inject").
-	defaultDirectInject    = true
-	defaultIgnoreOwn       = true
-	defaultLogLevel        = "info"
-	defaultLogFormat       = "text"
-	defaultSyncMode        = "ftfw"
-	defaultGroupName       = "fwpair"
-	defaultVRRPVersion     = 2
-	maxAdvertIntervalV2Sec = 255
+	DefaultSocket       = "/run/fwpair/fwpaird.sock"
+	DefaultReadyTimeout = 60 * time.Second
+	maxReadyTimeout     = time.Hour
+	DefaultHookTimeout  = 10 * time.Second
+	defaultIgnoreOwn    = true
+	defaultLogLevel     = "info"
+	defaultLogFormat    = "text"
+	defaultGroupName    = "fwpair"
 )
 
 // Config is a validated node configuration. VRRP or Sync may be nil: the
@@ -85,89 +70,37 @@ type HooksConfig struct {
 	Timeout      time.Duration
 }
 
-// VRRPConfig is the VRRP sync group of this node.
+// VRRPConfig is [vrrp]: the engine's configuration exactly as vrrp.New
+// takes it, and what the appliance does around the engine.
 type VRRPConfig struct {
-	Group        string
-	Version      int
-	GARPBurst    int
-	GARPSpacing  time.Duration
-	GARPRefresh  time.Duration
-	Instances    []InstanceConfig
-	TrackIfaces  []string
-	StartupDelay time.Duration
+	vrrp.Config
+	Group string
+	// TrackInterfaces is vrrp.track_interfaces; they are also the first
+	// entries of every instance's TrackInterfaces.
+	TrackInterfaces []string
+	StartupDelay    time.Duration
 	// RealtimePriority (1-99) runs the VRRP threads under SCHED_RR; 0 off.
 	RealtimePriority int
 }
 
-// InstanceConfig is one VRRP instance (one interface, one VRID).
-type InstanceConfig struct {
-	Name           string
-	Interface      string
-	VRID           uint8
-	Priority       uint8
-	AdvertInterval time.Duration
-	VIPs           []netip.Prefix
-	VIPLabel       string
-	Preempt        bool
-	PreemptDelay   time.Duration
-	TrackIfaces    []string
-	UnicastPeers   []netip.Addr
-	UnicastSource  netip.Addr
-	AuthPassword   string
-	UseVMAC        bool
-}
-
-// DefaultConsistencyCheck is the period of the consistency check between
-// two fwpaird nodes.
-const DefaultConsistencyCheck = 2 * time.Second
-
-// SyncConfig is the conntrack sync engine.
+// SyncConfig is [sync]: the engine's configuration exactly as ctsync.New
+// takes it, and what the appliance does around the engine.
 type SyncConfig struct {
-	Mode          string // ftfw or notrack
-	Links         []SyncLink
-	ACKWindow     int
-	ResendQueue   int
-	CommitTimeout time.Duration
-	PurgeDelay    time.Duration
+	ctsync.Config
 	// ReadyTimeout bounds how long a node that does not yet hold the
 	// peer's full state refrains from preempting (0: no hold).
-	ReadyTimeout  time.Duration
-	DirectInject  bool
-	StartupResync bool
-	PeerVersion   string
-	Filter        FilterConfig
-	// Auth, when set, authenticates every sync datagram (syncauth.go).
-	Auth *SyncAuth
-	// ConsistencyCheck is the period of the continuous consistency check
-	// (a fwpair extension; 0: off). Default DefaultConsistencyCheck, or
-	// off when peer_version is set (the peer is conntrackd).
-	ConsistencyCheck time.Duration
+	ReadyTimeout time.Duration
 	// Expectations replicates conntrack expectations (conntrackd's
 	// ExpectationSync): default on, off when peer_version is set and the
 	// key is not.
 	Expectations bool
+	Filter       FilterConfig
 }
 
-// SyncLink is one dedicated sync link (up to four, the first is preferred).
-type SyncLink struct {
-	Interface      string
-	Local          netip.Addr
-	Peer           netip.Addr // unicast peer, or
-	MulticastGroup netip.Addr // multicast group when Peer is not set
-	Port           uint16
-	SendBuffer     int
-	RecvBuffer     int
-	// AcceptFrom are the addresses sync datagrams are accepted from
-	// (default: Peer; required for multicast).
-	AcceptFrom []netip.Addr
-}
-
-// FilterConfig selects which flows are replicated.
+// FilterConfig selects which flows are replicated: the engine's filter,
+// whose LocalAddrs the daemon fills at start when IgnoreOwn is set.
 type FilterConfig struct {
-	AcceptAddresses []netip.Prefix
-	IgnoreAddresses []netip.Prefix
-	Protocols       []string
-	TCPStates       []string
+	ctsync.FilterConfig
 	// IgnoreOwn leaves out the node's own traffic: flows that terminate on
 	// the node or were opened by it (its addresses, any VIP, the sync
 	// links), decided from the NAT'd tuples; forwarded flows, port
@@ -245,47 +178,49 @@ type rawHooks struct {
 	Timeout      duration `toml:"timeout"`
 }
 
+// A `to:"Field"` tag sends a key as it is into that field of what is
+// being built (see assign); the others are decoded by hand in the builders.
 type rawVRRP struct {
-	Group        string        `toml:"group"`
+	Group        string        `toml:"group" to:"Group"`
 	Version      *int          `toml:"version"`
 	GARPBurst    *int          `toml:"garp_burst"`
-	GARPSpacing  duration      `toml:"garp_spacing"`
-	GARPRefresh  duration      `toml:"garp_refresh"`
+	GARPSpacing  duration      `toml:"garp_spacing" to:"GARP.Spacing"`
+	GARPRefresh  duration      `toml:"garp_refresh" to:"GARP.Refresh"`
 	TrackIfaces  []string      `toml:"track_interfaces"`
-	StartupDelay duration      `toml:"startup_delay"`
+	StartupDelay duration      `toml:"startup_delay" to:"StartupDelay"`
 	Instances    []rawInstance `toml:"instance"`
-	RealtimePrio *int          `toml:"realtime_priority"`
+	RealtimePrio *int          `toml:"realtime_priority" to:"RealtimePriority"`
 }
 
 type rawInstance struct {
-	Name           string   `toml:"name"`
+	Name           string   `toml:"name" to:"Name"`
 	Interface      *string  `toml:"interface"`
 	VRID           *int     `toml:"vrid"`
-	Priority       *int     `toml:"priority"`
-	AdvertInterval duration `toml:"advert_interval"`
+	Priority       *int     `toml:"priority" to:"Priority"`
+	AdvertInterval duration `toml:"advert_interval" to:"AdvertInterval"`
 	VIPs           []string `toml:"vips"`
 	VIPLabel       string   `toml:"vip_label"`
-	Preempt        *bool    `toml:"preempt"`
-	PreemptDelay   duration `toml:"preempt_delay"`
+	Preempt        *bool    `toml:"preempt" to:"Preempt"`
+	PreemptDelay   duration `toml:"preempt_delay" to:"PreemptDelay"`
 	TrackIfaces    []string `toml:"track_interfaces"`
 	UnicastPeers   []string `toml:"unicast_peers"`
 	UnicastSource  string   `toml:"unicast_source"`
-	AuthPassword   string   `toml:"auth_password"`
-	UseVMAC        bool     `toml:"use_vmac"`
+	AuthPassword   string   `toml:"auth_password" to:"AuthPassword"`
+	UseVMAC        *bool    `toml:"use_vmac" to:"UseVMAC"`
 }
 
 type rawSync struct {
-	Mode          *string   `toml:"mode"`
-	ACKWindow     *int      `toml:"ack_window"`
-	ResendQueue   *int      `toml:"resend_queue"`
-	CommitTimeout duration  `toml:"commit_timeout"`
-	PurgeDelay    duration  `toml:"purge_delay"`
-	ReadyTimeout  duration  `toml:"ready_timeout"`
-	DirectInject  *bool     `toml:"direct_inject"`
+	Mode          *string   `toml:"mode" to:"Mode"`
+	ACKWindow     *int      `toml:"ack_window" to:"ACKWindow"`
+	ResendQueue   *int      `toml:"resend_queue" to:"ResendQueueSize"`
+	CommitTimeout duration  `toml:"commit_timeout" to:"CommitTimeout"`
+	PurgeDelay    duration  `toml:"purge_delay" to:"PurgeDelay"`
+	ReadyTimeout  duration  `toml:"ready_timeout" to:"ReadyTimeout"`
+	DirectInject  *bool     `toml:"direct_inject" to:"DirectInject"`
 	StartupResync *bool     `toml:"startup_resync"`
 	PeerVersion   string    `toml:"peer_version"`
-	Consistency   duration  `toml:"consistency_check"`
-	Expectations  *bool     `toml:"expectations"`
+	Consistency   duration  `toml:"consistency_check" to:"ConsistencyInterval"`
+	Expectations  *bool     `toml:"expectations" to:"Expectations"`
 	Links         []rawLink `toml:"link"`
 	Filter        rawFilter `toml:"filter"`
 	Auth          *rawAuth  `toml:"auth"`
@@ -296,9 +231,9 @@ type rawLink struct {
 	Local          string   `toml:"local"`
 	Peer           string   `toml:"peer"`
 	MulticastGroup string   `toml:"multicast_group"`
-	Port           *int     `toml:"port"`
-	SendBuffer     *int     `toml:"send_buffer"`
-	RecvBuffer     *int     `toml:"recv_buffer"`
+	Port           *int     `toml:"port" to:"Port"`
+	SendBuffer     *int     `toml:"send_buffer" to:"SendBuffer"`
+	RecvBuffer     *int     `toml:"recv_buffer" to:"RecvBuffer"`
 	AcceptFrom     []string `toml:"accept_from"`
 }
 
@@ -307,7 +242,7 @@ type rawFilter struct {
 	IgnoreAddresses []string `toml:"ignore_addresses"`
 	Protocols       []string `toml:"protocols"`
 	TCPStates       []string `toml:"tcp_states"`
-	IgnoreOwn       *bool    `toml:"ignore_own"`
+	IgnoreOwn       *bool    `toml:"ignore_own" to:"IgnoreOwn"`
 }
 
 // LoadConfig reads and validates a configuration file.
@@ -446,13 +381,12 @@ func (v *validator) errorf(key, format string, args ...any) {
 	v.errs = append(v.errs, &ConfigError{File: v.file, Line: v.lines.find(key), Key: key, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (v *validator) oneOf(key, val string, allowed ...string) {
-	for _, a := range allowed {
-		if val == a {
-			return
-		}
+func (v *validator) oneOf(key, val string, allowed ...string) bool {
+	if slices.Contains(allowed, val) {
+		return true
 	}
 	v.errorf(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+	return false
 }
 
 func (v *validator) rangeInt(key string, val, lo, hi int) bool {
@@ -461,6 +395,13 @@ func (v *validator) rangeInt(key string, val, lo, hi int) bool {
 		return false
 	}
 	return true
+}
+
+// intIn checks an integer key when it is set.
+func (v *validator) intIn(key string, p *int, lo, hi int) {
+	if p != nil {
+		v.rangeInt(key, *p, lo, hi)
+	}
 }
 
 func (v *validator) iface(key string, p *string) string {
@@ -556,37 +497,51 @@ func (v *validator) config(raw *rawConfig) *Config {
 	if raw.Sync != nil {
 		cfg.Sync = v.sync(raw.Sync)
 	}
+	// What the engines refuse is refused here too, so that -check catches
+	// it (their messages name no key: the table is the place).
+	if len(v.errs) == 0 && cfg.VRRP != nil {
+		v.engineError("vrrp", cfg.VRRP.Validate())
+	}
+	if len(v.errs) == 0 && cfg.Sync != nil {
+		v.engineError("sync", cfg.Sync.Config.Validate())
+	}
 	return cfg
 }
 
-func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
-	c := &VRRPConfig{
-		Group:        r.Group,
-		Version:      defaultVRRPVersion,
-		GARPBurst:    DefaultGARPBurst,
-		GARPSpacing:  DefaultGARPSpacing,
-		GARPRefresh:  r.GARPRefresh.Duration,
-		TrackIfaces:  r.TrackIfaces,
-		StartupDelay: r.StartupDelay.Duration,
+// engineError reports an engine's refusal at the first line of its table
+// ([vrrp] or [sync], or their first array table).
+func (v *validator) engineError(table string, err error) {
+	if err == nil {
+		return
 	}
-	if c.Group == "" {
-		c.Group = defaultGroupName
-	}
-	if r.Version != nil {
-		c.Version = *r.Version
-		if c.Version != 2 && c.Version != 3 {
-			v.errorf("vrrp.version", "%d is not supported (2 = RFC 3768, 3 = RFC 9568)", c.Version)
+	line := 0
+	for k, n := range v.lines {
+		if (k == table || strings.HasPrefix(k, table+".")) && (line == 0 || n < line) {
+			line = n
 		}
 	}
-	if r.RealtimePrio != nil && v.rangeInt("vrrp.realtime_priority", *r.RealtimePrio, 0, 99) {
-		c.RealtimePriority = *r.RealtimePrio
+	v.errs = append(v.errs, &ConfigError{File: v.file, Line: line, Key: table, Msg: err.Error()})
+}
+
+// vrrp builds the engine's configuration from [vrrp], starting from the
+// engine's defaults.
+func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
+	c := &VRRPConfig{Config: vrrp.Config{GARP: vrrp.DefaultGARP()}, Group: defaultGroupName, TrackInterfaces: r.TrackIfaces}
+	v.assign("vrrp", r, c)
+	v.intIn("vrrp.realtime_priority", r.RealtimePrio, 0, 99)
+	version := int(vrrp.DefaultVersion)
+	if r.Version != nil {
+		version = *r.Version
+		if version != int(vrrp.Version2) && version != int(vrrp.Version3) {
+			v.errorf("vrrp.version", "%d is not supported (2 = RFC 3768, 3 = RFC 9568)", version)
+		}
 	}
 	if r.GARPBurst != nil {
-		c.GARPBurst = *r.GARPBurst
-		v.rangeInt("vrrp.garp_burst", c.GARPBurst, 0, 100)
-	}
-	if r.GARPSpacing.set {
-		c.GARPSpacing = r.GARPSpacing.Duration
+		v.intIn("vrrp.garp_burst", r.GARPBurst, 0, 100)
+		c.GARP.Count = *r.GARPBurst
+		if c.GARP.Count == 0 {
+			c.GARP.Count = -1 // off (the engine's zero is its default)
+		}
 	}
 	for i, name := range r.TrackIfaces {
 		v.iface(fmt.Sprintf("vrrp.track_interfaces[%d]", i), &name)
@@ -596,19 +551,14 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 	}
 	seenVRID := map[string]int{}
 	seenName := map[string]int{}
-	for i, ri := range r.Instances {
+	for i := range r.Instances {
+		ri := &r.Instances[i]
 		key := fmt.Sprintf("vrrp.instance[%d]", i)
-		in := InstanceConfig{
-			Name:           ri.Name,
-			AdvertInterval: DefaultAdvertInterval,
-			Priority:       defaultVRRPPriority,
-			Preempt:        defaultPreemptOn,
-			PreemptDelay:   ri.PreemptDelay.Duration,
-			VIPLabel:       ri.VIPLabel,
-			TrackIfaces:    ri.TrackIfaces,
-			AuthPassword:   ri.AuthPassword,
-			UseVMAC:        ri.UseVMAC,
-		}
+		in := vrrp.DefaultInstance()
+		in.Version = uint8(version)
+		v.assign(key, ri, &in)
+		v.intIn(key+".priority", ri.Priority, 1, 255)
+		in.TrackInterfaces = append(slices.Clone(r.TrackIfaces), ri.TrackIfaces...)
 		in.Interface = v.iface(key+".interface", ri.Interface)
 		if ri.VRID == nil {
 			v.errorf(key+".vrid", "missing (1..255)")
@@ -627,15 +577,8 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 			v.errorf(key+".name", "name %q is already used by vrrp.instance[%d]", in.Name, prev)
 		}
 		seenName[in.Name] = i
-		if ri.Priority != nil && v.rangeInt(key+".priority", *ri.Priority, 1, 255) {
-			in.Priority = uint8(*ri.Priority)
-		}
 		if ri.AdvertInterval.set {
-			in.AdvertInterval = ri.AdvertInterval.Duration
-			v.advertInterval(key+".advert_interval", c.Version, in.AdvertInterval)
-		}
-		if ri.Preempt != nil {
-			in.Preempt = *ri.Preempt
+			v.advertInterval(key+".advert_interval", version, in.AdvertInterval)
 		}
 		if len(ri.VIPs) == 0 {
 			v.errorf(key+".vips", "at least one virtual IP is required")
@@ -651,16 +594,16 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 				v.errorf(vk, "%q is not a valid CIDR", s)
 				continue
 			}
-			if !v.vipFamily(vk, c.Version, j, p, in.VIPs) {
+			if !v.vipFamily(vk, version, j, p, in.VIPs) {
 				continue
 			}
-			in.VIPs = append(in.VIPs, p)
+			in.VIPs = append(in.VIPs, vrrp.VIP{Prefix: p, Label: ri.VIPLabel})
 		}
-		if in.VIPLabel != "" && len(in.VIPs) > 0 && in.VIPs[0].Addr().Is6() {
+		if ri.VIPLabel != "" && len(in.VIPs) > 0 && in.VIPs[0].Prefix.Addr().Is6() {
 			v.errorf(key+".vip_label", "Linux labels only IPv4 addresses; remove it from this IPv6 instance")
 		}
-		if len(in.VIPLabel) > 15 {
-			v.errorf(key+".vip_label", "label %q is longer than 15 bytes", in.VIPLabel)
+		if len(ri.VIPLabel) > vrrp.MaxLabel {
+			v.errorf(key+".vip_label", "label %q is longer than %d bytes", ri.VIPLabel, vrrp.MaxLabel)
 		}
 		for j, name := range ri.TrackIfaces {
 			v.iface(fmt.Sprintf("%s.track_interfaces[%d]", key, j), &name)
@@ -674,87 +617,63 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		if ri.UnicastSource != "" {
 			in.UnicastSource = v.addr(key+".unicast_source", ri.UnicastSource)
 		}
-		if c.Version == 3 && in.AuthPassword != "" {
+		if version == int(vrrp.Version3) && in.AuthPassword != "" {
 			v.errorf(key+".auth_password", "VRRPv3 has no authentication (RFC 9568); remove it or use version = 2")
 		}
-		if len(in.AuthPassword) > 8 {
-			v.errorf(key+".auth_password", "simple-password authentication holds at most 8 characters, got %d", len(in.AuthPassword))
+		if len(in.AuthPassword) > vrrp.MaxAuthPassword {
+			v.errorf(key+".auth_password", "simple-password authentication holds at most %d characters, got %d", vrrp.MaxAuthPassword, len(in.AuthPassword))
 		}
 		c.Instances = append(c.Instances, in)
 	}
 	return c
 }
 
+// sync builds the engine's configuration from [sync], starting from the
+// engine's defaults.
 func (v *validator) sync(r *rawSync) *SyncConfig {
-	c := &SyncConfig{
-		Mode:          defaultSyncMode,
-		ACKWindow:     DefaultACKWindow,
-		ResendQueue:   DefaultResendQueue,
-		CommitTimeout: DefaultCommitTimeout,
-		PurgeDelay:    DefaultPurgeDelay,
-		ReadyTimeout:  DefaultReadyTimeout,
-		DirectInject:  defaultDirectInject,
-		StartupResync: defaultStartupResync,
-		PeerVersion:   r.PeerVersion,
+	c := &SyncConfig{Config: ctsync.DefaultConfig(), ReadyTimeout: DefaultReadyTimeout}
+	// A conntrackd peer has neither the consistency check nor, unless
+	// asked for, expectations.
+	conntrackdPeer := r.PeerVersion != ""
+	if conntrackdPeer {
+		c.ConsistencyInterval = 0
 	}
+	c.Expectations = !conntrackdPeer
+	v.assign("sync", r, c)
 	if r.Mode != nil {
-		c.Mode = *r.Mode
-		v.oneOf("sync.mode", c.Mode, "ftfw", "notrack")
+		v.oneOf("sync.mode", *r.Mode, ctsync.Modes()...)
 	}
-	if r.ACKWindow != nil && v.rangeInt("sync.ack_window", *r.ACKWindow, 1, 1<<20) {
-		c.ACKWindow = *r.ACKWindow
+	v.intIn("sync.ack_window", r.ACKWindow, ctsync.MinACKWindow, ctsync.MaxACKWindow)
+	v.intIn("sync.resend_queue", r.ResendQueue, ctsync.MinResendQueue, ctsync.MaxResendQueue)
+	if r.CommitTimeout.set && c.CommitTimeout == 0 {
+		v.errorf("sync.commit_timeout", "must be positive")
 	}
-	if r.ResendQueue != nil && v.rangeInt("sync.resend_queue", *r.ResendQueue, 16, 1<<24) {
-		c.ResendQueue = *r.ResendQueue
-	}
-	if r.CommitTimeout.set {
-		c.CommitTimeout = r.CommitTimeout.Duration
-		if c.CommitTimeout == 0 {
-			v.errorf("sync.commit_timeout", "must be positive")
-		}
-	}
-	if r.PurgeDelay.set {
-		c.PurgeDelay = r.PurgeDelay.Duration
-	}
-	if r.ReadyTimeout.set {
-		c.ReadyTimeout = r.ReadyTimeout.Duration
-		if c.ReadyTimeout > maxReadyTimeout {
-			v.errorf("sync.ready_timeout", "%v is longer than %v", c.ReadyTimeout, maxReadyTimeout)
-		}
-	}
-	if r.DirectInject != nil {
-		c.DirectInject = *r.DirectInject
+	if c.ReadyTimeout > maxReadyTimeout {
+		v.errorf("sync.ready_timeout", "%v is longer than %v", c.ReadyTimeout, maxReadyTimeout)
 	}
 	if r.StartupResync != nil {
-		c.StartupResync = *r.StartupResync
+		c.NoStartupResync = !*r.StartupResync
 	}
-	if r.PeerVersion == "" {
-		c.ConsistencyCheck = DefaultConsistencyCheck
+	if r.Consistency.set && c.ConsistencyInterval > 0 && c.ConsistencyInterval < ctsync.MinConsistencyInterval {
+		v.errorf("sync.consistency_check", "must be 0 (off) or at least %v", ctsync.MinConsistencyInterval)
 	}
-	c.Expectations = r.PeerVersion == ""
-	if r.Expectations != nil {
-		c.Expectations = *r.Expectations
-	}
-	if r.Consistency.set {
-		c.ConsistencyCheck = r.Consistency.Duration
-		if c.ConsistencyCheck < 0 || (c.ConsistencyCheck > 0 && c.ConsistencyCheck < 100*time.Millisecond) {
-			v.errorf("sync.consistency_check", "must be 0 (off) or at least 100ms")
-		}
-	}
-	if c.PeerVersion == "" {
-		c.PeerVersion = DefaultPeerVersion
-	} else {
-		v.oneOf("sync.peer_version", c.PeerVersion, "1.4.2", "1.4.3", "1.4.4", "1.4.5", "1.4.6", "1.4.7", "1.4.8", "1.4.9")
+	if conntrackdPeer && v.oneOf("sync.peer_version", r.PeerVersion, ctsync.PeerVersions()...) {
+		c.Wire, _ = ctsync.WireFor(r.PeerVersion)
 	}
 	switch n := len(r.Links); {
 	case n == 0:
 		v.errorf("sync", "no [[sync.link]] configured (the dedicated sync interface)")
-	case n > maxSyncLinks:
-		v.errorf("sync.link", "%d links configured, at most %d are supported", n, maxSyncLinks)
+	case n > ctsync.MaxChannels:
+		v.errorf("sync.link", "%d links configured, at most %d are supported", n, ctsync.MaxChannels)
 	}
-	for i, rl := range r.Links {
+	for i := range r.Links {
+		rl := &r.Links[i]
 		key := fmt.Sprintf("sync.link[%d]", i)
-		l := SyncLink{Port: DefaultSyncPort, SendBuffer: DefaultSocketBuffer, RecvBuffer: DefaultSocketBuffer}
+		l := ctsync.DefaultChannel()
+		v.assign(key, rl, &l)
+		v.intIn(key+".port", rl.Port, 1, 65535)
+		v.intIn(key+".send_buffer", rl.SendBuffer, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer)
+		v.intIn(key+".recv_buffer", rl.RecvBuffer, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer)
 		l.Interface = v.iface(key+".interface", rl.Interface)
 		if rl.Local == "" {
 			v.errorf(key+".local", "missing: the local address on the sync link")
@@ -767,47 +686,52 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 		case rl.Peer != "":
 			l.Peer = v.addr(key+".peer", rl.Peer)
 		case rl.MulticastGroup != "":
-			l.MulticastGroup = v.addr(key+".multicast_group", rl.MulticastGroup)
-			if l.MulticastGroup.IsValid() && !l.MulticastGroup.IsMulticast() {
-				v.errorf(key+".multicast_group", "%s is not a multicast address", l.MulticastGroup)
+			l.Group = v.addr(key+".multicast_group", rl.MulticastGroup)
+			if l.Group.IsValid() && !l.Group.IsMulticast() {
+				v.errorf(key+".multicast_group", "%s is not a multicast address", l.Group)
 			}
 		default:
-			l.MulticastGroup = netip.MustParseAddr(DefaultMulticastGroup)
-		}
-		if rl.Port != nil && v.rangeInt(key+".port", *rl.Port, 1, 65535) {
-			l.Port = uint16(*rl.Port)
-		}
-		if rl.SendBuffer != nil && v.rangeInt(key+".send_buffer", *rl.SendBuffer, 4096, 1<<30) {
-			l.SendBuffer = *rl.SendBuffer
-		}
-		if rl.RecvBuffer != nil && v.rangeInt(key+".recv_buffer", *rl.RecvBuffer, 4096, 1<<30) {
-			l.RecvBuffer = *rl.RecvBuffer
+			l.Group = ctsync.DefaultGroup()
 		}
 		if l.Local.IsValid() && l.Peer.IsValid() && l.Local.Is4() != l.Peer.Is4() {
 			v.errorf(key+".peer", "%s and local %s are not the same address family", l.Peer, l.Local)
 		}
 		l.AcceptFrom = v.acceptFrom(key, rl.AcceptFrom, l)
-		c.Links = append(c.Links, l)
+		c.Channels = append(c.Channels, l)
 	}
 	if r.Auth != nil {
 		c.Auth = v.syncAuth(r.Auth)
 	}
-	c.Filter = FilterConfig{
-		AcceptAddresses: v.prefixes("sync.filter.accept_addresses", r.Filter.AcceptAddresses),
-		IgnoreAddresses: v.prefixes("sync.filter.ignore_addresses", r.Filter.IgnoreAddresses),
-		Protocols:       r.Filter.Protocols,
-		TCPStates:       r.Filter.TCPStates,
-		IgnoreOwn:       defaultIgnoreOwn,
-	}
-	if r.Filter.IgnoreOwn != nil {
-		c.Filter.IgnoreOwn = *r.Filter.IgnoreOwn
-	}
-	for i, p := range c.Filter.Protocols {
-		v.oneOf(fmt.Sprintf("sync.filter.protocols[%d]", i), p, "tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre")
-	}
-	for i, s := range c.Filter.TCPStates {
-		v.oneOf(fmt.Sprintf("sync.filter.tcp_states[%d]", i), strings.ToUpper(s),
-			"SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
-	}
+	c.Filter = v.filter(&r.Filter)
 	return c
+}
+
+// filter builds the engine's filter from [sync.filter]; the names are the
+// engine's (ctsync.FilterProtocols, ctsync.FilterTCPStates).
+func (v *validator) filter(r *rawFilter) FilterConfig {
+	f := FilterConfig{IgnoreOwn: defaultIgnoreOwn}
+	v.assign("sync.filter", r, &f)
+	f.AcceptAddrs = v.prefixes("sync.filter.accept_addresses", r.AcceptAddresses)
+	f.IgnoreAddrs = v.prefixes("sync.filter.ignore_addresses", r.IgnoreAddresses)
+	for i, name := range r.Protocols {
+		key := fmt.Sprintf("sync.filter.protocols[%d]", i)
+		if v.oneOf(key, name, ctsync.FilterProtocols()...) {
+			p, err := ctsync.ParseProto(name)
+			if err != nil {
+				v.errorf(key, "%v", err)
+			}
+			f.AcceptProtos = append(f.AcceptProtos, p)
+		}
+	}
+	for i, name := range r.TCPStates {
+		key := fmt.Sprintf("sync.filter.tcp_states[%d]", i)
+		if v.oneOf(key, strings.ToUpper(name), ctsync.FilterTCPStates()...) {
+			st, err := ctsync.ParseTCPState(name)
+			if err != nil {
+				v.errorf(key, "%v", err)
+			}
+			f.AcceptTCPStates = append(f.AcceptTCPStates, st)
+		}
+	}
+	return f
 }

@@ -3,6 +3,8 @@ package appliance
 import (
 	"strings"
 	"testing"
+
+	"github.com/fwpair/fwpair/ctsync"
 	"time"
 )
 
@@ -23,7 +25,7 @@ func TestConsistencyCheckConfig(t *testing.T) {
 		name, extra string
 		want        time.Duration
 	}{
-		{"default", "", DefaultConsistencyCheck},
+		{"default", "", ctsync.DefaultConsistencyInterval},
 		{"conntrackd peer", `peer_version = "1.4.7"`, 0},
 		{"conntrackd peer, forced on", "peer_version = \"1.4.7\"\nconsistency_check = \"5s\"", 5 * time.Second},
 		{"off", `consistency_check = "0s"`, 0},
@@ -34,7 +36,7 @@ func TestConsistencyCheckConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := cfg.Sync.ConsistencyCheck; got != tc.want {
+			if got := cfg.Sync.ConsistencyInterval; got != tc.want {
 				t.Errorf("consistency check %v, want %v", got, tc.want)
 			}
 		})

@@ -48,11 +48,11 @@ func TestReferenceNodes(t *testing.T) {
 		}
 		want := []netip.Prefix{netip.MustParsePrefix("192.168.0.100/24"), netip.MustParsePrefix("192.168.1.100/24")}
 		for i, in := range cfg.VRRP.Instances {
-			if in.Priority != prio || in.VIPs[0] != want[i] || in.Interface != []string{"eth0", "eth1"}[i] {
+			if in.Priority != prio || in.VIPs[0].Prefix != want[i] || in.Interface != []string{"eth0", "eth1"}[i] {
 				t.Errorf("%s: instance %d = %+v", n, i, in)
 			}
 		}
-		if l := cfg.Sync.Links[0]; l.Interface != "eth2" || !l.Peer.IsValid() || l.Port != 3780 {
+		if l := cfg.Sync.Channels[0]; l.Interface != "eth2" || !l.Peer.IsValid() || l.Port != 3780 {
 			t.Errorf("%s: sync link %+v", n, l)
 		}
 	}
@@ -67,14 +67,14 @@ func TestDefaults(t *testing.T) {
 	if in.AdvertInterval != time.Second || !in.Preempt || in.Name != "eth0-51" {
 		t.Errorf("instance defaults: %+v", in)
 	}
-	if cfg.Sync != nil || cfg.Control.Socket != DefaultSocket || cfg.Log.Level != "info" || cfg.VRRP.GARPBurst != 5 {
+	if cfg.Sync != nil || cfg.Control.Socket != DefaultSocket || cfg.Log.Level != "info" || cfg.VRRP.GARP.Count != 5 {
 		t.Errorf("config defaults: %+v", cfg)
 	}
 	sync, err := ParseConfig("sync.toml", []byte("[sync]\n[[sync.link]]\ninterface = \"eth2\"\nlocal = \"10.0.0.1\"\naccept_from = [\"10.0.0.2\"]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sync.VRRP != nil || sync.Sync.Mode != "ftfw" || sync.Sync.Links[0].MulticastGroup != netip.MustParseAddr("225.0.0.50") || sync.Sync.Links[0].Port != 3780 {
+	if sync.VRRP != nil || sync.Sync.Mode != "ftfw" || sync.Sync.Channels[0].Group != netip.MustParseAddr("225.0.0.50") || sync.Sync.Channels[0].Port != 3780 {
 		t.Errorf("sync defaults: %+v", sync.Sync)
 	}
 }
@@ -151,6 +151,17 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestConfigEngineRefusals: what an engine would refuse at start is
+// refused when the file is read (so by -check), at its table.
+func TestConfigEngineRefusals(t *testing.T) {
+	file := "[node]\nname = \"fw1\"\n[[vrrp.instance]]\ninterface = \"eth0\"\nvrid = 51\nvips = [\"192.168.0.100/24\"]\nvip_label = \"lan:vip\"\n"
+	_, err := ParseConfig("x.toml", []byte(file))
+	want := `x.toml:3: vrrp: vrrp config: instance 0 ("eth0-51"): label "lan:vip" must start with the interface name "eth0"`
+	if err == nil || err.Error() != want {
+		t.Fatalf("error %v, want %s", err, want)
 	}
 }
 

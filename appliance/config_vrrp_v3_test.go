@@ -14,7 +14,7 @@ func TestConfigVRRPv3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc := vrrpConfig(cfg.VRRP)
+	vc := cfg.VRRP.Config
 	if in := vc.Instances[0]; in.Version != vrrp.Version3 || in.AdvertInterval != 50*time.Millisecond {
 		t.Fatalf("instance %+v", in)
 	}
@@ -49,7 +49,7 @@ func TestConfigVRRPv3IPv6(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := vrrpConfig(cfg.VRRP).Validate(); err != nil {
+	if err := cfg.VRRP.Config.Validate(); err != nil {
 		t.Fatalf("engine refuses the parsed config: %v", err)
 	}
 	for _, tc := range []struct{ body, want string }{

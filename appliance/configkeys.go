@@ -10,7 +10,23 @@ type ConfigKey struct {
 	Doc     string
 }
 
-// ConfigKeys lists every key, in file order. Add a row with a new key.
+// ConfigKeys lists every key, in file order.
+//
+// Adding a key:
+//  1. a field in the raw table it belongs to (config.go: rawVRRP,
+//     rawInstance, rawSync, rawLink, rawFilter; rawAuth in syncauth.go)
+//     with its toml tag and, when the value goes as it is into a field of
+//     what the table builds (vrrp.Config, vrrp.InstanceConfig,
+//     ctsync.Config, ctsync.ChannelConfig, the appliance's VRRPConfig,
+//     SyncConfig or FilterConfig), a to:"Field" tag: a plain key needs
+//     nothing else in the code. A range or a check against other keys goes
+//     in the table's builder (vrrp, sync, filter, syncAuth);
+//  2. its default where the engine owns it: vrrp.DefaultInstance,
+//     vrrp.DefaultGARP, ctsync.DefaultConfig or ctsync.DefaultChannel
+//     (nothing for a zero default);
+//  3. its row here; the tests then ask for its line in etc/fwpair.toml and
+//     its row in keyMappings (configkeys_engine_test.go), which proves the
+//     documented default and a set value reach the engine.
 var ConfigKeys = []ConfigKey{
 	{"node.name", "string", "the host name", "Name shown in logs, metrics and fwpairctl status."},
 	{"log.level", "string", `"info"`, "debug, info, warn or error. Changed by reload or fwpairctl log-level."},

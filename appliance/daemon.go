@@ -186,7 +186,7 @@ func New(cfg *Config, opts Options) (*Daemon, error) {
 		d.sync = eng
 	}
 	if cfg.VRRP != nil {
-		g, err := newVRRP(vrrpConfig(cfg.VRRP), vrrp.Options{
+		g, err := newVRRP(cfg.VRRP.Config, vrrp.Options{
 			Logger:           d.log.With("engine", "vrrp"),
 			RealtimePriority: cfg.VRRP.RealtimePriority,
 			Callbacks: vrrp.Callbacks{
@@ -216,12 +216,12 @@ func ownAddresses(cfg *Config) ownAddrs {
 	if cfg.VRRP != nil {
 		for _, in := range cfg.VRRP.Instances {
 			for _, p := range in.VIPs {
-				o.VIPs = append(o.VIPs, netip.PrefixFrom(p.Addr(), p.Addr().BitLen()))
+				o.VIPs = append(o.VIPs, netip.PrefixFrom(p.Prefix.Addr(), p.Prefix.Addr().BitLen()))
 			}
 		}
 	}
 	if cfg.Sync != nil {
-		for _, l := range cfg.Sync.Links {
+		for _, l := range cfg.Sync.Channels {
 			if l.Local.IsValid() {
 				o.SyncLink = append(o.SyncLink, netip.PrefixFrom(l.Local, l.Local.BitLen()))
 			}
@@ -231,35 +231,6 @@ func ownAddresses(cfg *Config) ownAddrs {
 		}
 	}
 	return o
-}
-
-func vrrpConfig(c *VRRPConfig) vrrp.Config {
-	out := vrrp.Config{GARP: vrrp.GARPConfig{Count: c.GARPBurst, Spacing: c.GARPSpacing, Refresh: c.GARPRefresh}}
-	if c.GARPBurst == 0 {
-		out.GARP.Count = -1 // explicitly off
-	}
-	for _, in := range c.Instances {
-		vi := vrrp.InstanceConfig{
-			Name:            in.Name,
-			Interface:       in.Interface,
-			VRID:            in.VRID,
-			Version:         uint8(c.Version),
-			Priority:        in.Priority,
-			AdvertInterval:  in.AdvertInterval,
-			Preempt:         in.Preempt,
-			PreemptDelay:    in.PreemptDelay,
-			TrackInterfaces: append(append([]string(nil), c.TrackIfaces...), in.TrackIfaces...),
-			UnicastPeers:    in.UnicastPeers,
-			UnicastSource:   in.UnicastSource,
-			AuthPassword:    in.AuthPassword,
-			UseVMAC:         in.UseVMAC,
-		}
-		for _, p := range in.VIPs {
-			vi.VIPs = append(vi.VIPs, vrrp.VIP{Prefix: p, Label: in.VIPLabel})
-		}
-		out.Instances = append(out.Instances, vi)
-	}
-	return out
 }
 
 // Run runs the node until ctx ends, then stops in the order that lets the

@@ -45,16 +45,18 @@ func checkHost(cfg *Config, linkExists func(string) error) error {
 	if v := cfg.VRRP; v != nil {
 		for i, in := range v.Instances {
 			iface(fmt.Sprintf("vrrp.instance[%d].interface", i), in.Interface)
-			for j, t := range in.TrackIfaces {
+			// The group's track_interfaces come first; they are checked
+			// once, under their own key, below.
+			for j, t := range in.TrackInterfaces[min(len(v.TrackInterfaces), len(in.TrackInterfaces)):] {
 				iface(fmt.Sprintf("vrrp.instance[%d].track_interfaces[%d]", i, j), t)
 			}
 		}
-		for j, t := range v.TrackIfaces {
+		for j, t := range v.TrackInterfaces {
 			iface(fmt.Sprintf("vrrp.track_interfaces[%d]", j), t)
 		}
 	}
 	if s := cfg.Sync; s != nil {
-		for i, l := range s.Links {
+		for i, l := range s.Channels {
 			iface(fmt.Sprintf("sync.link[%d].interface", i), l.Interface)
 		}
 	}

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/vrrp"
 )
 
 // TestCheckHost: -check names every interface the node lacks and a
@@ -21,10 +24,11 @@ func TestCheckHost(t *testing.T) {
 		File:    "fw.toml",
 		Control: ControlConfig{Socket: regular},
 		VRRP: &VRRPConfig{
-			Instances:   []InstanceConfig{{Name: "inside", Interface: "eth0", TrackIfaces: []string{"wan9"}}},
-			TrackIfaces: []string{"eth1"},
+			// The group's track_interfaces come first in every instance's.
+			Config:          vrrp.Config{Instances: []vrrp.InstanceConfig{{Name: "inside", Interface: "eth0", TrackInterfaces: []string{"eth1", "wan9"}}}},
+			TrackInterfaces: []string{"eth1"},
 		},
-		Sync: &SyncConfig{Links: []SyncLink{{Interface: "sync7"}}},
+		Sync: &SyncConfig{Config: ctsync.Config{Channels: []ctsync.ChannelConfig{{Interface: "sync7"}}}},
 	}
 	present := map[string]bool{"eth0": true, "eth1": true}
 	err := checkHost(cfg, func(name string) error {
@@ -50,7 +54,7 @@ func TestCheckHost(t *testing.T) {
 	}
 	cfg.Control.Socket = filepath.Join(dir, "absent.sock")
 	cfg.Sync = nil
-	cfg.VRRP.Instances[0].TrackIfaces = nil
+	cfg.VRRP.Instances[0].TrackInterfaces = []string{"eth1"}
 	if err := checkHost(cfg, func(name string) error {
 		if present[name] {
 			return nil

@@ -111,8 +111,8 @@ func (d *Daemon) Reload(next *Config) (applied, needRestart []string, err error)
 	}
 	if cur.VRRP != nil && next.VRRP != nil {
 		v := *cur.VRRP
-		v.GARPBurst, v.GARPSpacing, v.GARPRefresh = next.VRRP.GARPBurst, next.VRRP.GARPSpacing, next.VRRP.GARPRefresh
-		v.Instances = append([]InstanceConfig(nil), cur.VRRP.Instances...)
+		v.GARP = next.VRRP.GARP
+		v.Instances = slices.Clone(cur.VRRP.Instances)
 		for i := range v.Instances {
 			if i < len(next.VRRP.Instances) && next.VRRP.Instances[i].Name == v.Instances[i].Name {
 				v.Instances[i].Priority = next.VRRP.Instances[i].Priority
@@ -145,8 +145,8 @@ func (d *Daemon) reloadVRRP(cur, next *VRRPConfig) (applied, needRestart []strin
 			needRestart = append(needRestart, key)
 		}
 	}
-	if cur.GARPBurst != next.GARPBurst || cur.GARPSpacing != next.GARPSpacing || cur.GARPRefresh != next.GARPRefresh {
-		d.vrrp.SetGARP(vrrpConfig(next).GARP)
+	if cur.GARP != next.GARP {
+		d.vrrp.SetGARP(next.GARP)
 		applied = append(applied, "vrrp.garp_*")
 	}
 	return applied, needRestart

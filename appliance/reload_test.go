@@ -24,9 +24,9 @@ func TestReload(t *testing.T) {
 	}
 	next := simConfig(t, "fw1", 120)
 	next.Log.Level = "debug"
-	next.Sync.Filter.Protocols = []string{"tcp"}
-	next.VRRP.GARPBurst = 2
-	next.Sync.Links[0].Port = 4000
+	next.Sync.Filter.AcceptProtos = []uint8{6} // tcp
+	next.VRRP.GARP.Count = 2
+	next.Sync.Channels[0].Port = 4000
 	applied, restart, err := d.Reload(next)
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +51,7 @@ func TestReload(t *testing.T) {
 		t.Errorf("filter not applied: %v", fs.names())
 	}
 	// The running config keeps what needs a restart.
-	if got := d.config(); got.Sync.Links[0].Port != 3780 || got.VRRP.GARPBurst != 2 || got.VRRP.Instances[0].Priority != 120 {
-		t.Errorf("running config after reload: port %d garp %d prio %d", got.Sync.Links[0].Port, got.VRRP.GARPBurst, got.VRRP.Instances[0].Priority)
+	if got := d.config(); got.Sync.Channels[0].Port != 3780 || got.VRRP.GARP.Count != 2 || got.VRRP.Instances[0].Priority != 120 {
+		t.Errorf("running config after reload: port %d garp %d prio %d", got.Sync.Channels[0].Port, got.VRRP.GARP.Count, got.VRRP.Instances[0].Priority)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -65,30 +66,6 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 	if err != nil {
 		return nil, fmt.Errorf("ctnetlink: %w", err)
 	}
-	cfg := ctsync.Config{
-		Mode:                ctsync.Mode(c.Mode),
-		ACKWindow:           c.ACKWindow,
-		ResendQueueSize:     c.ResendQueue,
-		CommitTimeout:       c.CommitTimeout,
-		PurgeDelay:          c.PurgeDelay,
-		DirectInject:        c.DirectInject,
-		NoStartupResync:     !c.StartupResync,
-		Wire:                wireOptions(c.PeerVersion),
-		Auth:                ctsyncAuth(c.Auth),
-		ConsistencyInterval: c.ConsistencyCheck,
-	}
-	for _, l := range c.Links {
-		cfg.Channels = append(cfg.Channels, ctsync.ChannelConfig{
-			Interface:  l.Interface,
-			Local:      l.Local,
-			Peer:       l.Peer,
-			Group:      l.MulticastGroup,
-			Port:       l.Port,
-			SendBuffer: l.SendBuffer,
-			RecvBuffer: l.RecvBuffer,
-			AcceptFrom: l.AcceptFrom,
-		})
-	}
 	filter, err := syncFilter(c.Filter, own)
 	if err != nil {
 		k.Close()
@@ -103,7 +80,7 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		}
 		opts.Expect = xk
 	}
-	eng, err := ctsync.New(cfg, opts)
+	eng, err := ctsync.New(c.Config, opts)
 	if err != nil {
 		k.Close()
 		if xk != nil {
@@ -112,20 +89,6 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		return nil, err
 	}
 	return &ctsyncEngine{Engine: eng, kernel: k, expect: xk, direct: c.DirectInject, own: own}, nil
-}
-
-// wireOptions maps the peer's conntrackd version to the wire compat knobs.
-func wireOptions(peer string) ctsync.WireOptions {
-	var w ctsync.WireOptions
-	switch peer {
-	case "1.4.2", "1.4.3":
-		w.MaxAttr, w.LegacyNATv4 = 29, true
-	case "1.4.4":
-		w.MaxAttr, w.LegacyNATv4 = 31, true
-	case "1.4.5", "1.4.6":
-		w.MaxAttr, w.LegacyNATv4 = 32, true
-	}
-	return w
 }
 
 func (e *ctsyncEngine) Run(ctx context.Context) error {
@@ -290,21 +253,8 @@ func natString(n ctsync.NAT) string {
 // (ctsync.Filter.Local). Forwarded flows are replicated whatever address
 // they were sent to, port forwards to a VIP included.
 func syncFilter(c FilterConfig, own ownAddrs) (interface{ Accept(*ctsync.Flow) bool }, error) {
-	fc := ctsync.FilterConfig{AcceptAddrs: c.AcceptAddresses, IgnoreAddrs: c.IgnoreAddresses}
-	for _, name := range c.Protocols {
-		p, err := ctsync.ParseProto(name)
-		if err != nil {
-			return nil, fmt.Errorf("sync filter: %w", err)
-		}
-		fc.AcceptProtos = append(fc.AcceptProtos, p)
-	}
-	for _, name := range c.TCPStates {
-		st, err := ctsync.ParseTCPState(name)
-		if err != nil {
-			return nil, fmt.Errorf("sync filter: %w", err)
-		}
-		fc.AcceptTCPStates = append(fc.AcceptTCPStates, st)
-	}
+	fc := c.FilterConfig
+	fc.LocalAddrs = slices.Clone(fc.LocalAddrs)
 	if c.IgnoreOwn {
 		local, err := localAddresses()
 		if err != nil {

@@ -8,29 +8,19 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"time"
 
 	"github.com/fwpair/fwpair/ctsync"
 )
 
-// SyncAuth is the optional authentication of the sync link: HMAC-SHA256
-// over every datagram with a shared key (ctsync/auth.go). The first key
-// signs; every key (at most two, for a rotation) verifies.
-type SyncAuth struct {
-	KeyFiles     []string
-	Keys         [][]byte
-	MaxClockSkew time.Duration
-}
-
 type rawAuth struct {
 	KeyFiles     []string `toml:"key_files"`
-	MaxClockSkew duration `toml:"max_clock_skew"`
+	MaxClockSkew duration `toml:"max_clock_skew" to:"MaxSkew"`
 }
 
 // acceptFrom validates sync.link[i].accept_from: the peer's addresses on
 // the link. A unicast link defaults to its peer; a multicast link must
 // name them (anyone on the segment could send to the group otherwise).
-func (v *validator) acceptFrom(key string, list []string, l SyncLink) []netip.Addr {
+func (v *validator) acceptFrom(key string, list []string, l ctsync.ChannelConfig) []netip.Addr {
 	var out []netip.Addr
 	for i, s := range list {
 		k := fmt.Sprintf("%s.accept_from[%d]", key, i)
@@ -58,15 +48,17 @@ func (v *validator) acceptFrom(key string, list []string, l SyncLink) []netip.Ad
 	return out
 }
 
-// syncAuth validates [sync.auth] and reads the key files. A key file holds
-// one key as hex (at least 32 bytes: `openssl rand -hex 32`), must be a
-// regular file with mode 0600 or stricter and an absolute path.
-func (v *validator) syncAuth(r *rawAuth) *SyncAuth {
-	a := &SyncAuth{KeyFiles: r.KeyFiles, MaxClockSkew: ctsync.DefaultAuthMaxSkew}
+// syncAuth validates [sync.auth] and reads the key files into the
+// engine's authentication (HMAC-SHA256 over every datagram, ctsync/auth.go:
+// the first key signs, every key verifies). A key file holds one key as
+// hex (at least 32 bytes: `openssl rand -hex 32`), must be a regular file
+// with mode 0600 or stricter and an absolute path.
+func (v *validator) syncAuth(r *rawAuth) *ctsync.AuthConfig {
+	a := &ctsync.AuthConfig{MaxSkew: ctsync.DefaultAuthMaxSkew}
+	v.assign("sync.auth", r, a)
 	if r.MaxClockSkew.set {
-		a.MaxClockSkew = r.MaxClockSkew.Duration
-		if a.MaxClockSkew < time.Second || a.MaxClockSkew > time.Hour {
-			v.errorf("sync.auth.max_clock_skew", "must be between 1s and 1h, got %v", a.MaxClockSkew)
+		if a.MaxSkew < ctsync.MinAuthMaxSkew || a.MaxSkew > ctsync.MaxAuthMaxSkew {
+			v.errorf("sync.auth.max_clock_skew", "must be between %v and %v, got %v", ctsync.MinAuthMaxSkew, ctsync.MaxAuthMaxSkew, a.MaxSkew)
 		}
 	}
 	switch n := len(r.KeyFiles); {
@@ -127,14 +119,6 @@ func readKeyFile(path string) ([]byte, error) {
 	return key, nil
 }
 
-// ctsyncAuth maps the configuration to the engine's.
-func ctsyncAuth(a *SyncAuth) *ctsync.AuthConfig {
-	if a == nil {
-		return nil
-	}
-	return &ctsync.AuthConfig{Keys: a.Keys, MaxSkew: a.MaxClockSkew}
-}
-
 // reloadSyncAuth applies a change of [sync.auth] keys live (a rotation
 // step); turning authentication on or off, or changing the clock skew,
 // needs a restart. It reports whether new keys were applied.
@@ -142,7 +126,7 @@ func reloadSyncAuth(eng syncEngine, cur, next *SyncConfig, applied, needRestart 
 	switch {
 	case reflect.DeepEqual(cur.Auth, next.Auth):
 		return false
-	case cur.Auth == nil || next.Auth == nil || cur.Auth.MaxClockSkew != next.Auth.MaxClockSkew:
+	case cur.Auth == nil || next.Auth == nil || cur.Auth.MaxSkew != next.Auth.MaxSkew:
 		*needRestart = append(*needRestart, "sync.auth")
 		return false
 	}

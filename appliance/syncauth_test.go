@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fwpair/fwpair/ctsync"
 )
 
 func writeKey(t *testing.T, dir, name, text string, mode os.FileMode) string {
@@ -38,7 +40,7 @@ func TestSyncAuthAndAcceptFromConfig(t *testing.T) {
 	if a := cfg.Sync.Auth; a == nil || len(a.Keys) != 2 || len(a.Keys[0]) != 32 || len(a.Keys[1]) != 40 {
 		t.Fatalf("auth: %+v", cfg.Sync.Auth)
 	}
-	if got := cfg.Sync.Links[0].AcceptFrom; len(got) != 1 || got[0] != netip.MustParseAddr("10.0.0.2") {
+	if got := cfg.Sync.Channels[0].AcceptFrom; len(got) != 1 || got[0] != netip.MustParseAddr("10.0.0.2") {
 		t.Fatalf("accept_from default: %v", got)
 	}
 	for _, c := range []struct{ name, file, want string }{
@@ -66,8 +68,8 @@ func TestSyncAuthAndAcceptFromConfig(t *testing.T) {
 func TestReloadSyncAuth(t *testing.T) {
 	fs := newFakeSync(0)
 	k1, k2 := []byte(strings.Repeat("a", 32)), []byte(strings.Repeat("b", 32))
-	cur := &SyncConfig{Auth: &SyncAuth{KeyFiles: []string{"/k1"}, Keys: [][]byte{k1}, MaxClockSkew: 1}}
-	next := &SyncConfig{Auth: &SyncAuth{KeyFiles: []string{"/k2", "/k1"}, Keys: [][]byte{k2, k1}, MaxClockSkew: 1}}
+	cur := &SyncConfig{Config: ctsync.Config{Auth: &ctsync.AuthConfig{Keys: [][]byte{k1}, MaxSkew: 1}}}
+	next := &SyncConfig{Config: ctsync.Config{Auth: &ctsync.AuthConfig{Keys: [][]byte{k2, k1}, MaxSkew: 1}}}
 	var applied, restart []string
 	if !reloadSyncAuth(fs, cur, next, &applied, &restart) || len(applied) != 1 || len(restart) != 0 {
 		t.Fatalf("rotation step: applied %v restart %v", applied, restart)

@@ -14,14 +14,15 @@ type Config struct {
 	// Channels are the redundant sync links, at most MaxChannels; the first
 	// is active at start. Ignored when Options.Channels is set.
 	Channels []ChannelConfig
-	// ACKWindow (default 300) and ResendQueueSize (default 131072) are
-	// conntrackd's ACKWindowSize and ResendQueueSize.
+	// ACKWindow (default DefaultACKWindow) and ResendQueueSize (default
+	// DefaultResendQueue) are conntrackd's ACKWindowSize and
+	// ResendQueueSize.
 	ACKWindow       int
 	ResendQueueSize int
-	// CommitTimeout bounds one Commit (default 30 s).
+	// CommitTimeout bounds one Commit (default DefaultCommitTimeout).
 	CommitTimeout time.Duration
 	// PurgeDelay is the default delay of SchedulePurge (conntrackd's
-	// PurgeTimeout, default 60 s).
+	// PurgeTimeout, default DefaultPurgeDelay).
 	PurgeDelay time.Duration
 	// DirectInject injects received states straight into the
 	// kernel (conntrackd's DisableExternalCache); Commit is then a no-op.
@@ -59,6 +60,102 @@ type Config struct {
 	Wire WireOptions
 }
 
+// Defaults of Config: validate applies them to zero fields, DefaultConfig
+// returns them. The appliance configuration documents and reuses these.
+const (
+	// DefaultCommitTimeout bounds the commit of the external cache on
+	// becoming MASTER. The commit runs before the VIPs are taken, so the
+	// bound is a bound on the outage a slow commit can add.
+	DefaultCommitTimeout = 5 * time.Second
+	// DefaultPurgeDelay is conntrackd's PurgeTimeout.
+	DefaultPurgeDelay         = 60 * time.Second
+	DefaultOverrunResyncDelay = time.Second
+	// DefaultConsistencyInterval is the period of the consistency check
+	// between two fwpair nodes (DefaultConfig only: zero in a Config is
+	// off, as a conntrackd peer needs).
+	DefaultConsistencyInterval = 2 * time.Second
+	// DefaultSocketBuffer is a sync channel's send and receive buffer.
+	DefaultSocketBuffer = 4 << 20
+	// DefaultPeerVersion is the conntrackd version whose wire format the
+	// zero WireOptions speak.
+	DefaultPeerVersion = "1.4.7"
+)
+
+// Allowed values of the knobs an operator sets.
+const (
+	MinACKWindow, MaxACKWindow       = 1, 1 << 20
+	MinResendQueue, MaxResendQueue   = 16, 1 << 24
+	MinSocketBuffer, MaxSocketBuffer = 4096, 1 << 30
+	MinConsistencyInterval           = 100 * time.Millisecond
+	MinAuthMaxSkew, MaxAuthMaxSkew   = time.Second, time.Hour
+)
+
+// DefaultConfig is the configuration of a node that sets nothing: FTFW,
+// conntrackd's window and queue, direct inject (received states go
+// straight into the kernel, so taking over needs no commit) and the
+// consistency check. Channels are left to the caller (see DefaultChannel).
+func DefaultConfig() Config {
+	return Config{
+		Mode:                ModeFTFW,
+		ACKWindow:           DefaultACKWindow,
+		ResendQueueSize:     DefaultResendQueue,
+		CommitTimeout:       DefaultCommitTimeout,
+		PurgeDelay:          DefaultPurgeDelay,
+		DirectInject:        true,
+		ConsistencyInterval: DefaultConsistencyInterval,
+	}
+}
+
+// DefaultChannel is a sync channel with the default port and buffers; the
+// caller sets the interface, the addresses and Peer or Group.
+func DefaultChannel() ChannelConfig {
+	return ChannelConfig{Port: DefaultPort, SendBuffer: DefaultSocketBuffer, RecvBuffer: DefaultSocketBuffer}
+}
+
+// Modes lists the sync modes, the default first.
+func Modes() []string { return []string{string(ModeFTFW), string(ModeNotrack)} }
+
+// PeerVersions lists the conntrackd versions WireFor speaks to.
+func PeerVersions() []string {
+	return []string{"1.4.2", "1.4.3", "1.4.4", "1.4.5", "1.4.6", "1.4.7", "1.4.8", "1.4.9"}
+}
+
+// WireFor returns the wire compat knobs for a conntrackd peer of the given
+// version (one of PeerVersions).
+func WireFor(peerVersion string) (WireOptions, error) {
+	var w WireOptions
+	switch peerVersion {
+	case "1.4.2", "1.4.3":
+		w.MaxAttr, w.LegacyNATv4 = 29, true
+	case "1.4.4":
+		w.MaxAttr, w.LegacyNATv4 = 31, true
+	case "1.4.5", "1.4.6":
+		w.MaxAttr, w.LegacyNATv4 = 32, true
+	case "1.4.7", "1.4.8", "1.4.9":
+	default:
+		return w, fmt.Errorf("ctsync: unknown conntrackd version %q", peerVersion)
+	}
+	return w, nil
+}
+
+// FilterProtocols lists the protocol names a filter is configured with
+// (ParseProto maps them).
+func FilterProtocols() []string {
+	return []string{"tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre"}
+}
+
+// FilterTCPStates lists the TCP state names a filter is configured with,
+// conntrackd's spelling (ParseTCPState maps them).
+func FilterTCPStates() []string {
+	return []string{"SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
+}
+
+// Validate reports what New would refuse in c (its channels included),
+// without changing c.
+func (c Config) Validate() error {
+	return c.validate(false)
+}
+
 func (c *Config) validate(haveChannels bool) error {
 	switch c.Mode {
 	case "":
@@ -83,11 +180,14 @@ func (c *Config) validate(haveChannels bool) error {
 	if c.ACKWindow < 0 || c.ResendQueueSize < 0 {
 		return errors.New("ctsync: negative ACK window or resend queue size")
 	}
+	if c.ACKWindow > MaxACKWindow || c.ResendQueueSize > MaxResendQueue {
+		return fmt.Errorf("ctsync: ACK window above %d or resend queue above %d", MaxACKWindow, MaxResendQueue)
+	}
 	if c.Wire.MaxAttr != 0 && (c.Wire.MaxAttr < 28 || c.Wire.MaxAttr > NTAMax147) {
 		return fmt.Errorf("ctsync: max attribute %d out of range 28..%d", c.Wire.MaxAttr, NTAMax147)
 	}
 	if c.CommitTimeout <= 0 {
-		c.CommitTimeout = 30 * time.Second
+		c.CommitTimeout = DefaultCommitTimeout
 	}
 	if c.MaxTimeouts == (MaxTimeouts{}) {
 		c.MaxTimeouts = DefaultMaxTimeouts()
@@ -99,10 +199,10 @@ func (c *Config) validate(haveChannels bool) error {
 		c.InjectQueueLimit = DefaultInjectQueueLimit
 	}
 	if c.PurgeDelay <= 0 {
-		c.PurgeDelay = 60 * time.Second
+		c.PurgeDelay = DefaultPurgeDelay
 	}
 	if c.OverrunResyncDelay <= 0 {
-		c.OverrunResyncDelay = time.Second
+		c.OverrunResyncDelay = DefaultOverrunResyncDelay
 	}
 	if c.RefreshInterval == 0 {
 		c.RefreshInterval = DefaultRefreshInterval

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fwpair/fwpair/appliance"
+	"github.com/fwpair/fwpair/ctsync"
 )
 
 func write(t *testing.T, dir, name, body string) string {
@@ -131,23 +132,30 @@ func TestImportReference(t *testing.T) {
 	}
 	in := cfg.VRRP.Instances[0]
 	if in.Name != "inside" || in.Interface != "eth0" || in.VRID != 51 || in.Priority != 100 || in.Preempt ||
-		in.PreemptDelay.Seconds() != 5 || in.AuthPassword != "secret12" || in.VIPLabel != "eth0:vip" ||
-		len(in.VIPs) != 1 || in.VIPs[0].String() != "192.168.0.100/24" || len(in.UnicastPeers) != 1 ||
-		in.UnicastSource.String() != "10.1.0.2" || strings.Join(in.TrackIfaces, ",") != "eth0,eth2" {
+		in.PreemptDelay.Seconds() != 5 || in.AuthPassword != "secret12" ||
+		len(in.VIPs) != 1 || in.VIPs[0].Label != "eth0:vip" || in.VIPs[0].Prefix.String() != "192.168.0.100/24" || len(in.UnicastPeers) != 1 ||
+		in.UnicastSource.String() != "10.1.0.2" || strings.Join(in.TrackInterfaces, ",") != "eth0,eth2" {
 		t.Errorf("instance inside: %+v", in)
 	}
 	if out := cfg.VRRP.Instances[1]; len(out.VIPs) != 1 || !out.Preempt {
 		t.Errorf("instance outside: %+v", out)
 	}
 	s := cfg.Sync
-	if s.Mode != "ftfw" || !s.DirectInject || s.ResendQueue != 262144 || s.ACKWindow != 500 || s.PurgeDelay.Seconds() != 30 {
+	if s.Mode != "ftfw" || !s.DirectInject || s.ResendQueueSize != 262144 || s.ACKWindow != 500 || s.PurgeDelay.Seconds() != 30 {
 		t.Errorf("sync: %+v", s)
 	}
-	if l := s.Links[0]; l.Interface != "eth2" || l.Local.String() != "10.0.0.2" || l.Peer.String() != "10.0.0.1" || l.Port != 3780 || l.SendBuffer != 1249280 {
+	if l := s.Channels[0]; l.Interface != "eth2" || l.Local.String() != "10.0.0.2" || l.Peer.String() != "10.0.0.1" || l.Port != 3780 || l.SendBuffer != 1249280 {
 		t.Errorf("link: %+v", l)
 	}
-	if strings.Join(s.Filter.Protocols, ",") != "tcp,udp" || len(s.Filter.IgnoreAddresses) != 2 ||
-		strings.Join(s.Filter.TCPStates, ",") != "ESTABLISHED,CLOSE,TIME_WAIT,CLOSE_WAIT" {
+	var protos, states []string
+	for _, p := range s.Filter.AcceptProtos {
+		protos = append(protos, ctsync.ProtoName(p))
+	}
+	for _, st := range s.Filter.AcceptTCPStates {
+		states = append(states, ctsync.TCPStateName(st))
+	}
+	if strings.Join(protos, ",") != "tcp,udp" || len(s.Filter.IgnoreAddrs) != 2 ||
+		strings.Join(states, ",") != "ESTABLISHED,CLOSE,TIME_WAIT,CLOSE_WAIT" {
 		t.Errorf("filter: %+v", s.Filter)
 	}
 	// What could not be carried is listed, in the file and in Notes.
@@ -188,7 +196,7 @@ func TestImportDebianExamples(t *testing.T) {
 			t.Errorf("%s: %v", mode, err)
 			continue
 		}
-		if cfg.Sync.Mode != mode || len(cfg.VRRP.Instances) != 2 || cfg.Sync.Links[0].MulticastGroup.String() != "225.0.0.50" {
+		if string(cfg.Sync.Mode) != mode || len(cfg.VRRP.Instances) != 2 || cfg.Sync.Channels[0].Group.String() != "225.0.0.50" {
 			t.Errorf("%s: %+v %+v", mode, cfg.Sync, cfg.VRRP)
 		}
 	}

@@ -97,13 +97,45 @@ type GARPConfig struct {
 	Refresh time.Duration
 }
 
-// Defaults.
+// Defaults: withDefaults applies them to zero fields, DefaultInstance and
+// DefaultGARP return them. The appliance configuration documents and
+// reuses these.
 const (
-	DefaultPriority     = 100
-	DefaultGARPCount    = 5
-	DefaultGARPSpacing  = 200 * time.Millisecond
-	defaultAdvertPeriod = time.Second
+	DefaultVersion        = Version2
+	DefaultPriority       = 100
+	DefaultAdvertInterval = time.Second
+	// DefaultPreempt is RFC 3768's; Go's zero value is false, so it is
+	// applied by DefaultInstance, not by withDefaults.
+	DefaultPreempt     = true
+	DefaultGARPCount   = 5
+	DefaultGARPSpacing = 200 * time.Millisecond
 )
+
+// Allowed values of the knobs an operator sets (advert intervals: see
+// CentisecondsV3 and MaxAdvertIntervalV2).
+const (
+	MaxAdvertIntervalV2 = 255 * time.Second
+	// MaxAuthPassword is the length of the RFC 2338 password field.
+	MaxAuthPassword = 8
+	// MaxLabel is the longest Linux address label (IFNAMSIZ - 1).
+	MaxLabel = 15
+)
+
+// DefaultInstance is an instance with every default applied; the caller
+// sets its name, interface, VRID and VIPs.
+func DefaultInstance() InstanceConfig {
+	return InstanceConfig{
+		Version:        DefaultVersion,
+		Priority:       DefaultPriority,
+		AdvertInterval: DefaultAdvertInterval,
+		Preempt:        DefaultPreempt,
+	}
+}
+
+// DefaultGARP is the gratuitous ARP burst of a node that sets nothing.
+func DefaultGARP() GARPConfig {
+	return GARPConfig{Count: DefaultGARPCount, Spacing: DefaultGARPSpacing}
+}
 
 // withDefaults returns a copy of c with zero values replaced by defaults.
 func (c Config) withDefaults() Config {
@@ -118,7 +150,7 @@ func (c Config) withDefaults() Config {
 			in.Version = Version2
 		}
 		if in.AdvertInterval == 0 {
-			in.AdvertInterval = defaultAdvertPeriod
+			in.AdvertInterval = DefaultAdvertInterval
 		}
 		in.VIPs = slices.Clone(in.VIPs)
 	}
@@ -164,7 +196,7 @@ func (c Config) Validate() error {
 		vrids[key] = true
 		switch in.Version {
 		case Version2:
-			if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > 255*time.Second {
+			if in.AdvertInterval%time.Second != 0 || in.AdvertInterval < time.Second || in.AdvertInterval > MaxAdvertIntervalV2 {
 				bad("advert interval %v is not 1-255 whole seconds (VRRPv2)", in.AdvertInterval)
 			}
 		case Version3:
@@ -203,7 +235,7 @@ func (c Config) Validate() error {
 			if v.Label != "" && !strings.HasPrefix(v.Label, in.Interface) {
 				bad("label %q must start with the interface name %q", v.Label, in.Interface)
 			}
-			if len(v.Label) > 15 {
+			if len(v.Label) > MaxLabel {
 				bad("label %q longer than 15 bytes", v.Label)
 			}
 		}

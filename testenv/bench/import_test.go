@@ -45,7 +45,7 @@ func TestImportReferenceStack(t *testing.T) {
 				t.Errorf("fw%d instance %d: got %+v, want %+v", n, i, g, w)
 			}
 		}
-		gl, wl := got.Sync.Links[0], want.Sync.Links[0]
+		gl, wl := got.Sync.Channels[0], want.Sync.Channels[0]
 		if got.Sync.Mode != want.Sync.Mode || gl.Interface != wl.Interface || gl.Local != wl.Local || gl.Peer != wl.Peer || gl.Port != wl.Port {
 			t.Errorf("fw%d sync: got %+v, want %+v", n, gl, wl)
 		}
