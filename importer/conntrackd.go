@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"github.com/fwpair/fwpair/ctsync"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -284,17 +285,18 @@ func (im *importer) general(g *stmt) {
 	}
 }
 
-// allProtocols are fwpair's filter protocols, in conntrackd's spelling.
-var allProtocols = []string{"tcp", "udp", "icmp", "icmpv6", "sctp", "dccp", "udplite", "gre"}
-
-// tcpStates maps conntrackd's state names to fwpair's.
-var tcpStates = map[string]string{
-	"SYN_SENT": "SYN_SENT", "SYN_RECV": "SYN_RECV", "ESTABLISHED": "ESTABLISHED",
-	"FIN_WAIT": "FIN_WAIT", "CLOSE_WAIT": "CLOSE_WAIT", "LAST_ACK": "LAST_ACK",
-	"TIME_WAIT": "TIME_WAIT", "CLOSE": "CLOSE", "CLOSED": "CLOSE", "SYN_SENT2": "SYN_SENT2",
+// conntrackdTCPState spells a conntrackd TCP state name the way fwpair's
+// filter does (ctsync.FilterTCPStates); "" when fwpair has no such state.
+func conntrackdTCPState(name string) string {
+	name = strings.ToUpper(name)
+	if name == "CLOSED" {
+		name = "CLOSE"
+	}
+	if !slices.Contains(ctsync.FilterTCPStates(), name) {
+		return ""
+	}
+	return name
 }
-
-var allTCPStates = []string{"SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2"}
 
 func (im *importer) filter(f *stmt) {
 	if im.out.sync == nil {
@@ -315,13 +317,13 @@ func (im *importer) filter(f *stmt) {
 			var listed []string
 			for _, p := range words(c) {
 				name := strings.ToLower(p.text)
-				if !slices.Contains(allProtocols, name) {
+				if !slices.Contains(ctsync.FilterProtocols(), name) {
 					im.note(p.s, Refused, "protocol %q is not known to fwpair's filter", p.text)
 					continue
 				}
 				listed = append(listed, name)
 			}
-			sy.protocols = append(sy.protocols, im.acceptedOf(c, policy, listed, allProtocols, "sync.filter.protocols", "protocols: every protocol it knows")...)
+			sy.protocols = append(sy.protocols, im.acceptedOf(c, policy, listed, ctsync.FilterProtocols(), "sync.filter.protocols", "protocols: every protocol it knows")...)
 		case "Address":
 			for _, a := range c.Children {
 				if a.Name != "IPv4_address" && a.Name != "IPv6_address" {
@@ -353,14 +355,14 @@ func (im *importer) filter(f *stmt) {
 					i++
 					continue
 				}
-				name := tcpStates[strings.ToUpper(w.text)]
+				name := conntrackdTCPState(w.text)
 				if name == "" {
-					im.note(w.s, Refused, "TCP state %q is not known to fwpair (%s)", w.text, strings.Join(allTCPStates, ", "))
+					im.note(w.s, Refused, "TCP state %q is not known to fwpair (%s)", w.text, strings.Join(ctsync.FilterTCPStates(), ", "))
 					continue
 				}
 				listed = append(listed, name)
 			}
-			sy.tcpStates = append(sy.tcpStates, im.acceptedOf(c, policy, listed, allTCPStates, "sync.filter.tcp_states", "TCP states: every state")...)
+			sy.tcpStates = append(sy.tcpStates, im.acceptedOf(c, policy, listed, ctsync.FilterTCPStates(), "sync.filter.tcp_states", "TCP states: every state")...)
 		default:
 			im.note(c, Refused, "unknown filter")
 		}
