@@ -1,11 +1,12 @@
 package importer
 
 import (
-	"github.com/fwpair/fwpair/ctsync"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/fwpair/fwpair/ctsync"
 )
 
 // conntrackd directives fwpair does not need or cannot express. Keys are
