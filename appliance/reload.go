@@ -145,6 +145,18 @@ func (d *Daemon) reloadVRRP(cur, next *VRRPConfig) (applied, needRestart []strin
 			needRestart = append(needRestart, key)
 		}
 	}
+	for _, k := range []struct {
+		key     string
+		changed bool
+	}{
+		{"vrrp.group", cur.Group != next.Group},
+		{"vrrp.startup_delay", cur.StartupDelay != next.StartupDelay},
+		{"vrrp.realtime_priority", cur.RealtimePriority != next.RealtimePriority},
+	} {
+		if k.changed {
+			needRestart = append(needRestart, k.key)
+		}
+	}
 	if cur.GARP != next.GARP {
 		d.vrrp.SetGARP(next.GARP)
 		applied = append(applied, "vrrp.garp_*")

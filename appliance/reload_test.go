@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/fwpair/fwpair/vrrp/vrrptest"
 )
@@ -27,6 +28,9 @@ func TestReload(t *testing.T) {
 	next.Sync.Filter.AcceptProtos = []uint8{6} // tcp
 	next.VRRP.GARP.Count = 2
 	next.Sync.Channels[0].Port = 4000
+	next.VRRP.StartupDelay = 5 * time.Second
+	next.VRRP.RealtimePriority = 10
+	next.VRRP.Group = "other"
 	applied, restart, err := d.Reload(next)
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +40,7 @@ func TestReload(t *testing.T) {
 			t.Errorf("applied %v lacks %s", applied, want)
 		}
 	}
-	for _, want := range []string{"sync"} {
+	for _, want := range []string{"sync", "vrrp.group", "vrrp.startup_delay", "vrrp.realtime_priority"} {
 		if !slices.Contains(restart, want) {
 			t.Errorf("needs restart %v lacks %s", restart, want)
 		}
