@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // AdoptResult counts what AdoptPeer did.
@@ -50,7 +52,7 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 		if !e.cfg.DirectInject && !since.IsZero() && updated.Before(since) {
 			return true
 		}
-		if f.Proto == nlProtoTCP && f.HasProtoState {
+		if f.Proto == ctnetlink.ProtoTCP && f.HasProtoState {
 			if own, ok := e.internal.Get(f.Key); ok && own.HasProtoState && laterTCPState(own.ProtoState, f.ProtoState) {
 				res.Kept++
 				return true

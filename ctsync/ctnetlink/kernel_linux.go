@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // LinuxKernel: the Kernel interface over ctnetlink, with raw netlink sockets
 // for the hot paths (docs/kernel-notes.md gives the reasons; make bench measures them).
@@ -132,8 +132,6 @@ type LinuxKernel struct {
 	closeOnce sync.Once
 	closeErr  error
 }
-
-var _ Kernel = (*LinuxKernel)(nil)
 
 // Event socket geometry: 128 datagrams per recvmmsg, each one event
 // (a conntrack event is a few hundred bytes).
@@ -325,17 +323,18 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 	return k.commit(ctx, flows, nil)
 }
 
-// commitReport is Commit that also says which flows failed (failed[i]),
-// for a caller that records what it wrote (eventfilter.go).
-func (k *LinuxKernel) commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
+// CommitReport is Commit that also says which flows failed (failed[i]),
+// for a caller that records what it wrote instead of reading it back from
+// the (filtered) own events.
+func (k *LinuxKernel) CommitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
 	failed := make([]bool, len(flows))
 	res, err := k.commit(ctx, flows, func(i int) { failed[i] = true })
 	return res, failed, err
 }
 
-// filtersOwnUpdates reports whether the own NEW and UPDATE events are
+// FiltersOwnUpdates reports whether the own NEW and UPDATE events are
 // dropped in the kernel (KernelOptions.OwnUpdateEvents off).
-func (k *LinuxKernel) filtersOwnUpdates() bool { return !k.opts.OwnUpdateEvents }
+func (k *LinuxKernel) FiltersOwnUpdates() bool { return !k.opts.OwnUpdateEvents }
 
 func (k *LinuxKernel) commit(ctx context.Context, flows []Flow, failedAt func(int)) (res CommitResult, err error) {
 	start := time.Now()

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // The ctnetlink message decoder shared by Dump and the event listener. It
 // reads a conntrack message (IPCTNL_MSG_CT_NEW / _DELETE, as dumped or

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // This file holds the ctnetlink vocabulary (values from the kernel's uapi
 // headers linux/netlink.h, linux/netfilter/nfnetlink.h,
@@ -149,23 +149,11 @@ const (
 	nlTCPFlagBeLiberal   = 0x08
 )
 
-// IP protocol numbers handled specially.
-const (
-	nlProtoICMP    = 1
-	nlProtoTCP     = 6
-	nlProtoUDP     = 17
-	nlProtoDCCP    = 33
-	nlProtoGRE     = 47
-	nlProtoICMPv6  = 58
-	nlProtoSCTP    = 132
-	nlProtoUDPLite = 136
-)
-
 // nlHasPorts reports whether the protocol's tuple carries ports
 // (CTA_PROTO_SRC_PORT / CTA_PROTO_DST_PORT).
 func nlHasPorts(proto uint8) bool {
 	switch proto {
-	case nlProtoTCP, nlProtoUDP, nlProtoDCCP, nlProtoSCTP, nlProtoUDPLite, nlProtoGRE:
+	case ProtoTCP, ProtoUDP, ProtoDCCP, ProtoSCTP, ProtoUDPLite, ProtoGRE:
 		return true
 	}
 	return false

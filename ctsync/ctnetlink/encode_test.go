@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ func ktTCP(src, dst string, sport, dport uint16) Flow {
 	return Flow{
 		Key: Key{Tuple: Tuple{
 			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			SrcPort: sport, DstPort: dport, Proto: nlProtoTCP,
+			SrcPort: sport, DstPort: dport, Proto: ProtoTCP,
 		}},
 		Status:        nlIPSSeenReply | nlIPSAssured | nlIPSConfirmed,
 		Timeout:       3600,
@@ -33,7 +33,7 @@ func ktUDP(src, dst string, sport, dport uint16) Flow {
 	return Flow{
 		Key: Key{Tuple: Tuple{
 			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			SrcPort: sport, DstPort: dport, Proto: nlProtoUDP,
+			SrcPort: sport, DstPort: dport, Proto: ProtoUDP,
 		}},
 		Status:  nlIPSSeenReply | nlIPSConfirmed,
 		Timeout: 120,
@@ -45,13 +45,13 @@ func ktPing(src, dst string, id uint16) Flow {
 	f := Flow{
 		Key: Key{Tuple: Tuple{
 			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			ICMPID: id, ICMPType: 8, Proto: nlProtoICMP,
+			ICMPID: id, ICMPType: 8, Proto: ProtoICMP,
 		}},
 		Status:  nlIPSSeenReply,
 		Timeout: 25,
 	}
 	if f.Src.Is6() {
-		f.Proto, f.ICMPType = nlProtoICMPv6, 128
+		f.Proto, f.ICMPType = ProtoICMPv6, 128
 	}
 	return f
 }
@@ -81,12 +81,12 @@ func ktEncodeCases() []struct {
 	ping.Zone = 2
 
 	sctp := Flow{
-		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 5000, DstPort: 6000, Proto: nlProtoSCTP}},
+		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 5000, DstPort: 6000, Proto: ProtoSCTP}},
 		Status: nlIPSSeenReply | nlIPSAssured, Timeout: 200,
 		ProtoState: 3, HasProtoState: true, SCTPVTagOrig: 0x01020304, SCTPVTagReply: 0x0a0b0c0d,
 	}
 	dccp := Flow{
-		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2, Proto: nlProtoDCCP}},
+		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2, Proto: ProtoDCCP}},
 		Status: nlIPSSeenReply, Timeout: 50, ProtoState: 4, HasProtoState: true, DCCPRole: 1,
 	}
 	extras := ktTCP("10.0.0.1", "10.0.0.2", 3000, 21)
@@ -216,7 +216,7 @@ func TestEncodeGolden(t *testing.T) {
 func TestEncodeErrors(t *testing.T) {
 	def := nlEncodeOptions{defaultTimeout: 60}
 	mixed := ktTCP("10.0.0.1", "2001:db8::1", 1, 2)
-	noAddr := Flow{Key: Key{Tuple: Tuple{Proto: nlProtoUDP}}}
+	noAddr := Flow{Key: Key{Tuple: Tuple{Proto: ProtoUDP}}}
 	badICMP := ktPing("10.0.0.1", "10.0.0.2", 1)
 	badICMP.ICMPType = 3
 	badICMP6 := ktPing("2001:db8::1", "2001:db8::2", 1)

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // The kernel-side filter of the event socket: a classic BPF program that
 // drops the NEW and UPDATE events caused by this adapter's own writer socket
