@@ -28,7 +28,7 @@ type AdoptResult struct {
 // (from the external cache: held aside in direct-inject mode, or the
 // commit store) are committed like an injection, which brings the entries
 // to the replicated state and, as for every replicated TCP entry (see
-// KernelOptions.TCPWindowTracking), marks them liberal in window tracking
+// ctnetlink.KernelOptions.TCPWindowTracking), marks them liberal in window tracking
 // so the stale window data no longer drops their packets. An entry whose
 // TCP state is further along here than the peer's is kept.
 //

@@ -1,7 +1,7 @@
 package ctsync
 
 // What the engine does when the kernel adapter filters the NEW and UPDATE
-// events of its own writes (eventfilter_linux.go): it records what it
+// events of its own writes (ctnetlink/ownfilter_linux.go): it records what it
 // injected itself instead of learning it from the echo.
 //
 // In direct-inject mode the internal cache keeps, flagged cfInjected, the

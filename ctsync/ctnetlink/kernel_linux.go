@@ -29,7 +29,7 @@ package ctnetlink
 // same). A later traffic-driven update of such an entry is not Own. Unless
 // KernelOptions.OwnUpdateEvents is set, the own NEW and UPDATE events are
 // dropped in the kernel by a socket filter on the event socket
-// (eventfilter_linux.go), so only own DESTROY events arrive marked Own.
+// (ownfilter_linux.go), so only own DESTROY events arrive marked Own.
 
 import (
 	"context"
@@ -73,7 +73,7 @@ type KernelOptions struct {
 	DefaultTimeout uint32
 	// OwnUpdateEvents delivers the NEW and UPDATE events caused by this
 	// adapter's own writes (marked Own). Off, a socket filter drops them
-	// in the kernel (see eventfilter_linux.go); own DESTROY events are
+	// in the kernel (see ownfilter_linux.go); own DESTROY events are
 	// always delivered.
 	OwnUpdateEvents bool
 }
@@ -442,7 +442,8 @@ var nlQuietGroups = []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPD
 
 // CommitQuiet is Commit with the event socket out of the NEW and UPDATE
 // groups while it runs, so that the kernel does not build an event per
-// entry when no other listener is subscribed (commitquiet.go). If Events
+// entry when no other listener is subscribed (ctsync/commitquiet.go says
+// why and how the engine reconciles). If Events
 // is running, it delivers an EventGap once the groups are joined again:
 // traffic events of the window may be missing and the caller reconciles
 // with a dump. Without a running Events it is Commit.

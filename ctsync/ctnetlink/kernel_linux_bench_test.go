@@ -16,7 +16,7 @@ import (
 // in a lab namespace (root needed). They report entries (or events) per
 // second for 100,000 entries, the size the project's target is stated for:
 //
-//	FWPAIR_PRIVILEGED_TESTS=1 go test -run '^$' -bench 'Commit|Events|Dump' -benchtime 3x ./ctsync/
+//	FWPAIR_PRIVILEGED_TESTS=1 go test -run '^$' -bench 'Commit|Events|Dump' -benchtime 3x ./ctsync/ctnetlink/
 
 const ktBenchN = 100_000
 

@@ -3,8 +3,8 @@ package ctnetlink
 // This file holds the ctnetlink vocabulary (values from the kernel's uapi
 // headers linux/netlink.h, linux/netfilter/nfnetlink.h,
 // nfnetlink_conntrack.h and nf_conntrack_common.h) and the low-level framing
-// shared by the request encoder (netlink_encode.go) and the message decoder
-// (netlink_decode.go). It is pure: no sockets, usable on any platform.
+// shared by the request encoder (encode.go) and the message decoder
+// (decode.go). It is pure: no sockets, usable on any platform.
 //
 // Byte order: netlink and attribute headers are in host order (little-endian
 // on the target machines), ctnetlink payloads (addresses, ports, u16/u32
