@@ -54,13 +54,13 @@ func TestDecodeKernelGolden(t *testing.T) {
 	want := map[string]Flow{
 		"udp6 dnat": {
 			Key:     Key{Tuple: Tuple{Src: a("2001:db8::10"), Dst: a("2001:db8:1::20"), SrcPort: 5000, DstPort: 53, Proto: ProtoUDP}},
-			Status:  nlIPSSeenReply | nlIPSConfirmed | nlIPSDstNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
+			Status:  IPSSeenReply | IPSConfirmed | IPSDstNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
 			Timeout: 100,
 			DNAT:    NAT{Addr: a("2001:db8:2::1")},
 		},
 		"tcp4 snat zone mark": {
 			Key:        Key{Tuple: Tuple{Src: a("192.168.0.11"), Dst: a("192.168.1.20"), SrcPort: 40002, DstPort: 22, Proto: ProtoTCP}, Zone: 3},
-			Status:     nlIPSSeenReply | nlIPSAssured | nlIPSConfirmed | nlIPSSrcNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
+			Status:     IPSSeenReply | IPSAssured | IPSConfirmed | IPSSrcNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
 			Timeout:    299,
 			Mark:       9,
 			ProtoState: ktTCPEstablished, HasProtoState: true, HasTCPWScale: true,
@@ -68,7 +68,7 @@ func TestDecodeKernelGolden(t *testing.T) {
 		},
 		"icmp6": {
 			Key:     Key{Tuple: Tuple{Src: a("2001:db8::10"), Dst: a("2001:db8:1::20"), ICMPID: 77, ICMPType: 128, Proto: ProtoICMPv6}},
-			Status:  nlIPSSeenReply | nlIPSConfirmed,
+			Status:  IPSSeenReply | IPSConfirmed,
 			Timeout: 29,
 		},
 	}
@@ -180,7 +180,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 				t.Fatalf("nlDecodeFlow: %v", err)
 			}
 			w := c.flow
-			w.Status = w.Status&^nlIPSUnchangeable | nlIPSConfirmed
+			w.Status = w.Status&^nlIPSUnchangeable | IPSConfirmed
 			if w.Timeout == 0 {
 				w.Timeout = c.opts.defaultTimeout
 			}

@@ -170,7 +170,7 @@ func nlAppendRequest(b []byte, kind nlReqKind, f *Flow, seq uint32, flags uint16
 	if kind == nlReqCreate {
 		b = nlAppendTuple(b, ctaTupleReply, &f.Tuple, fam, true)
 	}
-	b = nlAppendBE32Attr(b, ctaStatus, f.Status&^nlIPSUnchangeable|nlIPSConfirmed)
+	b = nlAppendBE32Attr(b, ctaStatus, f.Status&^nlIPSUnchangeable|IPSConfirmed)
 	timeout := f.Timeout
 	if timeout == 0 {
 		timeout = o.defaultTimeout

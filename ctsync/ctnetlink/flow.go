@@ -115,11 +115,11 @@ type Event struct {
 // IPS_* bits of Flow.Status that callers look at or set
 // (nf_conntrack_common.h).
 const (
-	IPSSeenReply = nlIPSSeenReply
-	IPSAssured   = nlIPSAssured
-	IPSConfirmed = nlIPSConfirmed
-	IPSSrcNAT    = nlIPSSrcNAT
-	IPSDstNAT    = nlIPSDstNAT
+	IPSSeenReply = 1 << 1
+	IPSAssured   = 1 << 2
+	IPSConfirmed = 1 << 3
+	IPSSrcNAT    = 1 << 4
+	IPSDstNAT    = 1 << 5
 )
 
 // CommitResult reports a batched write into the kernel.

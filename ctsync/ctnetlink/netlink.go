@@ -118,14 +118,10 @@ const (
 	ctaSeqAdjOffsetAfter   = 3
 )
 
-// IPS_* status bits (nf_conntrack_common.h).
+// IPS_* status bits (nf_conntrack_common.h); the ones callers set or look
+// at (IPSSeenReply, ...) are exported in flow.go.
 const (
 	nlIPSExpected    = 1 << 0
-	nlIPSSeenReply   = 1 << 1
-	nlIPSAssured     = 1 << 2
-	nlIPSConfirmed   = 1 << 3
-	nlIPSSrcNAT      = 1 << 4
-	nlIPSDstNAT      = 1 << 5
 	nlIPSSeqAdjust   = 1 << 6
 	nlIPSSrcNATDone  = 1 << 7
 	nlIPSDstNATDone  = 1 << 8
@@ -134,12 +130,12 @@ const (
 	nlIPSUntracked   = 1 << 12
 	nlIPSOffload     = 1 << 14
 	nlIPSHWOffload   = 1 << 15
-	nlIPSNATMask     = nlIPSSrcNAT | nlIPSDstNAT
+	nlIPSNATMask     = IPSSrcNAT | IPSDstNAT
 	nlIPSNATDoneMask = nlIPSSrcNATDone | nlIPSDstNATDone
 
 	// nlIPSUnchangeable mirrors the kernel's IPS_UNCHANGEABLE_MASK: bits a
 	// request must not try to set (CONFIRMED is added back on writes).
-	nlIPSUnchangeable = nlIPSNATDoneMask | nlIPSNATMask | nlIPSExpected | nlIPSConfirmed |
+	nlIPSUnchangeable = nlIPSNATDoneMask | nlIPSNATMask | nlIPSExpected | IPSConfirmed |
 		nlIPSDying | nlIPSSeqAdjust | nlIPSTemplate | nlIPSUntracked | nlIPSOffload | nlIPSHWOffload
 )
 
