@@ -16,14 +16,15 @@ import (
 
 	"github.com/fwpair/fwpair/appliance/api"
 	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // ctsyncEngine adapts ctsync.Engine and the Linux kernel adapter it runs
 // on to what the daemon needs.
 type ctsyncEngine struct {
 	*ctsync.Engine
-	kernel    *ctsync.LinuxKernel
-	expect    *ctsync.LinuxExpect // nil: expectations not replicated
+	kernel    *ctnetlink.LinuxKernel
+	expect    *ctnetlink.LinuxExpect // nil: expectations not replicated
 	closeOnce sync.Once
 	closeErr  error
 	direct    bool
@@ -62,7 +63,7 @@ func ensureConntrackEvents(log *slog.Logger) {
 
 func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error) {
 	ensureConntrackEvents(log)
-	k, err := ctsync.NewKernel(ctsync.KernelOptions{})
+	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("ctnetlink: %w", err)
 	}
@@ -72,9 +73,9 @@ func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine,
 		return nil, err
 	}
 	opts := ctsync.Options{Logger: log, Kernel: k, Filter: filter}
-	var xk *ctsync.LinuxExpect
+	var xk *ctnetlink.LinuxExpect
 	if c.Expectations {
-		if xk, err = ctsync.NewExpectKernel(0); err != nil {
+		if xk, err = ctnetlink.NewExpectKernel(0); err != nil {
 			k.Close()
 			return nil, err
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // AdoptResult counts what AdoptPeer did.
@@ -26,7 +28,7 @@ type AdoptResult struct {
 // (from the external cache: held aside in direct-inject mode, or the
 // commit store) are committed like an injection, which brings the entries
 // to the replicated state and, as for every replicated TCP entry (see
-// KernelOptions.TCPWindowTracking), marks them liberal in window tracking
+// ctnetlink.KernelOptions.TCPWindowTracking), marks them liberal in window tracking
 // so the stale window data no longer drops their packets. An entry whose
 // TCP state is further along here than the peer's is kept.
 //
@@ -50,7 +52,7 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 		if !e.cfg.DirectInject && !since.IsZero() && updated.Before(since) {
 			return true
 		}
-		if f.Proto == nlProtoTCP && f.HasProtoState {
+		if f.Proto == ctnetlink.ProtoTCP && f.HasProtoState {
 			if own, ok := e.internal.Get(f.Key); ok && own.HasProtoState && laterTCPState(own.ProtoState, f.ProtoState) {
 				res.Kept++
 				return true

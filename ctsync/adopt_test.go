@@ -6,12 +6,14 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // tcpFlow is an established TCP flow number i of the client LAN.
 func tcpFlow(i int, state uint8) Flow {
 	var f Flow
-	f.Proto = nlProtoTCP
+	f.Proto = ctnetlink.ProtoTCP
 	f.Src = netip.AddrFrom4([4]byte{192, 168, 0, 10})
 	f.Dst = netip.AddrFrom4([4]byte{192, 168, 1, 10})
 	f.SrcPort, f.DstPort = uint16(20000+i), 7000

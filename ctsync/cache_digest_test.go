@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // TestCacheDigestIncremental: the bucket sums kept on every change equal a
@@ -16,7 +18,7 @@ func TestCacheDigestIncremental(t *testing.T) {
 	c.dig = &cacheDigest{}
 	now := time.Now()
 	flow := func(i int) Flow {
-		f := ktTCP("192.168.0.10", fmt.Sprintf("192.168.1.%d", i%50), uint16(1000+i), 443)
+		f := ctnetlinktest.TCP("192.168.0.10", fmt.Sprintf("192.168.1.%d", i%50), uint16(1000+i), 443)
 		f.Mark = uint32(r.IntN(3))
 		if r.IntN(4) == 0 {
 			f.Labels = []byte{byte(r.IntN(4)), 0, 0, 0}

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwpair/fwpair/testenv"
 	"github.com/vishvananda/netlink"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/testenv"
 )
 
 // nsPair makes two namespaces joined by `links` veth pairs eth2, eth3, ...
@@ -46,10 +48,10 @@ func linkAddr(i, side int) netip.Addr {
 }
 
 // startNSNode starts an engine in ns with the given channels.
-func startNSNode(t *testing.T, ns *testenv.NS, cfg Config, kopts KernelOptions) *labNode {
+func startNSNode(t *testing.T, ns *testenv.NS, cfg Config, kopts ctnetlink.KernelOptions) *labNode {
 	t.Helper()
 	kopts.NetNS = ns.FD()
-	k, err := NewKernel(kopts)
+	k, err := ctnetlink.NewKernel(kopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +91,8 @@ func TestPrivilegedMulticast(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	a, b := nsPair(t, 1)
 	mc := []ChannelConfig{{Interface: "eth2", Group: DefaultGroup()}}
-	na := startNSNode(t, a, Config{Channels: mc}, KernelOptions{})
-	nb := startNSNode(t, b, Config{Channels: mc}, KernelOptions{})
+	na := startNSNode(t, a, Config{Channels: mc}, ctnetlink.KernelOptions{})
+	nb := startNSNode(t, b, Config{Channels: mc}, ctnetlink.KernelOptions{})
 	traffic := labKernel(t, a)
 	flows := genFlows(2000, 0, 0)
 	if _, err := traffic.Commit(labCtx(t, 10*time.Second), flows); err != nil {
@@ -109,8 +111,8 @@ func TestPrivilegedMulticast(t *testing.T) {
 func TestPrivilegedLinkFailover(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	a, b := nsPair(t, 2)
-	na := startNSNode(t, a, Config{Channels: unicast(2, 0)}, KernelOptions{})
-	nb := startNSNode(t, b, Config{Channels: unicast(2, 1)}, KernelOptions{})
+	na := startNSNode(t, a, Config{Channels: unicast(2, 0)}, ctnetlink.KernelOptions{})
+	nb := startNSNode(t, b, Config{Channels: unicast(2, 1)}, ctnetlink.KernelOptions{})
 	traffic := labKernel(t, a)
 	if _, err := traffic.Commit(labCtx(t, 10*time.Second), genFlows(500, 0, 0)); err != nil {
 		t.Fatal(err)
@@ -147,8 +149,8 @@ func TestPrivilegedLinkFailover(t *testing.T) {
 func TestPrivilegedDirectInject(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	a, b := nsPair(t, 1)
-	startNSNode(t, a, Config{Channels: unicast(1, 0)}, KernelOptions{})
-	nb := startNSNode(t, b, Config{Channels: unicast(1, 1), DirectInject: true}, KernelOptions{})
+	startNSNode(t, a, Config{Channels: unicast(1, 0)}, ctnetlink.KernelOptions{})
+	nb := startNSNode(t, b, Config{Channels: unicast(1, 1), DirectInject: true}, ctnetlink.KernelOptions{})
 	traffic := labKernel(t, a)
 	flows := genFlows(3000, 0, 0)
 	if _, err := traffic.Commit(labCtx(t, 10*time.Second), flows); err != nil {
@@ -190,8 +192,8 @@ func TestPrivilegedOverrunResync(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	a, b := nsPair(t, 1)
 	na := startNSNode(t, a, Config{Channels: unicast(1, 0), OverrunResyncDelay: 50 * time.Millisecond},
-		KernelOptions{EventBuffer: 64 << 10, MaxEventBuffer: 64 << 10})
-	nb := startNSNode(t, b, Config{Channels: unicast(1, 1)}, KernelOptions{})
+		ctnetlink.KernelOptions{EventBuffer: 64 << 10, MaxEventBuffer: 64 << 10})
+	nb := startNSNode(t, b, Config{Channels: unicast(1, 1)}, ctnetlink.KernelOptions{})
 	traffic := labKernel(t, a)
 	flows := genFlows(8000, 0, 0)
 	if _, err := traffic.Commit(labCtx(t, 20*time.Second), flows); err != nil {

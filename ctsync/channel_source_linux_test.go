@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 	"github.com/fwpair/fwpair/testenv"
 )
 
@@ -20,8 +21,8 @@ import (
 func TestPrivilegedMulticastAcceptFrom(t *testing.T) {
 	testenv.RequirePrivileged(t)
 	a, b := nsPair(t, 1)
-	na := startNSNode(t, a, Config{Channels: []ChannelConfig{{Interface: "eth2", Group: DefaultGroup()}}}, KernelOptions{})
-	nb := startNSNode(t, b, Config{Channels: []ChannelConfig{{Interface: "eth2", Group: DefaultGroup(), AcceptFrom: []netip.Addr{linkAddr(0, 0)}}}}, KernelOptions{})
+	na := startNSNode(t, a, Config{Channels: []ChannelConfig{{Interface: "eth2", Group: DefaultGroup()}}}, ctnetlink.KernelOptions{})
+	nb := startNSNode(t, b, Config{Channels: []ChannelConfig{{Interface: "eth2", Group: DefaultGroup(), AcceptFrom: []netip.Addr{linkAddr(0, 0)}}}}, ctnetlink.KernelOptions{})
 	traffic := labKernel(t, a)
 	if _, err := traffic.Commit(labCtx(t, 10*time.Second), genFlows(200, 0, 0)); err != nil {
 		t.Fatal(err)

@@ -7,10 +7,10 @@ package ctsync
 // inside the writer's sendmsg: with one listener the batched create rate
 // falls to about 40% (docs/kernel-notes.md; the bench's kernel rows). The
 // kernel skips that work only when no socket of the namespace is in the
-// group; the socket filter of the event socket (eventfilter_linux.go)
+// group; the socket filter of the event socket (ctnetlink/ownfilter_linux.go)
 // drops the events but only after they are built.
 //
-// So a kernel that can (quietCommitter: LinuxKernel.CommitQuiet) takes its
+// So a kernel that can (quietCommitter: ctnetlink.LinuxKernel.CommitQuiet) takes its
 // event socket out of the NEW and UPDATE groups for the duration of the
 // commit and joins them again afterwards. The DESTROY group stays joined,
 // so no DESTROY is missed. The NEW and UPDATE events of traffic inside that

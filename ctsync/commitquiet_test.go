@@ -11,7 +11,7 @@ import (
 // quietFakeKernel is a fakeKernel with CommitQuiet: the commit emits no
 // events, and during runs inside the window (its changes emit none either,
 // like traffic whose events the unsubscribed listener misses); then an
-// EventGap is delivered, as LinuxKernel does.
+// EventGap is delivered, as ctnetlink.LinuxKernel does.
 type quietFakeKernel struct {
 	*fakeKernel
 	during func()
@@ -114,7 +114,7 @@ func TestEngineQuietCommitReconciles(t *testing.T) {
 }
 
 // recordingFakeKernel is a fakeKernel that filters its own NEW/UPDATE
-// events as LinuxKernel does by default (ownRecorder); a commit of an
+// events as ctnetlink.LinuxKernel does by default (ownRecorder); a commit of an
 // existing entry is a replace whose own DESTROY event is held until
 // release, so the test decides that it reaches the engine after the
 // injector recorded the new state.
@@ -123,9 +123,9 @@ type recordingFakeKernel struct {
 	held []Event
 }
 
-func (k *recordingFakeKernel) filtersOwnUpdates() bool { return true }
+func (k *recordingFakeKernel) FiltersOwnUpdates() bool { return true }
 
-func (k *recordingFakeKernel) commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
+func (k *recordingFakeKernel) CommitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
 	k.mu.Lock()
 	for _, f := range flows {
 		if old, ok := k.table[f.Key]; ok {

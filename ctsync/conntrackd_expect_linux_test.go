@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 	"github.com/fwpair/fwpair/testenv"
 	"github.com/fwpair/fwpair/testenv/refdaemons"
 )
@@ -25,7 +27,7 @@ func ftpHelperLoaded(t *testing.T, ns *testenv.NS) {
 func startExpectLabNode(t *testing.T, ns *testenv.NS, local, peer netip.Addr) *labNode {
 	t.Helper()
 	n := &labNode{ns: ns, k: labKernel(t, ns), done: make(chan error, 1)}
-	xk, err := NewExpectKernel(ns.FD())
+	xk, err := ctnetlink.NewExpectKernel(ns.FD())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +76,12 @@ func TestPrivilegedConntrackdExpectations(t *testing.T) {
 	// fwpair -> conntrackd -> kernel. Written through handles of their
 	// own, so the events are not the engine's.
 	k1 := labKernel(t, lab.FW1)
-	x1, err := NewExpectKernel(lab.FW1.FD())
+	x1, err := ctnetlink.NewExpectKernel(lab.FW1.FD())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer x1.Close()
-	ours := ktTCP("192.168.0.10", "192.168.1.20", 40200, 21)
+	ours := ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", 40200, 21)
 	ours.Helper = "ftp"
 	if _, err := k1.Commit(labCtx(t, 10*time.Second), []Flow{ours}); err != nil {
 		t.Fatal(err)
@@ -90,7 +92,7 @@ func TestPrivilegedConntrackdExpectations(t *testing.T) {
 		}
 		return nil
 	})
-	ourX := ftpExpect(&ours, 50100)
+	ourX := ctnetlinktest.FTPExpect(&ours, 50100)
 	ourX.Master = ours.Tuple
 	ourX.Tuple.Src, ourX.Tuple.Dst = ours.Src, ours.Dst
 	if r, err := x1.CreateExpect(labCtx(t, 5*time.Second), []Expect{ourX}); err != nil || r.Created != 1 {
@@ -127,17 +129,17 @@ func TestPrivilegedConntrackdExpectations(t *testing.T) {
 
 	// conntrackd -> fwpair -> kernel.
 	k2 := labKernel(t, lab.FW2)
-	x2, err := NewExpectKernel(lab.FW2.FD())
+	x2, err := ctnetlink.NewExpectKernel(lab.FW2.FD())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer x2.Close()
-	theirs := ktTCP("192.168.0.11", "192.168.1.21", 40201, 21)
+	theirs := ctnetlinktest.TCP("192.168.0.11", "192.168.1.21", 40201, 21)
 	theirs.Helper = "ftp"
 	if _, err := k2.Commit(labCtx(t, 10*time.Second), []Flow{theirs}); err != nil {
 		t.Fatal(err)
 	}
-	theirX := ftpExpect(&theirs, 50101)
+	theirX := ctnetlinktest.FTPExpect(&theirs, 50101)
 	theirX.Tuple.Src, theirX.Tuple.Dst = theirs.Src, theirs.Dst
 	waitFor(t, 15*time.Second, "conntrackd's master in our external cache", func() error {
 		if _, ok := flowMap(n1.e.Entries(CacheExternal))[theirs.Key]; !ok {

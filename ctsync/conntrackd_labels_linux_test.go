@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 	"github.com/fwpair/fwpair/testenv"
 )
 
@@ -43,7 +44,7 @@ func TestPrivilegedConntrackdLabels(t *testing.T) {
 	labels[15] = 1 << 7
 
 	// fwpair -> conntrackd -> kernel.
-	ours := ktTCP("192.168.0.10", "192.168.1.20", 40100, 443)
+	ours := ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", 40100, 443)
 	ours.Labels = labels
 	k1 := labKernel(t, lab.FW1)
 	if _, err := k1.Commit(labCtx(t, 10*time.Second), []Flow{ours}); err != nil {
@@ -76,7 +77,7 @@ func TestPrivilegedConntrackdLabels(t *testing.T) {
 	}
 
 	// conntrackd -> fwpair.
-	theirs := ktUDP("192.168.0.11", "192.168.1.21", 40101, 53)
+	theirs := ctnetlinktest.UDP("192.168.0.11", "192.168.1.21", 40101, 53)
 	theirs.Labels = labels
 	if _, err := k2.Commit(labCtx(t, 10*time.Second), []Flow{theirs}); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 	"github.com/fwpair/fwpair/testenv"
 	"github.com/fwpair/fwpair/testenv/refdaemons"
 )
@@ -103,15 +104,15 @@ func (r *recChannel) datagrams() [][]byte {
 
 // conntrackdSideFlows are created in the conntrackd node's kernel.
 func conntrackdSideFlows() []Flow {
-	tcp := ktTCP("192.168.0.50", "192.168.1.60", 33000, 443)
+	tcp := ctnetlinktest.TCP("192.168.0.50", "192.168.1.60", 33000, 443)
 	tcp.Mark = 5
-	udp := ktUDP("192.168.0.50", "192.168.1.60", 33001, 53)
+	udp := ctnetlinktest.UDP("192.168.0.50", "192.168.1.60", 33001, 53)
 	udp.Zone = 4
-	ping := ktPing("192.168.0.50", "192.168.1.60", 999)
-	tcp6 := ktTCP("2001:db8::50", "2001:db8:1::60", 33002, 22)
-	snat := ktTCP("192.168.0.51", "192.168.1.60", 33003, 80)
+	ping := ctnetlinktest.Ping("192.168.0.50", "192.168.1.60", 999)
+	tcp6 := ctnetlinktest.TCP("2001:db8::50", "2001:db8:1::60", 33002, 22)
+	snat := ctnetlinktest.TCP("192.168.0.51", "192.168.1.60", 33003, 80)
 	snat.SNAT = NAT{Addr: netip.MustParseAddr("192.168.1.100"), Port: 62000}
-	dnat := ktUDP("192.168.0.52", "192.168.0.100", 33004, 5000)
+	dnat := ctnetlinktest.UDP("192.168.0.52", "192.168.0.100", 33004, 5000)
 	dnat.DNAT = NAT{Addr: netip.MustParseAddr("192.168.1.61"), Port: 5001}
 	return []Flow{tcp, udp, ping, tcp6, snat, dnat}
 }
@@ -135,7 +136,7 @@ func testConntrackdInterop(t *testing.T, mode Mode) {
 	})
 
 	// 1. Flows on our node appear in conntrackd's external cache.
-	ours := ktCommitFlows()
+	ours := ctnetlinktest.CommitFlows()
 	traffic1 := labKernel(t, lab.FW1)
 	if _, err := traffic1.Commit(labCtx(t, 10*time.Second), ours); err != nil {
 		t.Fatal(err)
@@ -204,27 +205,27 @@ func testConntrackdInterop(t *testing.T, mode Mode) {
 	if out, err := ctd.run(t, "-c"); err != nil {
 		t.Fatalf("conntrackd -c: %v: %s", err, out)
 	}
-	es := ktList(t, lab.FW2)
+	es := ctnetlinktest.List(t, lab.FW2)
 	for i := range ours {
 		f := &ours[i]
-		e := ktFind(t, es, f)
-		if f.Proto == protoTCP && e.state != "ESTABLISHED" {
-			t.Errorf("%s: state %q", e.line, e.state)
+		e := ctnetlinktest.Find(t, es, f)
+		if f.Proto == protoTCP && e.State != "ESTABLISHED" {
+			t.Errorf("%s: state %q", e.Line, e.State)
 		}
-		if want := fmt.Sprint(f.Mark); e.mark != want {
-			t.Errorf("%s: mark %s, want %s", e.line, e.mark, want)
+		if want := fmt.Sprint(f.Mark); e.Mark != want {
+			t.Errorf("%s: mark %s, want %s", e.Line, e.Mark, want)
 		}
-		if f.SNAT.Addr.IsValid() && e.reply["dst"] != f.SNAT.Addr.String() {
-			t.Errorf("%s: SNAT address not applied (want reply dst %v)", e.line, f.SNAT.Addr)
+		if f.SNAT.Addr.IsValid() && e.Reply["dst"] != f.SNAT.Addr.String() {
+			t.Errorf("%s: SNAT address not applied (want reply dst %v)", e.Line, f.SNAT.Addr)
 		}
-		if f.SNAT.Port != 0 && e.reply["dport"] != fmt.Sprint(f.SNAT.Port) {
-			t.Errorf("%s: SNAT port not applied (want reply dport %d)", e.line, f.SNAT.Port)
+		if f.SNAT.Port != 0 && e.Reply["dport"] != fmt.Sprint(f.SNAT.Port) {
+			t.Errorf("%s: SNAT port not applied (want reply dport %d)", e.Line, f.SNAT.Port)
 		}
-		if f.DNAT.Addr.IsValid() && e.reply["src"] != f.DNAT.Addr.String() {
-			t.Errorf("%s: DNAT address not applied (want reply src %v)", e.line, f.DNAT.Addr)
+		if f.DNAT.Addr.IsValid() && e.Reply["src"] != f.DNAT.Addr.String() {
+			t.Errorf("%s: DNAT address not applied (want reply src %v)", e.Line, f.DNAT.Addr)
 		}
-		if e.timeout <= 0 || e.timeout > int(f.Timeout) {
-			t.Errorf("%s: timeout %d, sent %d", e.line, e.timeout, f.Timeout)
+		if e.Timeout <= 0 || e.Timeout > int(f.Timeout) {
+			t.Errorf("%s: timeout %d, sent %d", e.Line, e.Timeout, f.Timeout)
 		}
 	}
 

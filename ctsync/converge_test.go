@@ -4,6 +4,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // TestConvergeReturningNode: a BACKUP (direct inject) that comes back with
@@ -11,7 +13,7 @@ import (
 // MASTER no longer has is removed, what it has is kept; nothing is removed
 // when the peer never answers or when the node becomes MASTER first.
 func TestConvergeReturningNode(t *testing.T) {
-	flow := func(i int) Flow { return ktTCP("192.168.0.10", "192.168.1.20", uint16(30000+i), 443) }
+	flow := func(i int) Flow { return ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", uint16(30000+i), 443) }
 	for _, tc := range []struct {
 		name        string
 		master      int // flows on the MASTER: 0..master-1

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // TestConsistencyCheckRepairs: with the consistency check on, an entry
@@ -24,7 +26,7 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 				a.SetMaster(true)
 				var flows []Flow
 				for i := range 1000 {
-					f := ktTCP(fmt.Sprintf("192.168.0.%d", 1+i%200), "192.168.1.20", uint16(20000+i), 443)
+					f := ctnetlinktest.TCP(fmt.Sprintf("192.168.0.%d", 1+i%200), "192.168.1.20", uint16(20000+i), 443)
 					f.Mark = uint32(i)
 					flows = append(flows, f)
 					ka.Create(f)
@@ -50,7 +52,7 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 				// Break the BACKUP's view behind the sync's back.
 				gone, changed := flows[10], flows[20]
 				changed.Mark = 99999
-				extra := ktTCP("192.168.0.250", "192.168.1.20", 1, 443)
+				extra := ctnetlinktest.TCP("192.168.0.250", "192.168.1.20", 1, 443)
 				broken := time.Now()
 				if direct {
 					kb.silent = true
@@ -115,7 +117,7 @@ func BenchmarkDigest100k(b *testing.B) {
 	e := &Engine{internal: NewCache(), external: NewCache()}
 	now := time.Now()
 	for i := range 100000 {
-		f := ktTCP(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "192.168.1.20", uint16(1024+i%60000), 443)
+		f := ctnetlinktest.TCP(fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "192.168.1.20", uint16(1024+i%60000), 443)
 		e.internal.Put(&f, now)
 	}
 	b.ResetTimer()

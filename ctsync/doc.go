@@ -4,7 +4,7 @@
 //
 // # Layers
 //
-//		kernel (Kernel: ctnetlink events, dump, batched commit)
+//		kernel (Kernel = ctnetlink.LinuxKernel: events, dump, batched commit)
 //		   │ events                      ▲ Commit / inject
 //		   ▼                             │
 //		internal cache ──► Session ──► Channel (UDP, ≤4 links) ══► peer
@@ -18,6 +18,8 @@
 //	  - cache.go: Cache, compact tables keyed by original tuple and zone.
 //	  - channel.go, channel_linux.go: Channel, UDP links and an in-memory one.
 //	  - engine.go: Engine, goroutines and timers around all of the above.
+//	  - package ctsync/ctnetlink: the conntrack model and the Kernel and
+//	    ExpectKernel adapters over ctnetlink (raw netlink on the hot paths).
 //
 // # Wire format (conntrackd 1.4.7, version 1)
 //
@@ -75,7 +77,7 @@
 // cache but are not sent to the peer. The Linux adapter drops its own NEW
 // and UPDATE events in the kernel with a socket filter (only own DESTROY
 // events arrive); the injector then records what it wrote itself
-// (eventfilter.go, eventfilter_linux.go), and the engine's Commit leaves
+// (eventfilter.go, ctnetlink/ownfilter_linux.go), and the engine's Commit leaves
 // the NEW and UPDATE groups while it writes, then reconciles with a dump
 // (commitquiet.go).
 //
@@ -146,16 +148,24 @@
 //	auth.go             optional HMAC on every datagram
 //	channel.go          Channel, MemChannel (tests); channel_linux.go: UDP
 //	cache.go            the internal and external caches
-//	flow.go, filter.go  Flow and its key; which flows are replicated
+//	flow.go             the conntrack model's names (aliases) and the Kernel interface
+//	filter.go           which flows are replicated
 //	eventmerge.go       merging partial kernel UPDATE events into full states
-//	wire_exp.go, expect.go, expect_linux.go  expectations: codec, engine, ctnetlink
+//	wire_exp.go, expect.go  expectations: codec, engine
 //	refresh.go          keeping replicated entries alive on the peer
 //	converge.go         a returning BACKUP deletes what the peer no longer has
 //	digest.go, cache_digest.go  the optional consistency check
-//	netlink*.go, kernel_linux.go  ctnetlink: vocabulary, codec, sockets, Kernel
-//	eventfilter_linux.go  kernel-side filter of the daemon's own NEW/UPDATE events
 //	eventfilter.go      the injector records what it wrote (instead of the echo)
 //	commitquiet.go      Commit without its own events; EventGap reconciles
+//	adapters_linux.go   the ctnetlink adapters implement the engine's interfaces
+//
+// The kernel side lives in ctsync/ctnetlink, a leaf package: the conntrack
+// model (Flow, Key, Event, Expect, ...; flow.go gives them their ctsync
+// names), the ctnetlink codec, the raw netlink sockets, LinuxKernel (the
+// Kernel: batched commit, dump, events, the own-event socket filter,
+// CommitQuiet) and LinuxExpect (the ExpectKernel). Its test fixtures
+// (flow builders, a kernel in a lab namespace, conntrack(8) as an oracle)
+// are in ctsync/ctnetlink/ctnetlinktest.
 //
 // # Limitations
 //

@@ -9,13 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 	"github.com/fwpair/fwpair/testenv"
 )
 
 // labNode is an Engine running on a real kernel inside a lab namespace.
 type labNode struct {
 	ns     *testenv.NS
-	k      *LinuxKernel
+	k      *ctnetlink.LinuxKernel
 	e      *Engine
 	cancel context.CancelFunc
 	done   chan error
@@ -26,11 +28,11 @@ var (
 	syncAddr2 = netip.MustParseAddr("10.0.0.2")
 )
 
-func labKernel(t testing.TB, ns *testenv.NS) *LinuxKernel {
+func labKernel(t testing.TB, ns *testenv.NS) *ctnetlink.LinuxKernel {
 	t.Helper()
-	k, err := NewKernel(KernelOptions{NetNS: ns.FD()})
+	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: ns.FD()})
 	if err != nil {
-		t.Fatalf("NewKernel in %s: %v", ns.Name, err)
+		t.Fatalf("ctnetlink.NewKernel in %s: %v", ns.Name, err)
 	}
 	t.Cleanup(func() { k.Close() })
 	return k
@@ -146,7 +148,7 @@ func TestPrivilegedReplication(t *testing.T) {
 	n1 := startLabNode(t, lab.FW1, syncAddr1, syncAddr2, Config{}, nil)
 	n2 := startLabNode(t, lab.FW2, syncAddr2, syncAddr1, Config{}, nil)
 	traffic := labKernel(t, lab.FW1) // another socket: its writes are not Own for n1
-	flows := ktCommitFlows()
+	flows := ctnetlinktest.CommitFlows()
 	if _, err := traffic.Commit(labCtx(t, 10*time.Second), flows); err != nil {
 		t.Fatal(err)
 	}
@@ -158,27 +160,27 @@ func TestPrivilegedReplication(t *testing.T) {
 		t.Fatalf("commit: %v (%+v)", err, res)
 	}
 	t.Logf("commit: %+v", res)
-	es := ktList(t, lab.FW2)
+	es := ctnetlinktest.List(t, lab.FW2)
 	for i := range flows {
 		f := &flows[i]
-		e := ktFind(t, es, f)
-		if f.Proto == protoTCP && e.state != "ESTABLISHED" {
-			t.Errorf("%s: state %q", e.line, e.state)
+		e := ctnetlinktest.Find(t, es, f)
+		if f.Proto == protoTCP && e.State != "ESTABLISHED" {
+			t.Errorf("%s: state %q", e.Line, e.State)
 		}
-		if want := fmt.Sprint(f.Mark); e.mark != want {
-			t.Errorf("%s: mark %s, want %s", e.line, e.mark, want)
+		if want := fmt.Sprint(f.Mark); e.Mark != want {
+			t.Errorf("%s: mark %s, want %s", e.Line, e.Mark, want)
 		}
-		if f.SNAT.Addr.IsValid() && e.reply["dst"] != f.SNAT.Addr.String() {
-			t.Errorf("%s: SNAT binding missing (reply dst %s, want %v)", e.line, e.reply["dst"], f.SNAT.Addr)
+		if f.SNAT.Addr.IsValid() && e.Reply["dst"] != f.SNAT.Addr.String() {
+			t.Errorf("%s: SNAT binding missing (reply dst %s, want %v)", e.Line, e.Reply["dst"], f.SNAT.Addr)
 		}
-		if f.SNAT.Port != 0 && e.reply["dport"] != strconv.Itoa(int(f.SNAT.Port)) {
-			t.Errorf("%s: SNAT port %s, want %d", e.line, e.reply["dport"], f.SNAT.Port)
+		if f.SNAT.Port != 0 && e.Reply["dport"] != strconv.Itoa(int(f.SNAT.Port)) {
+			t.Errorf("%s: SNAT port %s, want %d", e.Line, e.Reply["dport"], f.SNAT.Port)
 		}
-		if f.DNAT.Addr.IsValid() && e.reply["src"] != f.DNAT.Addr.String() {
-			t.Errorf("%s: DNAT binding missing (reply src %s, want %v)", e.line, e.reply["src"], f.DNAT.Addr)
+		if f.DNAT.Addr.IsValid() && e.Reply["src"] != f.DNAT.Addr.String() {
+			t.Errorf("%s: DNAT binding missing (reply src %s, want %v)", e.Line, e.Reply["src"], f.DNAT.Addr)
 		}
-		if e.timeout <= 0 || e.timeout > int(f.Timeout) {
-			t.Errorf("%s: timeout %d, sent %d", e.line, e.timeout, f.Timeout)
+		if e.Timeout <= 0 || e.Timeout > int(f.Timeout) {
+			t.Errorf("%s: timeout %d, sent %d", e.Line, e.Timeout, f.Timeout)
 		}
 	}
 	// The commit's own events are not echoed back to fw1.

@@ -1,7 +1,7 @@
 package ctsync
 
 // What the engine does when the kernel adapter filters the NEW and UPDATE
-// events of its own writes (eventfilter_linux.go): it records what it
+// events of its own writes (ctnetlink/ownfilter_linux.go): it records what it
 // injected itself instead of learning it from the echo.
 //
 // In direct-inject mode the internal cache keeps, flagged cfInjected, the
@@ -25,18 +25,18 @@ import (
 // ownRecorder is a Kernel that filters its own NEW/UPDATE events and can
 // say which flows of a commit failed.
 type ownRecorder interface {
-	filtersOwnUpdates() bool
-	commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error)
+	FiltersOwnUpdates() bool
+	CommitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error)
 }
 
 // injectCommit writes injected states and, when the kernel filters its own
 // events, records the accepted ones in the internal cache as the echo did.
 func (e *Engine) injectCommit(ctx context.Context, ups []Flow) (CommitResult, error) {
 	r, ok := e.kernel.(ownRecorder)
-	if !ok || !r.filtersOwnUpdates() {
+	if !ok || !r.FiltersOwnUpdates() {
 		return e.kernel.Commit(ctx, ups)
 	}
-	res, failed, err := r.commitReport(ctx, ups)
+	res, failed, err := r.CommitReport(ctx, ups)
 	if err != nil {
 		// Unknown which of the rest were written: the consistency check
 		// repairs what is missing.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // TestEngineUpdateKeepsLabelsAndState: an UPDATE event without labels or
@@ -15,7 +17,7 @@ func TestEngineUpdateKeepsLabelsAndState(t *testing.T) {
 	ka, kb := newFakeKernel(), newFakeKernel()
 	startNode(t, Config{}, ka, la, nil)
 	b := startNode(t, Config{}, kb, lb, nil)
-	f := ktTCP("192.168.0.10", "192.168.1.20", 40000, 443)
+	f := ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", 40000, 443)
 	f.Labels = []byte{2, 0, 0, 0, 0, 0, 0, 0x80}
 	ka.Create(f)
 	upd := f

@@ -44,18 +44,6 @@ type ExpectKernel interface {
 	ExpectEvents(ctx context.Context, sink func([]ExpectEvent)) error
 }
 
-// ExpectEvent is one expectation event from the kernel.
-type ExpectEvent struct {
-	Type   EventType // EventNew or EventDestroy
-	Expect Expect
-	// Own: created or deleted by this daemon (not echoed to the peer).
-	Own bool
-	// Master, when set, is the master conntrack's state read right after
-	// a NEW event: the helper's NAT may just have changed its sequence
-	// adjustment, which no conntrack event reports.
-	Master *Flow
-}
-
 // famExpect marks a session key as an expectation's (see expKey).
 const famExpect = 1 << 4
 

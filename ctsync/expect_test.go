@@ -3,10 +3,11 @@ package ctsync
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // fakeExpectKernel is an in-memory expectation table implementing
@@ -135,21 +136,6 @@ func startExpNode(t *testing.T, cfg Config, k *fakeKernel, xk *fakeExpectKernel,
 	return n
 }
 
-func ftpMaster(i int) Flow {
-	a := netip.MustParseAddr
-	return Flow{
-		Key:    Key{Tuple: Tuple{Src: a("10.0.1.2"), Dst: a("198.51.100.7"), SrcPort: uint16(40000 + i), DstPort: 21, Proto: protoTCP}},
-		Status: 0x18e, Timeout: 300, ProtoState: 3, HasProtoState: true, Helper: "ftp",
-	}
-}
-
-func ftpExpect(m *Flow, port uint16) Expect {
-	x := passiveFTPExpect()
-	x.Master = m.Tuple
-	x.Tuple.DstPort = port
-	return x
-}
-
 func sameExpects(got, want map[Tuple]Expect) error {
 	if len(got) != len(want) {
 		return fmt.Errorf("%d expectations, want %d", len(got), len(want))
@@ -174,7 +160,7 @@ func TestEngineExpectations(t *testing.T) {
 				b := startExpNode(t, Config{Mode: mode, DirectInject: inject}, kb, xb, lb)
 				const n = 20
 				for i := range n {
-					m := ftpMaster(i)
+					m := ctnetlinktest.FTPMaster(i)
 					ka.Create(m)
 				}
 				// The helper sets expectations up on established masters.
@@ -185,14 +171,14 @@ func TestEngineExpectations(t *testing.T) {
 					return nil
 				})
 				for i := range n {
-					m := ftpMaster(i)
-					xa.Helper(ftpExpect(&m, uint16(50000+i)))
+					m := ctnetlinktest.FTPMaster(i)
+					xa.Helper(ctnetlinktest.FTPExpect(&m, uint16(50000+i)))
 				}
 				// An expectation whose master is not replicated stays local.
-				orphan := ftpMaster(999)
-				xa.Helper(ftpExpect(&orphan, 60000))
+				orphan := ctnetlinktest.FTPMaster(999)
+				xa.Helper(ctnetlinktest.FTPExpect(&orphan, 60000))
 				want := xa.Snapshot()
-				delete(want, ftpExpect(&orphan, 60000).Tuple)
+				delete(want, ctnetlinktest.FTPExpect(&orphan, 60000).Tuple)
 				if !inject {
 					waitFor(t, 5*time.Second, "held", func() error {
 						if st := b.e.ExpectStats(); st.Held != n {
@@ -206,7 +192,7 @@ func TestEngineExpectations(t *testing.T) {
 				}
 				waitFor(t, 5*time.Second, "expectations on the peer", func() error { return sameExpects(xb.Snapshot(), want) })
 				// A used expectation is deleted on the peer too.
-				used := ftpExpect(&[]Flow{ftpMaster(3)}[0], 50003).Tuple
+				used := ctnetlinktest.FTPExpect(&[]Flow{ctnetlinktest.FTPMaster(3)}[0], 50003).Tuple
 				xa.Use(used)
 				delete(want, used)
 				if !inject {
@@ -246,7 +232,7 @@ func TestEngineExpectationsOff(t *testing.T) {
 	xa := newFakeExpectKernel(ka)
 	startExpNode(t, Config{}, ka, xa, la)
 	b := startExpNode(t, Config{DirectInject: true}, kb, nil, lb)
-	m := ftpMaster(1)
+	m := ctnetlinktest.FTPMaster(1)
 	ka.Create(m)
 	waitFor(t, 5*time.Second, "master replicated", func() error {
 		if len(kb.Snapshot()) != 1 {
@@ -254,7 +240,7 @@ func TestEngineExpectationsOff(t *testing.T) {
 		}
 		return nil
 	})
-	xa.Helper(ftpExpect(&m, 50001))
+	xa.Helper(ctnetlinktest.FTPExpect(&m, 50001))
 	waitFor(t, 5*time.Second, "rejected", func() error {
 		if got := b.e.Stats().Malformed["expectation"]; got != 1 {
 			return fmt.Errorf("%d rejected", got)
@@ -273,7 +259,7 @@ func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
 	xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
 	a := startExpNode(t, Config{}, ka, xa, la)
 	startExpNode(t, Config{DirectInject: true}, kb, xb, lb)
-	m := ftpMaster(1)
+	m := ctnetlinktest.FTPMaster(1)
 	ka.Create(m)
 	waitFor(t, 5*time.Second, "master replicated", func() error {
 		if _, ok := kb.Snapshot()[m.Key]; !ok {
@@ -283,7 +269,7 @@ func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
 	})
 	adj := m
 	adj.HasSeqAdj, adj.SeqAdjOrig = true, SeqAdj{CorrectionPos: 1000, OffsetAfter: 1}
-	x := ftpExpect(&m, 50001)
+	x := ctnetlinktest.FTPExpect(&m, 50001)
 	xa.mu.Lock()
 	xa.table[x.Tuple] = x
 	xa.emitLocked(ExpectEvent{Type: EventNew, Expect: x, Master: &adj})

@@ -17,6 +17,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // FilterConfig lists what to replicate. Empty lists do not filter.
@@ -118,7 +120,7 @@ func (f *Filter) Accept(fl *Flow) bool {
 	if f.ignoreProtos[p/64]&(1<<(p%64)) != 0 {
 		return false
 	}
-	if p == nlProtoTCP && fl.HasProtoState && fl.ProtoState < tcpStateMax {
+	if p == ctnetlink.ProtoTCP && fl.HasProtoState && fl.ProtoState < tcpStateMax {
 		bit := uint16(1) << fl.ProtoState
 		if f.acceptStates != 0 && f.acceptStates&bit == 0 {
 			return false
@@ -230,21 +232,21 @@ func TCPStateName(state uint8) string {
 // accepts it, or the number.
 func ProtoName(proto uint8) string {
 	switch proto {
-	case nlProtoTCP:
+	case ctnetlink.ProtoTCP:
 		return "tcp"
-	case nlProtoUDP:
+	case ctnetlink.ProtoUDP:
 		return "udp"
-	case nlProtoUDPLite:
+	case ctnetlink.ProtoUDPLite:
 		return "udplite"
-	case nlProtoSCTP:
+	case ctnetlink.ProtoSCTP:
 		return "sctp"
-	case nlProtoDCCP:
+	case ctnetlink.ProtoDCCP:
 		return "dccp"
-	case nlProtoICMP:
+	case ctnetlink.ProtoICMP:
 		return "icmp"
-	case nlProtoICMPv6:
+	case ctnetlink.ProtoICMPv6:
 		return "icmpv6"
-	case nlProtoGRE:
+	case ctnetlink.ProtoGRE:
 		return "gre"
 	}
 	return strconv.Itoa(int(proto))
@@ -275,21 +277,21 @@ func ParseTCPState(name string) (uint8, error) {
 func ParseProto(name string) (uint8, error) {
 	switch strings.ToLower(strings.TrimSpace(name)) {
 	case "tcp":
-		return nlProtoTCP, nil
+		return ctnetlink.ProtoTCP, nil
 	case "udp":
-		return nlProtoUDP, nil
+		return ctnetlink.ProtoUDP, nil
 	case "udplite":
-		return nlProtoUDPLite, nil
+		return ctnetlink.ProtoUDPLite, nil
 	case "sctp":
-		return nlProtoSCTP, nil
+		return ctnetlink.ProtoSCTP, nil
 	case "dccp":
-		return nlProtoDCCP, nil
+		return ctnetlink.ProtoDCCP, nil
 	case "icmp":
-		return nlProtoICMP, nil
+		return ctnetlink.ProtoICMP, nil
 	case "ipv6-icmp", "icmpv6", "icmp6":
-		return nlProtoICMPv6, nil
+		return ctnetlink.ProtoICMPv6, nil
 	case "gre":
-		return nlProtoGRE, nil
+		return ctnetlink.ProtoGRE, nil
 	}
 	if v, err := strconv.ParseUint(strings.TrimSpace(name), 10, 8); err == nil {
 		return uint8(v), nil

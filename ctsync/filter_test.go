@@ -3,6 +3,9 @@ package ctsync
 import (
 	"net/netip"
 	"testing"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 func TestFilterAccept(t *testing.T) {
@@ -14,15 +17,15 @@ func TestFilterAccept(t *testing.T) {
 		return out
 	}
 	tcp := func(src, dst string, state uint8) *Flow {
-		f := ktTCP(src, dst, 1000, 80)
+		f := ctnetlinktest.TCP(src, dst, 1000, 80)
 		f.ProtoState = state
 		return &f
 	}
 	udp := func(src, dst string) *Flow {
-		f := ktUDP(src, dst, 1000, 53)
+		f := ctnetlinktest.UDP(src, dst, 1000, 53)
 		return &f
 	}
-	ping := ktPing("192.168.0.10", "192.168.1.20", 1)
+	ping := ctnetlinktest.Ping("192.168.0.10", "192.168.1.20", 1)
 	defaults := FilterConfig{LocalAddrs: DefaultLocal(
 		[]netip.Addr{netip.MustParseAddr("192.168.0.1"), netip.MustParseAddr("2001:db8::1")},
 		[]netip.Addr{netip.MustParseAddr("192.168.0.100")},
@@ -33,7 +36,7 @@ func TestFilterAccept(t *testing.T) {
 		flow *Flow
 		want bool
 	}{
-		{"empty accepts all", FilterConfig{}, tcp("1.2.3.4", "5.6.7.8", ktTCPEstablished), true},
+		{"empty accepts all", FilterConfig{}, tcp("1.2.3.4", "5.6.7.8", ctnetlinktest.TCPEstablished), true},
 		{"ignore src host", FilterConfig{IgnoreAddrs: pfx("1.2.3.4/32")}, tcp("1.2.3.4", "5.6.7.8", 3), false},
 		{"ignore dst in CIDR", FilterConfig{IgnoreAddrs: pfx("5.6.0.0/16")}, tcp("1.2.3.4", "5.6.7.8", 3), false},
 		{"ignore other CIDR", FilterConfig{IgnoreAddrs: pfx("5.7.0.0/16")}, tcp("1.2.3.4", "5.6.7.8", 3), true},
@@ -49,14 +52,14 @@ func TestFilterAccept(t *testing.T) {
 			f.SNAT.Addr = netip.MustParseAddr("192.168.1.100")
 			return f
 		}(), true},
-		{"accept protos hit", FilterConfig{AcceptProtos: []uint8{nlProtoTCP, nlProtoUDP}}, udp("1.1.1.1", "2.2.2.2"), true},
-		{"accept protos miss", FilterConfig{AcceptProtos: []uint8{nlProtoTCP, nlProtoUDP}}, &ping, false},
-		{"ignore protos", FilterConfig{IgnoreProtos: []uint8{nlProtoICMP}}, &ping, false},
-		{"ignore protos other", FilterConfig{IgnoreProtos: []uint8{nlProtoICMP}}, udp("1.1.1.1", "2.2.2.2"), true},
-		{"ignore high proto", FilterConfig{IgnoreProtos: []uint8{nlProtoUDPLite}}, func() *Flow { f := udp("1.1.1.1", "2.2.2.2"); f.Proto = nlProtoUDPLite; return f }(), false},
-		{"accept states hit", FilterConfig{AcceptTCPStates: []uint8{ktTCPEstablished}}, tcp("1.1.1.1", "2.2.2.2", ktTCPEstablished), true},
-		{"accept states miss", FilterConfig{AcceptTCPStates: []uint8{ktTCPEstablished}}, tcp("1.1.1.1", "2.2.2.2", ktTCPSynSent), false},
-		{"states do not filter UDP", FilterConfig{AcceptTCPStates: []uint8{ktTCPEstablished}}, udp("1.1.1.1", "2.2.2.2"), true},
+		{"accept protos hit", FilterConfig{AcceptProtos: []uint8{ctnetlink.ProtoTCP, ctnetlink.ProtoUDP}}, udp("1.1.1.1", "2.2.2.2"), true},
+		{"accept protos miss", FilterConfig{AcceptProtos: []uint8{ctnetlink.ProtoTCP, ctnetlink.ProtoUDP}}, &ping, false},
+		{"ignore protos", FilterConfig{IgnoreProtos: []uint8{ctnetlink.ProtoICMP}}, &ping, false},
+		{"ignore protos other", FilterConfig{IgnoreProtos: []uint8{ctnetlink.ProtoICMP}}, udp("1.1.1.1", "2.2.2.2"), true},
+		{"ignore high proto", FilterConfig{IgnoreProtos: []uint8{ctnetlink.ProtoUDPLite}}, func() *Flow { f := udp("1.1.1.1", "2.2.2.2"); f.Proto = ctnetlink.ProtoUDPLite; return f }(), false},
+		{"accept states hit", FilterConfig{AcceptTCPStates: []uint8{ctnetlinktest.TCPEstablished}}, tcp("1.1.1.1", "2.2.2.2", ctnetlinktest.TCPEstablished), true},
+		{"accept states miss", FilterConfig{AcceptTCPStates: []uint8{ctnetlinktest.TCPEstablished}}, tcp("1.1.1.1", "2.2.2.2", ctnetlinktest.TCPSynSent), false},
+		{"states do not filter UDP", FilterConfig{AcceptTCPStates: []uint8{ctnetlinktest.TCPEstablished}}, udp("1.1.1.1", "2.2.2.2"), true},
 		{"ignore states", FilterConfig{IgnoreTCPStates: []uint8{7, 8}}, tcp("1.1.1.1", "2.2.2.2", 7), false},
 		{"ignore states other", FilterConfig{IgnoreTCPStates: []uint8{7, 8}}, tcp("1.1.1.1", "2.2.2.2", 3), true},
 		{"default: own address", defaults, tcp("192.168.0.1", "192.168.0.50", 3), false},
@@ -134,19 +137,19 @@ func TestFilterForwardedVsLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	tcp := func(src, dst string, sport, dport uint16, snat, dnat string, dnatPort uint16) Flow {
-		fl := ktTCP(src, dst, sport, dport)
+		fl := ctnetlinktest.TCP(src, dst, sport, dport)
 		if snat != "" {
 			fl.SNAT.Addr = a(snat)
-			fl.Status |= nlIPSSrcNAT
+			fl.Status |= ctnetlink.IPSSrcNAT
 		}
 		if dnat != "" {
 			fl.DNAT = NAT{Addr: a(dnat), Port: dnatPort}
-			fl.Status |= nlIPSDstNAT
+			fl.Status |= ctnetlink.IPSDstNAT
 		}
 		return fl
 	}
-	udp := func(src, dst string) Flow { return ktUDP(src, dst, 5000, 53) }
-	vrrp := ktUDP("192.168.0.1", "224.0.0.18", 0, 0)
+	udp := func(src, dst string) Flow { return ctnetlinktest.UDP(src, dst, 5000, 53) }
+	vrrp := ctnetlinktest.UDP("192.168.0.1", "224.0.0.18", 0, 0)
 	vrrp.Proto, vrrp.SrcPort, vrrp.DstPort = 112, 0, 0
 	vrrpPeer := vrrp
 	vrrpPeer.Src = a("192.168.0.2")
@@ -163,8 +166,8 @@ func TestFilterForwardedVsLocal(t *testing.T) {
 		{"port forward to this node's own address", tcp("192.168.0.50", "192.168.0.1", 40000, 8080, "", "192.168.1.20", 80), true},
 		{"hairpin: DNAT and SNAT to VIPs", tcp("192.168.1.30", "192.168.0.100", 40000, 8080, "192.168.1.100", "192.168.1.20", 80), true},
 		{"forwarded to the peer node's LAN address", tcp("192.168.0.50", "192.168.1.2", 40000, 22, "", "", 0), true},
-		{"ICMP echo forwarded", ktPing("192.168.0.50", "192.168.1.20", 7), true},
-		{"IPv6 forwarded", ktTCP("2001:db8::50", "2001:db8:1::20", 40000, 443), true},
+		{"ICMP echo forwarded", ctnetlinktest.Ping("192.168.0.50", "192.168.1.20", 7), true},
+		{"IPv6 forwarded", ctnetlinktest.TCP("2001:db8::50", "2001:db8:1::20", 40000, 443), true},
 		// Terminating on the node, or opened by it: not replicated.
 		{"SSH to this node", tcp("192.168.0.50", "192.168.0.1", 40000, 22, "", "", 0), false},
 		{"SSH to the VIP (held now)", tcp("192.168.0.50", "192.168.0.100", 40000, 22, "", "", 0), false},
@@ -178,10 +181,10 @@ func TestFilterForwardedVsLocal(t *testing.T) {
 		{"sync link, incoming", udp("10.0.0.2", "10.0.0.1"), false},
 		{"VRRP advert sent", vrrp, false},
 		{"VRRP advert received from the peer", vrrpPeer, false},
-		{"IPv6 to this node", ktTCP("2001:db8::50", "2001:db8::1", 40000, 22), false},
-		{"IPv6 to the VIP", ktTCP("2001:db8::50", "2001:db8:1::100", 40000, 22), false},
-		{"IPv6 link-local", ktUDP("fe80::2", "fe80::1", 546, 547), false},
-		{"limited broadcast", ktUDP("0.0.0.0", "255.255.255.255", 68, 67), false},
+		{"IPv6 to this node", ctnetlinktest.TCP("2001:db8::50", "2001:db8::1", 40000, 22), false},
+		{"IPv6 to the VIP", ctnetlinktest.TCP("2001:db8::50", "2001:db8:1::100", 40000, 22), false},
+		{"IPv6 link-local", ctnetlinktest.UDP("fe80::2", "fe80::1", 546, 547), false},
+		{"limited broadcast", ctnetlinktest.UDP("0.0.0.0", "255.255.255.255", 68, 67), false},
 		{"loopback", tcp("127.0.0.1", "127.0.0.1", 40000, 9000, "", "", 0), false},
 	}
 	for _, tt := range tests {

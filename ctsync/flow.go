@@ -2,73 +2,53 @@ package ctsync
 
 import (
 	"context"
-	"net/netip"
-	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
-// Tuple is the original-direction tuple of a connection: what identifies it
-// on the wire (conntrackd sends only this one; the reply is derived).
-type Tuple struct {
-	Src, Dst netip.Addr
-	// SrcPort and DstPort hold the ports for TCP, UDP, SCTP, DCCP and UDPLite.
-	SrcPort, DstPort uint16
-	// ICMPID, ICMPType and ICMPCode are set for ICMP and ICMPv6 only.
-	ICMPID             uint16
-	ICMPType, ICMPCode uint8
-	Proto              uint8
-}
+// The conntrack model is defined in ctsync/ctnetlink, the leaf package that
+// reads and writes it from and to the kernel; these are its public names in
+// ctsync, the ones the engine, the caches, the wire codec and the callers
+// of the engine use. See ctnetlink for the documentation of each type.
+type (
+	// Tuple is the original-direction tuple of a connection.
+	Tuple = ctnetlink.Tuple
+	// Key identifies a flow in the caches: the original tuple and the zone.
+	Key = ctnetlink.Key
+	// NAT is one NAT binding as conntrackd replicates it.
+	NAT = ctnetlink.NAT
+	// SeqAdj is one direction of the NAT sequence adjustment.
+	SeqAdj = ctnetlink.SeqAdj
+	// Flow is the replicated state of one conntrack entry.
+	Flow = ctnetlink.Flow
+	// EventType says what happened to a flow in the kernel.
+	EventType = ctnetlink.EventType
+	// Event is one conntrack event from the kernel.
+	Event = ctnetlink.Event
+	// CommitResult reports a batched write into the kernel.
+	CommitResult = ctnetlink.CommitResult
+	// ExpectKey identifies an expectation: its expected tuple and its
+	// master's original tuple.
+	ExpectKey = ctnetlink.ExpectKey
+	// ExpectNAT is the NAT binding of an expected connection.
+	ExpectNAT = ctnetlink.ExpectNAT
+	// Expect is the replicated state of one conntrack expectation.
+	Expect = ctnetlink.Expect
+	// ExpectEvent is one expectation event from the kernel.
+	ExpectEvent = ctnetlink.ExpectEvent
+)
 
-// Key identifies a flow in the caches: the original tuple and the zone.
-type Key struct {
-	Tuple
-	Zone uint16
-}
-
-// NAT is one NAT binding as conntrackd replicates it: the translated address
-// (the reply tuple's destination for SNAT, its source for DNAT) and, when the
-// port was changed too, the translated port.
-type NAT struct {
-	Addr netip.Addr
-	Port uint16 // 0 when the port is not translated
-}
-
-// SeqAdj is one direction of the NAT sequence adjustment (CTA_SEQ_ADJ_*).
-type SeqAdj struct {
-	CorrectionPos, OffsetBefore, OffsetAfter uint32
-}
-
-// Flow is the replicated state of one conntrack entry: everything conntrackd
-// 1.4.7 puts on the wire, nothing more (no counters, no IDs).
-type Flow struct {
-	Key
-	// Status holds the kernel's IPS_* bits.
-	Status uint32
-	// Timeout is the remaining lifetime in seconds when the state was read.
-	Timeout uint32
-	Mark    uint32
-
-	// Protocol state: TCP_CONNTRACK_*, SCTP_CONNTRACK_*, CT_DCCP_* values.
-	// HasProtoState tells a zero state (e.g. TCP NONE) from an absent one.
-	ProtoState                    uint8
-	HasProtoState                 bool
-	TCPWScaleOrig, TCPWScaleReply uint8
-	HasTCPWScale                  bool
-	DCCPRole                      uint8
-	SCTPVTagOrig, SCTPVTagReply   uint32
-
-	SNAT, DNAT NAT
-	// SeqAdjOrig and SeqAdjReply are meaningful only when HasSeqAdj.
-	SeqAdjOrig, SeqAdjReply SeqAdj
-	HasSeqAdj               bool
-
-	// Labels are the connlabel bits, nil when none is set.
-	Labels []byte
-	// Helper is the conntrack helper name, "" when none.
-	Helper string
-}
+// Event types (ctnetlink.EventNew, ...).
+const (
+	EventNew     = ctnetlink.EventNew
+	EventUpdate  = ctnetlink.EventUpdate
+	EventDestroy = ctnetlink.EventDestroy
+	EventOverrun = ctnetlink.EventOverrun
+	EventGap     = ctnetlink.EventGap
+)
 
 // Kernel is the sync engine's view of the local conntrack table. The Linux
-// implementation talks ctnetlink; tests use an in-memory table.
+// implementation is ctnetlink.LinuxKernel; tests use an in-memory table.
 type Kernel interface {
 	// Dump reads every entry of the table (resync).
 	Dump(ctx context.Context) ([]Flow, error)
@@ -81,38 +61,4 @@ type Kernel interface {
 	// Overrun is reported through EventOverrun so the engine can resync.
 	Events(ctx context.Context, sink func([]Event)) error
 	Close() error
-}
-
-// EventType says what happened to a flow in the kernel.
-type EventType uint8
-
-const (
-	EventNew EventType = iota + 1
-	EventUpdate
-	EventDestroy
-	// EventOverrun means events were lost (ENOBUFS): the table must be
-	// dumped again to get back in sync. It carries no flow.
-	EventOverrun
-	// EventGap means the listener left the NEW and UPDATE groups for a
-	// while on purpose (a commit that does not pay for its own events,
-	// commitquiet.go): traffic events of that window may be missing, so
-	// the table is dumped again as after an overrun. It carries no flow.
-	EventGap
-)
-
-// Event is one conntrack event from the kernel.
-type Event struct {
-	Type EventType
-	Flow Flow
-	// Own is true when the entry was written by this daemon (commit or
-	// inject) and so must not be echoed back to the peer.
-	Own bool
-}
-
-// CommitResult reports a batched write into the kernel.
-type CommitResult struct {
-	Created, Updated, Deleted int
-	// Failed counts failures by reason (errno name, e.g. "EINVAL").
-	Failed   map[string]int
-	Duration time.Duration
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // agingKernel is an in-memory conntrack table whose entries expire like
@@ -207,13 +209,13 @@ func TestRefreshKeepsLongLivedFlows(t *testing.T) {
 
 				var keys []Key
 				for i := range flows {
-					f := ktUDP(fmt.Sprintf("192.168.%d.%d", 10+i/250, 1+i%250), "192.168.1.20", uint16(10000+i%50000), 4500)
+					f := ctnetlinktest.UDP(fmt.Sprintf("192.168.%d.%d", 10+i/250, 1+i%250), "192.168.1.20", uint16(10000+i%50000), 4500)
 					f.Status = 0x0e // ASSURED | SEEN_REPLY | CONFIRMED
 					f.Timeout = timeout
 					keys = append(keys, f.Key)
 					ka.Create(f)
 				}
-				idle := ktUDP("192.168.0.99", "192.168.1.20", 999, 53)
+				idle := ctnetlinktest.UDP("192.168.0.99", "192.168.1.20", 999, 53)
 				idle.Timeout = 30
 				ka.Create(idle)
 
@@ -296,7 +298,7 @@ func TestRefreshBackupSendsNothingBack(t *testing.T) {
 		a.SetMaster(true)
 		var keys []Key
 		for i := range 100 {
-			f := ktTCP("192.168.0.10", "192.168.1.20", uint16(20000+i), 443)
+			f := ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", uint16(20000+i), 443)
 			f.Timeout = 600
 			keys = append(keys, f.Key)
 			ka.Create(f)

@@ -572,8 +572,8 @@ func (o *WireOptions) DecodeFlow(p []byte) (Flow, error) {
 			f.DNAT.Port = native.Uint16(v)
 		case ntaNATSeqAdj:
 			u := func(i int) uint32 { return binary.BigEndian.Uint32(v[4*i:]) }
-			f.SeqAdjOrig = SeqAdj{u(0), u(1), u(2)}
-			f.SeqAdjReply = SeqAdj{u(3), u(4), u(5)}
+			f.SeqAdjOrig = SeqAdj{CorrectionPos: u(0), OffsetBefore: u(1), OffsetAfter: u(2)}
+			f.SeqAdjReply = SeqAdj{CorrectionPos: u(3), OffsetBefore: u(4), OffsetAfter: u(5)}
 			f.HasSeqAdj = true
 		case ntaSCTPVTagOrig:
 			f.SCTPVTagOrig = binary.BigEndian.Uint32(v)

@@ -46,57 +46,17 @@ var fixedExpAttrSize = [NTAExpMax]int8{
 	ntaExpNATL4Proto: 1, ntaExpNATDir: 4, ntaExpHelperName: -1, ntaExpFn: -1,
 }
 
-// ExpectKey identifies an expectation in the caches: its expected tuple
-// (addresses, ports, protocol) and the original tuple of its master. Two
-// expectations of one master for the same tuple are one expectation, as in
-// the kernel.
-type ExpectKey struct {
-	Master Tuple
-	Tuple  Tuple
-}
-
-// ExpectNAT is the NAT binding an expected connection gets when it is set
-// up (the helper's saved address and port) and its direction (0: original,
-// 1: reply), as the kernel's CTA_EXPECT_NAT.
-type ExpectNAT struct {
-	Addr      netip.Addr // invalid when the expectation has no NAT
-	Port      uint16
-	Proto     uint8
-	Direction uint32
-}
-
-// Expect is the replicated state of one conntrack expectation: what
-// conntrackd 1.4.7 puts in its EXP messages. Master holds only the master
-// conntrack's addresses, ports and protocol; Mask the mask of the expected
-// tuple (addresses and ports; a zero port is a wildcard).
-type Expect struct {
-	ExpectKey
-	Mask    Tuple
-	Timeout uint32 // remaining seconds when read; 0: not sent
-	Flags   uint32 // NF_CT_EXPECT_* bits
-	Class   uint32
-	// HasClass says Class was reported (the kernel always does).
-	HasClass bool
-	NAT      ExpectNAT
-	Helper   string
-	Fn       string
-}
-
 // Errors returned by the expectation encoder.
 var (
 	ErrExpectFn = errors.New("ctsync: expectation function name longer than 30 bytes")
 )
-
-func validTuple(t *Tuple) bool {
-	return t.Src.IsValid() && t.Dst.IsValid() && t.Src.Is4() == t.Dst.Is4()
-}
 
 // AppendExp appends an expectation message of type t (EXP_NEW, EXP_UPD,
 // EXP_DEL) carrying x, in conntrackd's attribute order (exp2msg). Ports of
 // the expected tuple and mask are sent when the master's protocol has
 // ports, as conntrackd does.
 func (o *WireOptions) AppendExp(b []byte, t MsgType, flags uint8, seq uint32, x *Expect) ([]byte, error) {
-	if !validTuple(&x.Master) || !validTuple(&x.Tuple) || x.Tuple.Src.Is4() != x.Master.Src.Is4() {
+	if !x.Master.Valid() || !x.Tuple.Valid() || x.Tuple.Src.Is4() != x.Master.Src.Is4() {
 		return b, ErrBadAddr
 	}
 	if x.Mask.Src.IsValid() && x.Mask.Src.Is4() != x.Tuple.Src.Is4() ||

@@ -269,8 +269,8 @@ func randFlow(r *rand.Rand) Flow {
 	}
 	if r.IntN(10) == 0 {
 		f.HasSeqAdj = true
-		f.SeqAdjOrig = SeqAdj{r.Uint32(), r.Uint32(), r.Uint32()}
-		f.SeqAdjReply = SeqAdj{r.Uint32(), r.Uint32(), r.Uint32()}
+		f.SeqAdjOrig = SeqAdj{CorrectionPos: r.Uint32(), OffsetBefore: r.Uint32(), OffsetAfter: r.Uint32()}
+		f.SeqAdjReply = SeqAdj{CorrectionPos: r.Uint32(), OffsetBefore: r.Uint32(), OffsetAfter: r.Uint32()}
 	}
 	if r.IntN(10) == 0 {
 		f.Labels = make([]byte, 16)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fwpair/fwpair/appliance/api"
 	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 	"github.com/fwpair/fwpair/vrrp"
 )
 
@@ -599,7 +600,7 @@ func commitSynthetic(ns *NS, n int) error {
 		}
 	}
 	return ns.Do(func() error {
-		k, err := ctsync.NewKernel(ctsync.KernelOptions{})
+		k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{})
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // LiveFuzzEnv sets the total flood time of TestPrivilegedLiveSyncFuzz (a Go
@@ -259,9 +260,9 @@ func liveSyncFuzz(t *testing.T, keyed bool, floodFor time.Duration) {
 	}
 }
 
-func fuzzKernel(t *testing.T, ns *NS) *ctsync.LinuxKernel {
+func fuzzKernel(t *testing.T, ns *NS) *ctnetlink.LinuxKernel {
 	t.Helper()
-	k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: ns.FD()})
+	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: ns.FD()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func fuzzSocket(t *testing.T, ns *NS, from netip.Addr) *net.UDPConn {
 // genuineFlows creates real entries in the MASTER's kernel (another
 // ctnetlink socket than fwpaird's, so they are replicated like traffic).
 type genuineFlows struct {
-	k    *ctsync.LinuxKernel
+	k    *ctnetlink.LinuxKernel
 	next int
 }
 
@@ -316,7 +317,7 @@ func (g *genuineFlows) create(n int) []ctsync.Key {
 
 // replicate creates n fresh flows on the MASTER and waits until the
 // BACKUP's kernel has them all; it returns how long that took.
-func (g *genuineFlows) replicate(backup *ctsync.LinuxKernel, n int, limit time.Duration) (time.Duration, error) {
+func (g *genuineFlows) replicate(backup *ctnetlink.LinuxKernel, n int, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	keys := g.create(n)
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // syntheticFlows returns n established TCP flows client LAN -> server LAN,
@@ -89,7 +90,7 @@ func takeoverOnce(b *testing.B, bin string, inject bool, n int) (vipsSeconds, co
 		b.Fatal(err)
 	}
 	if n > 0 {
-		k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: lab.FW1.FD()})
+		k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: lab.FW1.FD()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -126,7 +127,7 @@ func takeoverOnce(b *testing.B, bin string, inject bool, n int) (vipsSeconds, co
 }
 
 func countKernel(tb testing.TB, ns *NS) int {
-	k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: ns.FD()})
+	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: ns.FD()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 	"github.com/fwpair/fwpair/testenv"
 	"github.com/vishvananda/netlink"
 )
@@ -206,7 +207,7 @@ func (w *vipWatch) holds(n int) (both, anyVIP bool, err error) {
 // commitFlows creates flows in ns's kernel through ctsync's batched
 // netlink path.
 func commitFlows(ns *testenv.NS, flows []ctsync.Flow) (time.Duration, error) {
-	k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: ns.FD()})
+	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: ns.FD()})
 	if err != nil {
 		return 0, err
 	}
@@ -514,19 +515,19 @@ func (e *env) kernelLimit(listener bool) (run KernelRun) {
 		mark := e.jan.mark()
 		defer e.jan.popTo(mark)
 		e.jan.push(func() { lab.Close() })
-		k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: lab.FW1.FD()})
+		k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: lab.FW1.FD()})
 		if err != nil {
 			return err
 		}
 		e.jan.push(func() { k.Close() })
 		if listener {
-			l, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: lab.FW1.FD()})
+			l, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: lab.FW1.FD()})
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
-			go func() { defer close(done); _ = l.Events(ctx, func([]ctsync.Event) {}) }()
+			go func() { defer close(done); _ = l.Events(ctx, func([]ctnetlink.Event) {}) }()
 			e.jan.push(func() { cancel(); <-done; l.Close() })
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

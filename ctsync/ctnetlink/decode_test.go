@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 import (
 	"encoding/binary"
@@ -53,22 +53,22 @@ func TestDecodeKernelGolden(t *testing.T) {
 	a := netip.MustParseAddr
 	want := map[string]Flow{
 		"udp6 dnat": {
-			Key:     Key{Tuple: Tuple{Src: a("2001:db8::10"), Dst: a("2001:db8:1::20"), SrcPort: 5000, DstPort: 53, Proto: nlProtoUDP}},
-			Status:  nlIPSSeenReply | nlIPSConfirmed | nlIPSDstNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
+			Key:     Key{Tuple: Tuple{Src: a("2001:db8::10"), Dst: a("2001:db8:1::20"), SrcPort: 5000, DstPort: 53, Proto: ProtoUDP}},
+			Status:  IPSSeenReply | IPSConfirmed | IPSDstNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
 			Timeout: 100,
 			DNAT:    NAT{Addr: a("2001:db8:2::1")},
 		},
 		"tcp4 snat zone mark": {
-			Key:        Key{Tuple: Tuple{Src: a("192.168.0.11"), Dst: a("192.168.1.20"), SrcPort: 40002, DstPort: 22, Proto: nlProtoTCP}, Zone: 3},
-			Status:     nlIPSSeenReply | nlIPSAssured | nlIPSConfirmed | nlIPSSrcNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
+			Key:        Key{Tuple: Tuple{Src: a("192.168.0.11"), Dst: a("192.168.1.20"), SrcPort: 40002, DstPort: 22, Proto: ProtoTCP}, Zone: 3},
+			Status:     IPSSeenReply | IPSAssured | IPSConfirmed | IPSSrcNAT | nlIPSSrcNATDone | nlIPSDstNATDone,
 			Timeout:    299,
 			Mark:       9,
 			ProtoState: ktTCPEstablished, HasProtoState: true, HasTCPWScale: true,
 			SNAT: NAT{Addr: a("192.168.1.100"), Port: 61000},
 		},
 		"icmp6": {
-			Key:     Key{Tuple: Tuple{Src: a("2001:db8::10"), Dst: a("2001:db8:1::20"), ICMPID: 77, ICMPType: 128, Proto: nlProtoICMPv6}},
-			Status:  nlIPSSeenReply | nlIPSConfirmed,
+			Key:     Key{Tuple: Tuple{Src: a("2001:db8::10"), Dst: a("2001:db8:1::20"), ICMPID: 77, ICMPType: 128, Proto: ProtoICMPv6}},
+			Status:  IPSSeenReply | IPSConfirmed,
 			Timeout: 29,
 		},
 	}
@@ -180,7 +180,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 				t.Fatalf("nlDecodeFlow: %v", err)
 			}
 			w := c.flow
-			w.Status = w.Status&^nlIPSUnchangeable | nlIPSConfirmed
+			w.Status = w.Status&^nlIPSUnchangeable | IPSConfirmed
 			if w.Timeout == 0 {
 				w.Timeout = c.opts.defaultTimeout
 			}

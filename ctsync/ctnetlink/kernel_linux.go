@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // LinuxKernel: the Kernel interface over ctnetlink, with raw netlink sockets
 // for the hot paths (docs/kernel-notes.md gives the reasons; make bench measures them).
@@ -29,7 +29,7 @@ package ctsync
 // same). A later traffic-driven update of such an entry is not Own. Unless
 // KernelOptions.OwnUpdateEvents is set, the own NEW and UPDATE events are
 // dropped in the kernel by a socket filter on the event socket
-// (eventfilter_linux.go), so only own DESTROY events arrive marked Own.
+// (ownfilter_linux.go), so only own DESTROY events arrive marked Own.
 
 import (
 	"context"
@@ -73,7 +73,7 @@ type KernelOptions struct {
 	DefaultTimeout uint32
 	// OwnUpdateEvents delivers the NEW and UPDATE events caused by this
 	// adapter's own writes (marked Own). Off, a socket filter drops them
-	// in the kernel (see eventfilter_linux.go); own DESTROY events are
+	// in the kernel (see ownfilter_linux.go); own DESTROY events are
 	// always delivered.
 	OwnUpdateEvents bool
 }
@@ -132,8 +132,6 @@ type LinuxKernel struct {
 	closeOnce sync.Once
 	closeErr  error
 }
-
-var _ Kernel = (*LinuxKernel)(nil)
 
 // Event socket geometry: 128 datagrams per recvmmsg, each one event
 // (a conntrack event is a few hundred bytes).
@@ -325,17 +323,18 @@ func (k *LinuxKernel) Commit(ctx context.Context, flows []Flow) (res CommitResul
 	return k.commit(ctx, flows, nil)
 }
 
-// commitReport is Commit that also says which flows failed (failed[i]),
-// for a caller that records what it wrote (eventfilter.go).
-func (k *LinuxKernel) commitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
+// CommitReport is Commit that also says which flows failed (failed[i]),
+// for a caller that records what it wrote instead of reading it back from
+// the (filtered) own events.
+func (k *LinuxKernel) CommitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
 	failed := make([]bool, len(flows))
 	res, err := k.commit(ctx, flows, func(i int) { failed[i] = true })
 	return res, failed, err
 }
 
-// filtersOwnUpdates reports whether the own NEW and UPDATE events are
+// FiltersOwnUpdates reports whether the own NEW and UPDATE events are
 // dropped in the kernel (KernelOptions.OwnUpdateEvents off).
-func (k *LinuxKernel) filtersOwnUpdates() bool { return !k.opts.OwnUpdateEvents }
+func (k *LinuxKernel) FiltersOwnUpdates() bool { return !k.opts.OwnUpdateEvents }
 
 func (k *LinuxKernel) commit(ctx context.Context, flows []Flow, failedAt func(int)) (res CommitResult, err error) {
 	start := time.Now()
@@ -443,7 +442,8 @@ var nlQuietGroups = []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPD
 
 // CommitQuiet is Commit with the event socket out of the NEW and UPDATE
 // groups while it runs, so that the kernel does not build an event per
-// entry when no other listener is subscribed (commitquiet.go). If Events
+// entry when no other listener is subscribed (ctsync/commitquiet.go says
+// why and how the engine reconciles). If Events
 // is running, it delivers an EventGap once the groups are joined again:
 // traffic events of the window may be missing and the caller reconciles
 // with a dump. Without a running Events it is Commit.

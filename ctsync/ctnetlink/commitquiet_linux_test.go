@@ -1,9 +1,11 @@
-package ctsync
+package ctnetlink_test
 
 import (
 	"testing"
 	"time"
 
+	. "github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 	"github.com/fwpair/fwpair/testenv"
 )
 
@@ -14,44 +16,42 @@ import (
 // and UPDATE groups are joined again afterwards.
 func TestPrivilegedCommitQuiet(t *testing.T) {
 	testenv.RequirePrivileged(t)
-	k, _ := ktKernel(t, KernelOptions{OwnUpdateEvents: true})
-	c := ktListen(t, k)
-	c.ready(t, k)
-	ctx := ktCtx(t, 30*time.Second)
+	k, _ := ctnetlinktest.OpenKernel(t, KernelOptions{OwnUpdateEvents: true})
+	c := ctnetlinktest.Listen(t, k)
+	c.Ready(t, k)
+	ctx := ctnetlinktest.Ctx(t, 30*time.Second)
 	const d = 5 * time.Second
 
-	flows := ktBenchFlows(2000, nlProtoTCP, false)
+	flows := ctnetlinktest.BenchFlows(2000, ProtoTCP, false)
 	res, err := k.CommitQuiet(ctx, flows)
 	if err != nil || res.Created != len(flows) {
 		t.Fatalf("CommitQuiet = %+v, %v", res, err)
 	}
-	c.wait(t, d, "gap", func(e *Event) bool { return e.Type == EventGap })
+	c.Wait(t, d, "gap", func(e *Event) bool { return e.Type == EventGap })
 	// After the gap the groups are joined again: an own NEW arrives (the
 	// filter is off), and it is the only NEW so far.
-	after := ktUDP("10.5.0.1", "10.6.0.1", 7, 7)
+	after := ctnetlinktest.UDP("10.5.0.1", "10.6.0.1", 7, 7)
 	if _, err := k.Commit(ctx, []Flow{after}); err != nil {
 		t.Fatal(err)
 	}
-	c.wait(t, d, "NEW after the quiet commit", func(e *Event) bool { return e.Type == EventNew && e.Flow.Key == after.Key })
-	c.mu.Lock()
-	for _, e := range c.evs {
+	c.Wait(t, d, "NEW after the quiet commit", func(e *Event) bool { return e.Type == EventNew && e.Flow.Key == after.Key })
+	for _, e := range c.Seen() {
 		if e.Type == EventNew || e.Type == EventUpdate {
 			t.Errorf("%v event of %v during the quiet commit", e.Type, e.Flow.Tuple)
 			break
 		}
 	}
-	c.mu.Unlock()
 
 	// A quiet commit that replaces NAT entries: the DESTROY half arrives.
-	nat := ktBenchFlows(10, nlProtoTCP, true)
+	nat := ctnetlinktest.BenchFlows(10, ProtoTCP, true)
 	if _, err := k.Commit(ctx, nat); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := k.CommitQuiet(ctx, nat); err != nil {
 		t.Fatal(err)
 	}
-	c.wait(t, d, "DESTROY during a quiet commit", func(e *Event) bool { return e.Type == EventDestroy && e.Flow.Key == nat[0].Key })
-	c.wait(t, d, "second gap", func(e *Event) bool { return e.Type == EventGap })
+	c.Wait(t, d, "DESTROY during a quiet commit", func(e *Event) bool { return e.Type == EventDestroy && e.Flow.Key == nat[0].Key })
+	c.Wait(t, d, "second gap", func(e *Event) bool { return e.Type == EventGap })
 	if s := k.Stats(); s.Overruns != 0 || s.DecodeErrors != 0 {
 		t.Errorf("Stats = %+v", s)
 	}

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 import (
 	"net/netip"
@@ -97,7 +97,7 @@ func FuzzNetlinkEncodeDecode(f *testing.F) {
 		}
 		want := fl.Key
 		switch {
-		case proto == nlProtoICMP || proto == nlProtoICMPv6:
+		case proto == ProtoICMP || proto == ProtoICMPv6:
 			want.SrcPort, want.DstPort = 0, 0
 		case nlHasPorts(proto):
 			want.ICMPID, want.ICMPType = 0, 0

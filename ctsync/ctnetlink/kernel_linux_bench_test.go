@@ -1,50 +1,31 @@
-package ctsync
+package ctnetlink_test
 
 import (
-	"net/netip"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/fwpair/fwpair/testenv"
 	"golang.org/x/sys/unix"
+
+	. "github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
+	"github.com/fwpair/fwpair/testenv"
 )
 
 // The benchmarks measure the kernel adapter against a real conntrack table
 // in a lab namespace (root needed). They report entries (or events) per
 // second for 100,000 entries, the size the project's target is stated for:
 //
-//	FWPAIR_PRIVILEGED_TESTS=1 go test -run '^$' -bench 'Commit|Events|Dump' -benchtime 3x ./ctsync/
+//	FWPAIR_PRIVILEGED_TESTS=1 go test -run '^$' -bench 'Commit|Events|Dump' -benchtime 3x ./ctsync/ctnetlink/
 
 const ktBenchN = 100_000
-
-// ktBenchFlows makes n distinct established TCP flows; with snat, each gets
-// its own SNAT address and port binding.
-func ktBenchFlows(n int, proto uint8, snat bool) []Flow {
-	flows := make([]Flow, n)
-	dst := netip.AddrFrom4([4]byte{192, 0, 2, 1})
-	for i := range flows {
-		f := ktTCP("10.0.0.1", "192.0.2.1", 0, 80)
-		if proto == nlProtoUDP {
-			f = ktUDP("10.0.0.1", "192.0.2.1", 0, 53)
-		}
-		f.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		f.Dst = dst
-		f.SrcPort = uint16(1024 + i%50000)
-		if snat {
-			f.SNAT = NAT{Addr: netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i/50000)}), Port: uint16(10000 + i%50000)}
-		}
-		flows[i] = f
-	}
-	return flows
-}
 
 func ktBenchCommit(b *testing.B, flows []Flow, existing bool) {
 	testenv.RequirePrivileged(b)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	k, _ := ktKernel(b, KernelOptions{})
-	ctx := ktCtx(b, 10*time.Minute)
+	k, _ := ctnetlinktest.OpenKernel(b, KernelOptions{})
+	ctx := ctnetlinktest.Ctx(b, 10*time.Minute)
 	var total, cpu time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -85,38 +66,38 @@ func ktCPU() time.Duration {
 }
 
 func BenchmarkCommitTCP(b *testing.B) {
-	ktBenchCommit(b, ktBenchFlows(ktBenchN, nlProtoTCP, false), false)
+	ktBenchCommit(b, ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, false), false)
 }
 
 func BenchmarkCommitTCPSNAT(b *testing.B) {
-	ktBenchCommit(b, ktBenchFlows(ktBenchN, nlProtoTCP, true), false)
+	ktBenchCommit(b, ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, true), false)
 }
 
 func BenchmarkCommitUDP(b *testing.B) {
-	ktBenchCommit(b, ktBenchFlows(ktBenchN, nlProtoUDP, false), false)
+	ktBenchCommit(b, ctnetlinktest.BenchFlows(ktBenchN, ProtoUDP, false), false)
 }
 
 // BenchmarkCommitExisting commits over a table that already holds every
 // entry: creates fail with EEXIST and become updates.
 func BenchmarkCommitExisting(b *testing.B) {
-	ktBenchCommit(b, ktBenchFlows(ktBenchN, nlProtoTCP, false), true)
+	ktBenchCommit(b, ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, false), true)
 }
 
 // BenchmarkCommitExistingSNAT: existing NAT entries are deleted and
 // created again.
 func BenchmarkCommitExistingSNAT(b *testing.B) {
-	ktBenchCommit(b, ktBenchFlows(ktBenchN, nlProtoTCP, true), true)
+	ktBenchCommit(b, ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, true), true)
 }
 
 // BenchmarkCommitListening commits while Events runs, as in the daemon:
 // every write also builds and queues one event per entry.
 func BenchmarkCommitListening(b *testing.B) {
 	testenv.RequirePrivileged(b)
-	k, _ := ktKernel(b, KernelOptions{})
-	c := ktListen(b, k)
-	c.ready(b, k)
-	flows := ktBenchFlows(ktBenchN, nlProtoTCP, false)
-	ctx := ktCtx(b, 10*time.Minute)
+	k, _ := ctnetlinktest.OpenKernel(b, KernelOptions{})
+	c := ctnetlinktest.Listen(b, k)
+	c.Ready(b, k)
+	flows := ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, false)
+	ctx := ctnetlinktest.Ctx(b, 10*time.Minute)
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -124,9 +105,7 @@ func BenchmarkCommitListening(b *testing.B) {
 			b.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
-		c.mu.Lock()
-		c.evs = nil
-		c.mu.Unlock()
+		c.Take()
 		b.StartTimer()
 		res, err := k.Commit(ctx, flows)
 		if err != nil || res.Created != len(flows) {
@@ -141,11 +120,11 @@ func BenchmarkCommitListening(b *testing.B) {
 // 100,000-entry commit until the listener has delivered every NEW event.
 func BenchmarkEvents(b *testing.B) {
 	testenv.RequirePrivileged(b)
-	k, _ := ktKernel(b, KernelOptions{OwnUpdateEvents: true})
-	c := ktListen(b, k)
-	c.ready(b, k)
-	flows := ktBenchFlows(ktBenchN, nlProtoTCP, false)
-	ctx := ktCtx(b, 10*time.Minute)
+	k, _ := ctnetlinktest.OpenKernel(b, KernelOptions{OwnUpdateEvents: true})
+	c := ctnetlinktest.Listen(b, k)
+	c.Ready(b, k)
+	flows := ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, false)
+	ctx := ctnetlinktest.Ctx(b, 10*time.Minute)
 	var total, commit time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -153,9 +132,7 @@ func BenchmarkEvents(b *testing.B) {
 			b.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
-		c.mu.Lock()
-		c.evs = c.evs[:0]
-		c.mu.Unlock()
+		c.Take()
 		b.StartTimer()
 		start := time.Now()
 		res, err := k.Commit(ctx, flows)
@@ -165,19 +142,15 @@ func BenchmarkEvents(b *testing.B) {
 		commit += res.Duration
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			c.mu.Lock()
 			n := 0
-			for j := range c.evs {
-				if c.evs[j].Type == EventNew {
+			for _, e := range c.Take() {
+				switch e.Type {
+				case EventNew:
 					n++
-				}
-				if c.evs[j].Type == EventOverrun {
-					c.mu.Unlock()
+				case EventOverrun:
 					b.Fatalf("overrun during intake")
 				}
 			}
-			c.evs = c.evs[:0]
-			c.mu.Unlock()
 			if n > 0 {
 				deadline = time.Now().Add(5 * time.Second)
 			}
@@ -188,7 +161,7 @@ func BenchmarkEvents(b *testing.B) {
 				b.Fatalf("only %d events", k.Stats().Events)
 			}
 			select {
-			case <-c.notify:
+			case <-c.Notify():
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
@@ -200,9 +173,9 @@ func BenchmarkEvents(b *testing.B) {
 
 func BenchmarkDump(b *testing.B) {
 	testenv.RequirePrivileged(b)
-	k, _ := ktKernel(b, KernelOptions{})
-	ctx := ktCtx(b, 10*time.Minute)
-	flows := ktBenchFlows(ktBenchN, nlProtoTCP, true)
+	k, _ := ctnetlinktest.OpenKernel(b, KernelOptions{})
+	ctx := ctnetlinktest.Ctx(b, 10*time.Minute)
+	flows := ctnetlinktest.BenchFlows(ktBenchN, ProtoTCP, true)
 	if res, err := k.Commit(ctx, flows); err != nil || res.Created != len(flows) {
 		b.Fatalf("Commit = %+v, %v", res, err)
 	}

@@ -1,10 +1,10 @@
-package ctsync
+package ctnetlink
 
 // This file holds the ctnetlink vocabulary (values from the kernel's uapi
 // headers linux/netlink.h, linux/netfilter/nfnetlink.h,
 // nfnetlink_conntrack.h and nf_conntrack_common.h) and the low-level framing
-// shared by the request encoder (netlink_encode.go) and the message decoder
-// (netlink_decode.go). It is pure: no sockets, usable on any platform.
+// shared by the request encoder (encode.go) and the message decoder
+// (decode.go). It is pure: no sockets, usable on any platform.
 //
 // Byte order: netlink and attribute headers are in host order (little-endian
 // on the target machines), ctnetlink payloads (addresses, ports, u16/u32
@@ -118,14 +118,10 @@ const (
 	ctaSeqAdjOffsetAfter   = 3
 )
 
-// IPS_* status bits (nf_conntrack_common.h).
+// IPS_* status bits (nf_conntrack_common.h); the ones callers set or look
+// at (IPSSeenReply, ...) are exported in flow.go.
 const (
 	nlIPSExpected    = 1 << 0
-	nlIPSSeenReply   = 1 << 1
-	nlIPSAssured     = 1 << 2
-	nlIPSConfirmed   = 1 << 3
-	nlIPSSrcNAT      = 1 << 4
-	nlIPSDstNAT      = 1 << 5
 	nlIPSSeqAdjust   = 1 << 6
 	nlIPSSrcNATDone  = 1 << 7
 	nlIPSDstNATDone  = 1 << 8
@@ -134,12 +130,12 @@ const (
 	nlIPSUntracked   = 1 << 12
 	nlIPSOffload     = 1 << 14
 	nlIPSHWOffload   = 1 << 15
-	nlIPSNATMask     = nlIPSSrcNAT | nlIPSDstNAT
+	nlIPSNATMask     = IPSSrcNAT | IPSDstNAT
 	nlIPSNATDoneMask = nlIPSSrcNATDone | nlIPSDstNATDone
 
 	// nlIPSUnchangeable mirrors the kernel's IPS_UNCHANGEABLE_MASK: bits a
 	// request must not try to set (CONFIRMED is added back on writes).
-	nlIPSUnchangeable = nlIPSNATDoneMask | nlIPSNATMask | nlIPSExpected | nlIPSConfirmed |
+	nlIPSUnchangeable = nlIPSNATDoneMask | nlIPSNATMask | nlIPSExpected | IPSConfirmed |
 		nlIPSDying | nlIPSSeqAdjust | nlIPSTemplate | nlIPSUntracked | nlIPSOffload | nlIPSHWOffload
 )
 
@@ -149,23 +145,11 @@ const (
 	nlTCPFlagBeLiberal   = 0x08
 )
 
-// IP protocol numbers handled specially.
-const (
-	nlProtoICMP    = 1
-	nlProtoTCP     = 6
-	nlProtoUDP     = 17
-	nlProtoDCCP    = 33
-	nlProtoGRE     = 47
-	nlProtoICMPv6  = 58
-	nlProtoSCTP    = 132
-	nlProtoUDPLite = 136
-)
-
 // nlHasPorts reports whether the protocol's tuple carries ports
 // (CTA_PROTO_SRC_PORT / CTA_PROTO_DST_PORT).
 func nlHasPorts(proto uint8) bool {
 	switch proto {
-	case nlProtoTCP, nlProtoUDP, nlProtoDCCP, nlProtoSCTP, nlProtoUDPLite, nlProtoGRE:
+	case ProtoTCP, ProtoUDP, ProtoDCCP, ProtoSCTP, ProtoUDPLite, ProtoGRE:
 		return true
 	}
 	return false

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // The ctnetlink message decoder shared by Dump and the event listener. It
 // reads a conntrack message (IPCTNL_MSG_CT_NEW / _DELETE, as dumped or
@@ -119,7 +119,7 @@ func nlDecodeFlow(payload []byte, f *Flow) error {
 // IPS_SRC_NAT / IPS_DST_NAT status bits when the kernel reported a status.
 func nlDeriveNAT(f *Flow, r *Tuple) {
 	ports := nlHasPorts(f.Proto)
-	if f.Status&nlIPSSrcNAT != 0 || f.Status == 0 {
+	if f.Status&IPSSrcNAT != 0 || f.Status == 0 {
 		if r.Dst != f.Src && r.Dst.IsValid() {
 			f.SNAT.Addr = r.Dst
 		}
@@ -130,7 +130,7 @@ func nlDeriveNAT(f *Flow, r *Tuple) {
 			}
 		}
 	}
-	if f.Status&nlIPSDstNAT != 0 || f.Status == 0 {
+	if f.Status&IPSDstNAT != 0 || f.Status == 0 {
 		if r.Src != f.Dst && r.Src.IsValid() {
 			f.DNAT.Addr = r.Src
 		}

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // The ctnetlink request encoder for the commit, inject and delete hot
 // paths. It appends complete netlink messages to a caller-owned buffer so a
@@ -72,11 +72,11 @@ func nlValidateFlow(f *Flow, kind nlReqKind) error {
 		return errNLFamily
 	}
 	switch f.Proto {
-	case nlProtoICMP:
+	case ProtoICMP:
 		if _, ok := nlIcmpReplyType(f.ICMPType); !ok {
 			return errNLICMPType
 		}
-	case nlProtoICMPv6:
+	case ProtoICMPv6:
 		if _, ok := nlIcmp6ReplyType(f.ICMPType); !ok {
 			return errNLICMPType
 		}
@@ -170,7 +170,7 @@ func nlAppendRequest(b []byte, kind nlReqKind, f *Flow, seq uint32, flags uint16
 	if kind == nlReqCreate {
 		b = nlAppendTuple(b, ctaTupleReply, &f.Tuple, fam, true)
 	}
-	b = nlAppendBE32Attr(b, ctaStatus, f.Status&^nlIPSUnchangeable|nlIPSConfirmed)
+	b = nlAppendBE32Attr(b, ctaStatus, f.Status&^nlIPSUnchangeable|IPSConfirmed)
 	timeout := f.Timeout
 	if timeout == 0 {
 		timeout = o.defaultTimeout
@@ -242,9 +242,9 @@ func nlAppendTuple(b []byte, typ uint16, t *Tuple, fam uint8, inverse bool) []by
 		src, dst = dst, src
 		sport, dport = dport, sport
 		switch t.Proto {
-		case nlProtoICMP:
+		case ProtoICMP:
 			icmpType, _ = nlIcmpReplyType(icmpType)
-		case nlProtoICMPv6:
+		case ProtoICMPv6:
 			icmpType, _ = nlIcmp6ReplyType(icmpType)
 		}
 	}
@@ -265,11 +265,11 @@ func nlAppendTuple(b []byte, typ uint16, t *Tuple, fam uint8, inverse bool) []by
 	b, pn := nlBeginNest(b)
 	b = nlAppendU8Attr(b, ctaProtoNum, t.Proto)
 	switch {
-	case t.Proto == nlProtoICMP:
+	case t.Proto == ProtoICMP:
 		b = nlAppendBE16Attr(b, ctaProtoICMPID, t.ICMPID)
 		b = nlAppendU8Attr(b, ctaProtoICMPType, icmpType)
 		b = nlAppendU8Attr(b, ctaProtoICMPCode, t.ICMPCode)
-	case t.Proto == nlProtoICMPv6:
+	case t.Proto == ProtoICMPv6:
 		b = nlAppendBE16Attr(b, ctaProtoICMP6ID, t.ICMPID)
 		b = nlAppendU8Attr(b, ctaProtoICMP6Typ, icmpType)
 		b = nlAppendU8Attr(b, ctaProtoICMP6Cod, t.ICMPCode)
@@ -285,7 +285,7 @@ func nlAppendTuple(b []byte, typ uint16, t *Tuple, fam uint8, inverse bool) []by
 // carry a protocol state.
 func nlAppendProtoinfo(b []byte, f *Flow, o *nlEncodeOptions) []byte {
 	switch f.Proto {
-	case nlProtoTCP:
+	case ProtoTCP:
 		b, n := nlBeginNest(b)
 		b, tn := nlBeginNest(b)
 		if f.HasProtoState {
@@ -305,7 +305,7 @@ func nlAppendProtoinfo(b []byte, f *Flow, o *nlEncodeOptions) []byte {
 		}
 		b = nlEndNest(b, tn, ctaProtoinfoTCP)
 		return nlEndNest(b, n, ctaProtoinfo)
-	case nlProtoSCTP:
+	case ProtoSCTP:
 		if !f.HasProtoState {
 			return b
 		}
@@ -316,7 +316,7 @@ func nlAppendProtoinfo(b []byte, f *Flow, o *nlEncodeOptions) []byte {
 		b = nlAppendBE32Attr(b, ctaProtoinfoSCTPVTagReply, f.SCTPVTagReply)
 		b = nlEndNest(b, sn, ctaProtoinfoSCTP)
 		return nlEndNest(b, n, ctaProtoinfo)
-	case nlProtoDCCP:
+	case ProtoDCCP:
 		if !f.HasProtoState {
 			return b
 		}

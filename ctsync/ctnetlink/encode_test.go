@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 import (
 	"bytes"
@@ -14,14 +14,16 @@ const (
 	ktTCPEstablished = 3
 )
 
-// ktTCP builds an established, assured TCP flow.
+// ktTCP builds an established, assured TCP flow. ktTCP, ktUDP and ktPing
+// are ctnetlinktest's TCP, UDP and Ping, which the package's own tests
+// cannot import (ctnetlinktest imports ctnetlink).
 func ktTCP(src, dst string, sport, dport uint16) Flow {
 	return Flow{
 		Key: Key{Tuple: Tuple{
 			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			SrcPort: sport, DstPort: dport, Proto: nlProtoTCP,
+			SrcPort: sport, DstPort: dport, Proto: ProtoTCP,
 		}},
-		Status:        nlIPSSeenReply | nlIPSAssured | nlIPSConfirmed,
+		Status:        IPSSeenReply | IPSAssured | IPSConfirmed,
 		Timeout:       3600,
 		ProtoState:    ktTCPEstablished,
 		HasProtoState: true,
@@ -33,9 +35,9 @@ func ktUDP(src, dst string, sport, dport uint16) Flow {
 	return Flow{
 		Key: Key{Tuple: Tuple{
 			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			SrcPort: sport, DstPort: dport, Proto: nlProtoUDP,
+			SrcPort: sport, DstPort: dport, Proto: ProtoUDP,
 		}},
-		Status:  nlIPSSeenReply | nlIPSConfirmed,
+		Status:  IPSSeenReply | IPSConfirmed,
 		Timeout: 120,
 	}
 }
@@ -45,13 +47,13 @@ func ktPing(src, dst string, id uint16) Flow {
 	f := Flow{
 		Key: Key{Tuple: Tuple{
 			Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst),
-			ICMPID: id, ICMPType: 8, Proto: nlProtoICMP,
+			ICMPID: id, ICMPType: 8, Proto: ProtoICMP,
 		}},
-		Status:  nlIPSSeenReply,
+		Status:  IPSSeenReply,
 		Timeout: 25,
 	}
 	if f.Src.Is6() {
-		f.Proto, f.ICMPType = nlProtoICMPv6, 128
+		f.Proto, f.ICMPType = ProtoICMPv6, 128
 	}
 	return f
 }
@@ -71,7 +73,7 @@ func ktEncodeCases() []struct {
 	tcpSNAT := ktTCP("1.1.1.1", "2.2.2.2", 10, 20)
 	tcpSNAT.Timeout = 100
 	tcpSNAT.SNAT = NAT{Addr: netip.MustParseAddr("9.9.9.9"), Port: 61000}
-	tcpSNAT.Status |= nlIPSSrcNAT | nlIPSSrcNATDone | nlIPSExpected // stripped
+	tcpSNAT.Status |= IPSSrcNAT | nlIPSSrcNATDone | nlIPSExpected // stripped
 
 	udp6 := ktUDP("2001:db8::10", "2001:db8:1::20", 5000, 53)
 	udp6.Zone, udp6.Mark, udp6.Timeout = 7, 0xdeadbeef, 0 // default timeout
@@ -81,13 +83,13 @@ func ktEncodeCases() []struct {
 	ping.Zone = 2
 
 	sctp := Flow{
-		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 5000, DstPort: 6000, Proto: nlProtoSCTP}},
-		Status: nlIPSSeenReply | nlIPSAssured, Timeout: 200,
+		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 5000, DstPort: 6000, Proto: ProtoSCTP}},
+		Status: IPSSeenReply | IPSAssured, Timeout: 200,
 		ProtoState: 3, HasProtoState: true, SCTPVTagOrig: 0x01020304, SCTPVTagReply: 0x0a0b0c0d,
 	}
 	dccp := Flow{
-		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2, Proto: nlProtoDCCP}},
-		Status: nlIPSSeenReply, Timeout: 50, ProtoState: 4, HasProtoState: true, DCCPRole: 1,
+		Key:    Key{Tuple: Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2, Proto: ProtoDCCP}},
+		Status: IPSSeenReply, Timeout: 50, ProtoState: 4, HasProtoState: true, DCCPRole: 1,
 	}
 	extras := ktTCP("10.0.0.1", "10.0.0.2", 3000, 21)
 	extras.Helper = "ftp"
@@ -216,7 +218,7 @@ func TestEncodeGolden(t *testing.T) {
 func TestEncodeErrors(t *testing.T) {
 	def := nlEncodeOptions{defaultTimeout: 60}
 	mixed := ktTCP("10.0.0.1", "2001:db8::1", 1, 2)
-	noAddr := Flow{Key: Key{Tuple: Tuple{Proto: nlProtoUDP}}}
+	noAddr := Flow{Key: Key{Tuple: Tuple{Proto: ProtoUDP}}}
 	badICMP := ktPing("10.0.0.1", "10.0.0.2", 1)
 	badICMP.ICMPType = 3
 	badICMP6 := ktPing("2001:db8::1", "2001:db8::2", 1)

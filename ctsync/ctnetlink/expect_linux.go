@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // LinuxExpect: the ExpectKernel interface over ctnetlink's expectation
 // subsystem (NFNL_SUBSYS_CTNETLINK_EXP). Requests are encoded here (the
@@ -63,8 +63,6 @@ type LinuxExpect struct {
 	events, overruns, decodeErrs atomic.Uint64
 }
 
-var _ ExpectKernel = (*LinuxExpect)(nil)
-
 // NewExpectKernel opens the writer socket in the current namespace or in
 // netns (a namespace fd, 0: current). It needs CAP_NET_ADMIN there.
 func NewExpectKernel(netns int) (*LinuxExpect, error) {
@@ -107,11 +105,11 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t *Tuple, v4 bool) {
 	ae.Nested(typ, func(ae *netlink.AttributeEncoder) error {
 		ae.Nested(ctaTupleIP, func(ae *netlink.AttributeEncoder) error {
 			if v4 {
-				s, d := as4(t.Src), as4(t.Dst)
+				s, d := expAddr4(t.Src), expAddr4(t.Dst)
 				ae.Bytes(ctaIPv4Src, s[:])
 				ae.Bytes(ctaIPv4Dst, d[:])
 			} else {
-				s, d := as16(t.Src), as16(t.Dst)
+				s, d := expAddr16(t.Src), expAddr16(t.Dst)
 				ae.Bytes(ctaIPv6Src, s[:])
 				ae.Bytes(ctaIPv6Dst, d[:])
 			}
@@ -119,7 +117,8 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t *Tuple, v4 bool) {
 		})
 		ae.Nested(ctaTupleProto, func(ae *netlink.AttributeEncoder) error {
 			ae.Uint8(ctaProtoNum, t.Proto)
-			if hasPorts(t.Proto) {
+			// As the sync wire codec does: GRE keys are not sent.
+			if t.Proto != ProtoGRE && nlHasPorts(t.Proto) {
 				ae.Uint16(ctaProtoSrcPort, t.SrcPort)
 				ae.Uint16(ctaProtoDstPort, t.DstPort)
 			}
@@ -127,6 +126,22 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t *Tuple, v4 bool) {
 		})
 		return nil
 	})
+}
+
+// expAddr4 and expAddr16 return the raw bytes of a (zero for an invalid
+// address: an unset mask).
+func expAddr4(a netip.Addr) [4]byte {
+	if a.Is4() {
+		return a.As4()
+	}
+	return [4]byte{}
+}
+
+func expAddr16(a netip.Addr) [16]byte {
+	if a.IsValid() {
+		return a.As16()
+	}
+	return [16]byte{}
 }
 
 // encodeExpect builds the attributes of an IPCTNL_MSG_EXP_NEW request.
@@ -353,7 +368,7 @@ func expectFromTiMo(e *conntrack.Expect) (Expect, bool) {
 		Timeout:   e.Timeout, Flags: e.Flags, Class: e.Class, HasClass: true,
 		Helper: e.HelpName, Fn: e.Function,
 	}
-	if !validTuple(&x.Master) || !validTuple(&x.Tuple) {
+	if !x.Master.Valid() || !x.Tuple.Valid() {
 		return Expect{}, false
 	}
 	// The ftp helper saves only the port (the address is 0.0.0.0: the

@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // Raw NETLINK_NETFILTER sockets for the ctnetlink hot paths. Each socket is
 // non-blocking and registered with Go's network poller through os.NewFile,

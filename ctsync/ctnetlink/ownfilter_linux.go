@@ -1,4 +1,4 @@
-package ctsync
+package ctnetlink
 
 // The kernel-side filter of the event socket: a classic BPF program that
 // drops the NEW and UPDATE events caused by this adapter's own writer socket
@@ -15,27 +15,27 @@ package ctsync
 //
 //   - in direct-inject mode it put the entry into the internal cache,
 //     flagged injected, and sent nothing (Own): the consistency check's
-//     BACKUP view of the peer's table (digest.go). The injector now records
+//     BACKUP view of the peer's table (ctsync/digest.go). The injector now records
 //     the flows the kernel accepted itself, right after the write
-//     (eventfilter.go), which costs a cache insert instead of the kernel's
+//     (ctsync/eventfilter.go, through CommitReport), which costs a cache insert instead of the kernel's
 //     copy to user space, the decode and the insert.
 //   - after a commit (external-cache mode) it put the committed entries
 //     into the internal cache. The MASTER transition resyncs the internal
 //     cache from a kernel dump before its BulkSend (appliance/
 //     transitions.go), and the commit itself reconciles with a dump
-//     (commitquiet.go), so nothing needs the echo.
+//     (ctsync/commitquiet.go), so nothing needs the echo.
 //   - a later traffic-driven update of a written entry carries port id 0,
 //     passes the filter and is replicated as before.
 //
 // DESTROY events always pass: an own DESTROY (a delete, the delete half of a
 // replace, a flush, a purge) removes a not-injected entry from the internal
 // cache without being sent (an injected entry is left to the writer that
-// deleted it, eventfilter.go says why), and the DESTROY events of the
+// deleted it, ctsync/eventfilter.go says why), and the DESTROY events of the
 // node's own flows (timeouts, traffic, foreign tools) arrive as before.
 //
 // The kernel still builds every event while the socket is in the group (a
 // filter runs after that): for the engine's Commit the socket leaves the
-// NEW and UPDATE groups instead (commitquiet.go); for direct inject, which
+// NEW and UPDATE groups instead (CommitQuiet); for direct inject, which
 // runs all the time, it cannot without losing traffic events, so that
 // cost (about a fifth of the receiver's CPU per injected flow, profiled in
 // the bench) remains the kernel's.
