@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // AcceptFilter is implemented by Addressers that can keep the node from
@@ -27,7 +28,15 @@ type AcceptFilter interface {
 	// forwarded and NATed traffic is not affected. An empty list removes
 	// the filter. It is idempotent.
 	RefuseLocal(ctx context.Context, addrs []netip.Addr) error
+	// RefusingLocal reports whether the filter RefuseLocal installed is
+	// still in place: an operator's "flush ruleset" (a firewall reload)
+	// removes it with everything else.
+	RefusingLocal(ctx context.Context) (bool, error)
 }
+
+// acceptCheckInterval is how often the engine checks that the accept
+// filter survived firewall reloads, and puts it back if not.
+const acceptCheckInterval = 2 * time.Second
 
 // refusedVIPs returns the addresses a MASTER of these instances must not
 // accept packets for: the VIPs of the instances with NoAccept, except the
@@ -63,4 +72,29 @@ func (e *engine) applyAcceptMode(ctx context.Context, addrs []netip.Addr) error 
 		return fmt.Errorf("vrrp: accept mode: %w", err)
 	}
 	return nil
+}
+
+// keepAcceptMode puts the accept filter back whenever it disappears (a
+// firewall reload with "flush ruleset"), until ctx ends. It runs on a
+// goroutine of its own: nf_tables requests never delay the event loop.
+func (e *engine) keepAcceptMode(ctx context.Context, f AcceptFilter, addrs []netip.Addr) {
+	tick := time.NewTicker(acceptCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, osTimeout)
+		present, err := f.RefusingLocal(cctx)
+		if err == nil && !present {
+			e.log.Warn("the accept filter was removed (firewall reload?); putting it back")
+			err = f.RefuseLocal(cctx, addrs)
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("accept mode: cannot check or restore the filter", "err", err)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -49,14 +50,9 @@ func (a *linuxAddresser) RefuseLocal(ctx context.Context, addrs []netip.Addr) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	p := (*linuxPlatform)(a)
-	var opts []nftables.ConnOption
-	if !p.own {
-		opts = append(opts, nftables.WithNetNSFd(int(p.ns)))
-	}
-	c, err := nftables.New(opts...)
+	c, err := a.nftConn()
 	if err != nil {
-		return fmt.Errorf("nf_tables: %w", err)
+		return err
 	}
 	table := &nftables.Table{Name: acceptTable, Family: nftables.TableFamilyINet}
 	// Adding then deleting makes the delete succeed whether or not the
@@ -72,6 +68,39 @@ func (a *linuxAddresser) RefuseLocal(ctx context.Context, addrs []netip.Addr) er
 		return fmt.Errorf("nf_tables table inet %s: %w", acceptTable, err)
 	}
 	return nil
+}
+
+// RefusingLocal reports whether the fwpair_accept table exists with its
+// chain.
+func (a *linuxAddresser) RefusingLocal(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	c, err := a.nftConn()
+	if err != nil {
+		return false, err
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("nf_tables: list inet chains: %w", err)
+	}
+	return slices.ContainsFunc(chains, func(ch *nftables.Chain) bool {
+		return ch.Table.Name == acceptTable && ch.Name == acceptChain
+	}), nil
+}
+
+// nftConn opens an nf_tables connection in the platform's namespace.
+func (a *linuxAddresser) nftConn() (*nftables.Conn, error) {
+	p := (*linuxPlatform)(a)
+	var opts []nftables.ConnOption
+	if !p.own {
+		opts = append(opts, nftables.WithNetNSFd(int(p.ns)))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nf_tables: %w", err)
+	}
+	return c, nil
 }
 
 // buildAcceptTable queues the table described above on c.

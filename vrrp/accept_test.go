@@ -44,6 +44,8 @@ func (f *filterAddresser) RefuseLocal(_ context.Context, addrs []netip.Addr) err
 	return nil
 }
 
+func (f *filterAddresser) RefusingLocal(context.Context) (bool, error) { return true, nil }
+
 func (f *filterAddresser) AddVIPs(ctx context.Context, ifname string, vips []vrrp.VIP) error {
 	f.record("add " + ifname)
 	return f.Node.AddVIPs(ctx, ifname, vips)

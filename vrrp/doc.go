@@ -139,9 +139,27 @@
 // IPv4 and IPv6 instances have separate sockets and VRID spaces and may
 // share one sync group. The IPv4 checksum is sent over the pseudo-header,
 // as keepalived 2.2.7 does by default; the message-only form (RFC 9568's
-// reading, keepalived's v3_checksum_as_v2) is accepted too. Accept_Mode
-// is not implemented: a MASTER accepts packets to its VIPs (Linux
-// behaviour, as with v2 and keepalived).
+// reading, keepalived's v3_checksum_as_v2) is accepted too.
+//
+// # Accept mode
+//
+// RFC 9568 §6.1's Accept_Mode is InstanceConfig.NoAccept (accept.go,
+// accept_linux.go), for v2 and v3 instances alike. By default a MASTER
+// accepts packets addressed to its VIPs (pings, SSH to the VIP), as
+// fwpair always did and as keepalived does without vrrp_strict; the
+// RFC's default is the opposite. With NoAccept, a MASTER that is not the
+// address owner (priority 255) refuses them through an nf_tables table
+// of its own, inet fwpair_accept: an input-hook chain dropping packets to
+// a set of VIPs, Neighbor Solicitations and Advertisements excepted.
+// Only locally delivered packets reach that hook, so ARP, Neighbor
+// Discovery, traffic routed through the VIP, DNAT port forwards on a VIP
+// and replies to connections SNATed to a VIP are unaffected. The table
+// is installed atomically when Run starts (before any VIP can be added;
+// a VIP that is not assigned is never delivered locally, so it can stay
+// while BACKUP), checked every 2 s and put back if a firewall reload
+// ("flush ruleset") removed it, and deleted on a graceful stop (after
+// Kill it stays, like the VIPs). If it cannot be installed Run fails:
+// refusing was asked for, accepting silently would be wrong.
 //
 // # Timing on a busy machine
 //

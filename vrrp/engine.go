@@ -117,6 +117,13 @@ func (e *engine) run(ctx context.Context) error {
 		}
 		e.log.Debug("removing a leftover accept filter", "err", err)
 	}
+	if f, ok := e.addresser.(AcceptFilter); ok && len(refused) > 0 {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			e.keepAcceptMode(e.bgCtx, f, refused)
+		}()
+	}
 
 	var names []string
 	for _, in := range e.insts {

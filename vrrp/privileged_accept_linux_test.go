@@ -99,6 +99,21 @@ func TestPrivilegedV3AcceptMode(t *testing.T) {
 				t.Errorf("TCP to VIP0:22 accepted with accept mode off")
 			}
 
+			if !accept {
+				// A firewall reload ("flush ruleset") removes the
+				// filter; the engine puts it back.
+				if _, err := lab.FW1.Run(t.Context(), "nft", "delete", "table", "inet", "fwpair_accept"); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, 3*time.Second+time.Second, "the accept filter is back", func() (bool, error) {
+					out, err := lab.FW1.Run(t.Context(), "nft", "list", "tables")
+					return containsLine(out, "table inet fwpair_accept"), err
+				})
+				if pingOnce(lab.Client, testenv.VIP0.Addr().String(), false) {
+					t.Errorf("ping VIP0 answered after the filter was restored")
+				}
+			}
+
 			if err := us.stop(); err != nil {
 				t.Fatal(err)
 			}
