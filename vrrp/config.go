@@ -68,7 +68,8 @@ type InstanceConfig struct {
 	// keep a valid neighbour entry across a failover, and the switch
 	// relearns the MAC from the new MASTER's first GARP. The interface is
 	// VMACInterface; firewall rules that match the inside interface must
-	// match it too. Adverts still leave through Interface.
+	// match it too. Multicast adverts leave through Interface with the
+	// virtual MAC as their Ethernet source (RFC 9568 §7.2).
 	UseVMAC bool
 	// NoAccept is RFC 9568's Accept_Mode = false (keepalived's
 	// no_accept): while MASTER, a node that is not the address owner

@@ -205,9 +205,14 @@
 //   - By default adverts and GARPs use the interface's own MAC, like
 //     keepalived without use_vmac. With InstanceConfig.UseVMAC the MASTER
 //     holds the VIPs on a macvlan interface with the RFC's virtual router
-//     MAC (vmac.go, vmac_linux.go), so its GARPs and ARP replies carry
-//     it; adverts still leave through the parent interface with its own
-//     MAC (RFC 9568 §7.2 wants the virtual one).
+//     MAC (vmac.go, vmac_linux.go), so its GARPs, ARP replies and
+//     Neighbor Advertisements carry it, and its multicast adverts leave
+//     from that MAC too (RFC 9568 §7.2): the frame is built by the engine
+//     and written through AF_PACKET on the parent interface
+//     (vmac_send_linux.go), so even the first advert, sent before the
+//     macvlan exists, has it and the switch learns the virtual MAC's port
+//     at once. Unicast adverts (UnicastPeers) still leave through the
+//     socket with the interface's MAC.
 //   - Neighbor Advertisements set the Router flag (the MASTER is a
 //     router); keepalived 2.2.7 sends Override only.
 //   - Preempt delay tolerates a lower-priority master for PreemptDelay

@@ -298,7 +298,7 @@ func (e *engine) send(in *instance, prio uint8) {
 			// destination.
 			b = e.encodeV3(in, conn, prio, dst)
 		}
-		err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
+		err := writeAdvert(conn, in, b, dst)
 		e.mu.Lock()
 		switch {
 		case err != nil:

@@ -132,7 +132,7 @@ func (p *pacerCore) fire(now time.Time) {
 			continue
 		}
 		for j, b := range s.pkts {
-			if err := s.conn.WriteAdvert(b, s.in.cfg.UnicastSource, s.dsts[j]); err != nil {
+			if err := writeAdvert(s.conn, s.in, b, s.dsts[j]); err != nil {
 				s.in.paced.sendErrors.Add(1)
 			} else {
 				s.in.paced.sent.Add(1)

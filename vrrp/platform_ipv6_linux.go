@@ -61,6 +61,7 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 		return nil, err
 	}
 	c := &rawConn6{pc: ipv6.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
+	c.frames.init(p, ifname, c.index)
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []socketStep{
 		{"join ff02::12", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress6.AsSlice()}) }},
@@ -82,10 +83,11 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 
 // rawConn6 is a Conn over a raw IPv6 socket bound to one interface.
 type rawConn6 struct {
-	pc    *ipv6.PacketConn
-	raw   syscall.RawConn // for ReadPending
-	index int
-	local netip.Addr
+	pc     *ipv6.PacketConn
+	raw    syscall.RawConn // for ReadPending
+	index  int
+	local  netip.Addr
+	frames frameSender // adverts from the virtual MAC (vmac_send_linux.go)
 }
 
 var _ Conn = (*rawConn6)(nil)
@@ -118,4 +120,7 @@ func (c *rawConn6) WriteAdvert(b []byte, src, dst netip.Addr) error {
 
 func (c *rawConn6) LocalAddr() netip.Addr { return c.local }
 func (c *rawConn6) IfIndex() int          { return c.index }
-func (c *rawConn6) Close() error          { return c.pc.Close() }
+func (c *rawConn6) Close() error {
+	c.frames.close()
+	return c.pc.Close()
+}
