@@ -62,6 +62,10 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 	}
 	c := &rawConn6{pc: ipv6.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	c.frames.init(p, ifname, c.index)
+	if err := sc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: %w", ifname, err)
+	}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []socketStep{
 		{"join ff02::12", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress6.AsSlice()}) }},
@@ -88,6 +92,7 @@ type rawConn6 struct {
 	index  int
 	local  netip.Addr
 	frames frameSender // adverts from the virtual MAC (vmac_send_linux.go)
+	fd     int         // the socket, for the kernel-timed pacer's sendmsg
 }
 
 var _ Conn = (*rawConn6)(nil)

@@ -179,6 +179,10 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 	}
 	c := &rawConn{pc: ipv4.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
 	c.frames.init(p, ifname, c.index)
+	if err := sc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: %w", ifname, err)
+	}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []socketStep{
 		{"join 224.0.0.18", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress.AsSlice()}) }},
@@ -252,6 +256,7 @@ type rawConn struct {
 	index  int
 	local  netip.Addr
 	frames frameSender // adverts from the virtual MAC (vmac_send_linux.go)
+	fd     int         // the socket, for the kernel-timed pacer's sendmsg
 }
 
 var _ Conn = (*rawConn)(nil)
