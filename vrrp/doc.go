@@ -170,17 +170,25 @@
 // buffers (ReadPending): a reader goroutine that was not scheduled in
 // time cannot cause a takeover. With Options.RealtimePriority the event
 // loop and the readers run on OS threads of their own under SCHED_RR,
-// and a MASTER's periodic adverts leave from a pacer (pacer.go): a
-// SCHED_RR thread that sleeps in ppoll until the next advert is due and
-// sends pre-encoded adverts, instead of going through Go's timers, whose
-// threads run at normal priority. The pacer sends only the periodic
-// adverts; every other one (the first, priority 0, answers to another
-// master) still comes from the state machine, and pacing stops before an
-// instance leaves MASTER, so no paced advert follows a priority-0 one.
-// The pacer still needs a free P of the Go runtime when it wakes; on a
-// host loaded far beyond its cores the Ps are held by descheduled
-// normal-priority threads and its tail latency grows (see the MEASURED
-// lines of TestPrivilegedKeepalivedV3UnderCPUHog).
+// and a MASTER's periodic adverts leave from a pacer (pacer.go). The
+// pacer does not send them itself when it can avoid it: a real-time
+// thread still needs a P of the Go runtime to run Go code when it wakes,
+// and on a host whose cores are saturated while the daemon is busy (the
+// sync engine replicating flows, the GC) the Ps are held by
+// normal-priority threads the load keeps off the CPU, or stopped for the
+// GC: adverts were measured 300-580 ms late at 50 ms. So the pacer
+// queues each MASTER's next adverts 400 ms ahead in an io_uring
+// (uring_linux.go, pacer_uring_linux.go), each an absolute
+// CLOCK_MONOTONIC timeout linked to the sendmsg of the pre-encoded
+// advert: the kernel sends it on time, as task work on the pacer's
+// real-time thread, without returning to Go; the Go side only tops the
+// queue up. A priority change or leaving MASTER cancels the queued
+// adverts, and waits for the kernel to confirm it, before anything else
+// is sent, so no paced advert follows a priority-0 one. Without io_uring
+// (old kernel, kernel.io_uring_disabled) the pacer thread sends them
+// itself, sleeping in ppoll. The pacer sends only the periodic adverts;
+// every other one (the first, priority 0, answers to another master)
+// still comes from the state machine.
 //
 // # Deviations and choices
 //

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,6 +26,7 @@ const (
 	uringOffSQEs   = 0x10000000
 
 	uringFeatSingleMmap = 1 << 0
+	uringFeatExtArg     = 1 << 8
 
 	uringOpNop           = 0
 	uringOpPollAdd       = 6
@@ -120,8 +122,8 @@ func newURing(entries uint32) (*uring, error) {
 		r.close()
 		return nil, err
 	}
-	if p.features&uringFeatSingleMmap == 0 {
-		return fail(errors.New("io_uring: kernel without IORING_FEAT_SINGLE_MMAP"))
+	if p.features&uringFeatSingleMmap == 0 || p.features&uringFeatExtArg == 0 {
+		return fail(errors.New("io_uring: kernel without IORING_FEAT_SINGLE_MMAP or IORING_FEAT_EXT_ARG (Linux 5.11)"))
 	}
 	sqSize := int(p.sqOff.array + p.sqEntries*4)
 	cqSize := int(p.cqOff.cqes + p.cqEntries*uint32(unsafe.Sizeof(uringCQE{})))
@@ -145,7 +147,52 @@ func newURing(entries uint32) (*uring, error) {
 	r.cqMask = *at(p.cqOff.ringMask)
 	r.cqes = unsafe.Slice((*uringCQE)(unsafe.Pointer(&mem[p.cqOff.cqes])), p.cqEntries)
 	r.tail = atomic.LoadUint32(r.sqTail)
+	if err := r.probeLinkedTimeout(); err != nil {
+		return fail(err)
+	}
 	return r, nil
+}
+
+// probeLinkedTimeout checks that an expired timeout lets its linked
+// request run (IORING_TIMEOUT_ETIME_SUCCESS, Linux 5.16): without it
+// every queued advert would be cancelled.
+func (r *uring) probeLinkedTimeout() error {
+	ts := new(unix.Timespec) // relative, already expired
+	to := r.queue()
+	to.opcode = uringOpTimeout
+	to.flags = uringSQEIOLink
+	to.addr = uint64(uintptr(unsafe.Pointer(ts)))
+	to.len = 1
+	to.opFlags = uringTimeoutETimeSucces
+	to.userData = 1
+	nop := r.queue()
+	nop.opcode = uringOpNop
+	nop.userData = 2
+	err := r.submit()
+	runtime.KeepAlive(ts)
+	if err != nil {
+		return fmt.Errorf("io_uring probe: %w", err)
+	}
+	w := new(uringWait)
+	nopRes, done := int32(0), false
+	for range 100 {
+		r.reap(func(ud uint64, res int32) {
+			if ud == 2 {
+				nopRes, done = res, true
+			}
+		})
+		if done {
+			break
+		}
+		r.wait(w, int64(time.Millisecond))
+	}
+	switch {
+	case !done:
+		return errors.New("io_uring probe: no completion within 100 ms")
+	case nopRes != 0:
+		return fmt.Errorf("io_uring: a request linked to an expired timeout does not run (%v): kernel without IORING_TIMEOUT_ETIME_SUCCESS (Linux 5.16)", unix.Errno(-nopRes))
+	}
+	return nil
 }
 
 func (r *uring) close() {
