@@ -58,6 +58,7 @@ func TestPrivilegedV3PacerJitterBusyRuntime(t *testing.T) {
 		}
 		defer h.Stop()
 	}
+	load := loadAverage(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	wg := churn(ctx, runtime.NumCPU())
 	from := time.Now()
@@ -77,16 +78,23 @@ func TestPrivilegedV3PacerJitterBusyRuntime(t *testing.T) {
 	mu.Lock()
 	spurious := transitions - before
 	mu.Unlock()
-	load := loadAverage(t)
 	t.Logf("MEASURED v3 %v pacer, busy Go runtime + CPU hogs, host load %.1f: advert interval p50 %v p99 %v max %v (%d intervals); transitions %d; fw1 %v",
 		hogInterval, load, p50.Round(time.Microsecond), p99.Round(time.Microsecond), pmax.Round(time.Microsecond), len(iv), spurious, fw1.Status().State)
+	// As in TestPrivilegedKeepalivedV3UnderCPUHog, a host already
+	// running more than one task per core measures its own contention
+	// (other real-time threads at the same priority, RT throttling): the
+	// figures are only logged there.
+	if load > float64(runtime.NumCPU()) {
+		t.Logf("host load %.1f exceeds 1 task per core before the hogs: figures logged, not asserted", load)
+		return
+	}
 	// Three intervals without an advert is a false takeover at the
-	// BACKUP: never, however loaded the host (the adverts are timed by
-	// the kernel). Before they were, this measured 357-580 ms.
+	// BACKUP. Before the adverts were timed by the kernel, this measured
+	// max 357-580 ms.
 	if pmax >= 3*hogInterval {
 		t.Errorf("an advert interval of %v: a BACKUP would have taken over", pmax)
 	}
-	if load <= float64(runtime.NumCPU()) && p99 > hogInterval+hogInterval/10 {
+	if p99 > hogInterval+hogInterval/10 {
 		t.Errorf("advert interval p99 %v, want at most %v", p99, hogInterval+hogInterval/10)
 	}
 }
