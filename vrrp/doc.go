@@ -177,7 +177,7 @@
 // sync engine replicating flows, the GC) the Ps are held by
 // normal-priority threads the load keeps off the CPU, or stopped for the
 // GC: adverts were measured 300-580 ms late at 50 ms. So the pacer
-// queues each MASTER's next adverts 400 ms ahead in an io_uring
+// queues each MASTER's next adverts 1 s ahead in an io_uring
 // (uring_linux.go, pacer_uring_linux.go), each an absolute
 // CLOCK_MONOTONIC timeout linked to the sendmsg of the pre-encoded
 // advert: the kernel sends it on time, as task work on the pacer's

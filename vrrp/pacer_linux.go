@@ -29,7 +29,7 @@ type pacer struct {
 }
 
 // pacerRingEntries sizes the ring: two requests per queued advert.
-const pacerRingEntries = 256
+const pacerRingEntries = 1024
 
 func newPacer(e *engine) (*pacer, error) {
 	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)

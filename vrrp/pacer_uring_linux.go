@@ -8,7 +8,7 @@ package vrrp
 // the GC, and the pacer waits for them: adverts measured up to 300-580 ms
 // late at 50 ms (TestPrivilegedV3PacerJitterBusyRuntime). So the pacer
 // does not send on time itself: it queues each MASTER's next adverts,
-// up to pacerHorizon ahead, in an io_uring as absolute CLOCK_MONOTONIC
+// up to pacerHorizon (1 s) ahead, in an io_uring as absolute CLOCK_MONOTONIC
 // timeouts each linked to the sendmsg of the pre-encoded advert. The
 // kernel fires the timeout and sends, running the send as task work on
 // the pacer's real-time thread, without returning to Go. The Go side only
@@ -29,8 +29,8 @@ import (
 // Go side of the pacer may stall this long without an advert being late.
 // At least two adverts are queued, at most pacerMaxDepth.
 const (
-	pacerHorizon  = 400 * time.Millisecond
-	pacerMaxDepth = 16
+	pacerHorizon  = time.Second
+	pacerMaxDepth = 32
 	// pacerStopWait bounds how long stop waits for the kernel to confirm
 	// that queued adverts were cancelled.
 	pacerStopWait = 200 * time.Millisecond

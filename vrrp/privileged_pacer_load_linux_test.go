@@ -145,9 +145,9 @@ func TestPrivilegedV3PacerCancelsQueuedAdverts(t *testing.T) {
 	if err := fw1.stop(); err != nil {
 		t.Fatal(err)
 	}
-	// Anything still queued would leave within pacerHorizon (400 ms):
-	// watch the wire 600 ms for it.
-	consistently(t, 600*time.Millisecond, "no advert after priority 0", func() (bool, error) {
+	// Anything still queued would leave within pacerHorizon (1 s):
+	// watch the wire 1.2 s for it.
+	consistently(t, 1200*time.Millisecond, "no advert after priority 0", func() (bool, error) {
 		ads := fw1Adverts()
 		for i, a := range ads {
 			if a.Priority == 0 {
