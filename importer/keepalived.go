@@ -52,7 +52,7 @@ var keepalivedRefused = map[string]struct {
 	"vrrp_instance garp_master_delay":          {Ignored, "fwpair sends its burst at once and refreshes it by vrrp.garp_refresh"},
 	"vrrp_instance garp_lower_prio_repeat":     {Ignored, "not applicable"},
 	"vrrp_instance lvs_sync_daemon_interface":  {Refused, "LVS is not part of fwpair"},
-	"vrrp_instance vmac_xmit_base":             {Refused, "fwpair does not use VRRP virtual MAC interfaces"},
+	"vrrp_instance vmac_xmit_base":             {Approximated, "with use_vmac fwpair sends adverts through the parent interface, as vmac_xmit_base does, but from the virtual MAC (RFC 9568 7.2), not the interface's"},
 	"vrrp_instance native_ipv6":                {Refused, "IPv6 instances are not imported: write a VRRPv3 IPv6 instance by hand (fwpair.toml(5))"},
 	"vrrp_instance mcast_src_ip":               {Approximated, "fwpair sends from the interface's primary address"},
 	"vrrp_instance notify_stop":                {Refused, "fwpair has no stop notification; systemd reports the unit's stop"},
