@@ -207,6 +207,7 @@ type rawInstance struct {
 	UnicastSource  string   `toml:"unicast_source"`
 	AuthPassword   string   `toml:"auth_password" to:"AuthPassword"`
 	UseVMAC        *bool    `toml:"use_vmac" to:"UseVMAC"`
+	AcceptMode     *bool    `toml:"accept_mode"` // the engine's NoAccept, inverted
 }
 
 type rawSync struct {
@@ -604,6 +605,9 @@ func (v *validator) vrrp(r *rawVRRP) *VRRPConfig {
 		}
 		if len(ri.VIPLabel) > vrrp.MaxLabel {
 			v.errorf(key+".vip_label", "label %q is longer than %d bytes", ri.VIPLabel, vrrp.MaxLabel)
+		}
+		if ri.AcceptMode != nil {
+			in.NoAccept = !*ri.AcceptMode
 		}
 		for j, name := range ri.TrackIfaces {
 			v.iface(fmt.Sprintf("%s.track_interfaces[%d]", key, j), &name)

@@ -57,6 +57,7 @@ var ConfigKeys = []ConfigKey{
 	{"vrrp.instance.unicast_source", "string", "the interface's address", "Source address of unicast adverts."},
 	{"vrrp.instance.auth_password", "string", "none", "Simple-password authentication (type 1, at most 8 characters), for peers that use it; VRRPv2 only."},
 	{"vrrp.instance.use_vmac", "boolean", "false", "Hold the virtual addresses on a macvlan interface vrrp.VRID (vrrp6.VRID for IPv6) with the virtual router MAC 00:00:5e:00:01:VRID (00:00:5e:00:02:VRID), created on becoming MASTER and removed on leaving, so that hosts ignoring gratuitous ARP follow a failover; firewall rules matching the inside interface must match it too. Sets arp_ignore = 1 on the interface."},
+	{"vrrp.instance.accept_mode", "boolean", "true", "RFC 9568 Accept_Mode. true: the MASTER accepts packets addressed to the virtual addresses (ping, SSH to a VIP), as fwpair always did and keepalived does without vrrp_strict. false: a MASTER that is not the address owner (priority 255) drops them, through its own nf_tables table inet fwpair_accept (input hook; put back if a ruleset reload removes it); ARP, Neighbor Discovery, traffic routed through the VIP and DNAT port forwards on it keep working. The RFC's default is false."},
 	{"sync.mode", "string", `"ftfw"`, "ftfw (reliable: acknowledged, retransmitted) or notrack (best effort)."},
 	{"sync.ack_window", "integer", "300", "Acknowledge every N in-order messages (FTFW)."},
 	{"sync.resend_queue", "integer", "131072", "Messages kept for retransmission (FTFW)."},

@@ -92,6 +92,7 @@ func keyMappings(t *testing.T) []keyMapping {
 			with: map[string]string{"vrrp.instance.unicast_peers": `["192.168.0.2"]`}},
 		{key: "vrrp.instance.auth_password", set: `"secret"`, get: func(c *Config) any { return c.VRRP.Instances[0].AuthPassword }, dflt: ""},
 		{key: "vrrp.instance.use_vmac", set: `true`, get: func(c *Config) any { return c.VRRP.Instances[0].UseVMAC }},
+		{key: "vrrp.instance.accept_mode", set: `false`, get: func(c *Config) any { return !c.VRRP.Instances[0].NoAccept }},
 		{key: "sync.mode", set: `"notrack"`, get: func(c *Config) any { return string(c.Sync.Mode) }},
 		{key: "sync.ack_window", set: `500`, get: func(c *Config) any { return c.Sync.ACKWindow }},
 		{key: "sync.resend_queue", set: `1024`, get: func(c *Config) any { return c.Sync.ResendQueueSize }},

@@ -151,8 +151,11 @@ type importer struct {
 	// syncPeers is Input.SyncPeers, validated.
 	syncPeers []string
 	out       *outConfig
-	notes     []Note
-	fatal     []string
+	// strict is accept_mode = false from global_defs vrrp_strict: the
+	// default of instances that set neither accept nor no_accept.
+	strict val
+	notes  []Note
+	fatal  []string
 }
 
 func newImporter() *importer { return &importer{out: &outConfig{}} }

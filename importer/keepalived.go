@@ -32,7 +32,6 @@ var keepalivedRefused = map[string]struct {
 	"global_defs enable_script_security":       {Ignored, "fwpair's hook runs under the unit's user"},
 	"global_defs script_user":                  {Ignored, "fwpair's hook runs under the unit's user"},
 	"global_defs vrrp_skip_check_adv_addr":     {Ignored, "fwpair always checks the advert's addresses"},
-	"global_defs vrrp_strict":                  {Approximated, "fwpair follows RFC 3768 but does not refuse unicast or authentication as strict mode does"},
 	"global_defs vrrp_garp_interval":           {Ignored, "fwpair spaces gratuitous ARPs by vrrp.garp_spacing (default 200ms)"},
 	"global_defs vrrp_gna_interval":            {Ignored, "fwpair spaces gratuitous ARPs by vrrp.garp_spacing"},
 	"global_defs vrrp_iptables":                {Ignored, "fwpair leaves the ruleset alone; load etc/fwpair.nft or your own"},
@@ -53,13 +52,11 @@ var keepalivedRefused = map[string]struct {
 	"vrrp_instance garp_master_delay":          {Ignored, "fwpair sends its burst at once and refreshes it by vrrp.garp_refresh"},
 	"vrrp_instance garp_lower_prio_repeat":     {Ignored, "not applicable"},
 	"vrrp_instance lvs_sync_daemon_interface":  {Refused, "LVS is not part of fwpair"},
-	"vrrp_instance vmac_xmit_base":             {Refused, "fwpair does not use VRRP virtual MAC interfaces"},
+	"vrrp_instance vmac_xmit_base":             {Approximated, "with use_vmac fwpair sends adverts through the parent interface, as vmac_xmit_base does, but from the virtual MAC (RFC 9568 7.2), not the interface's"},
 	"vrrp_instance native_ipv6":                {Refused, "IPv6 instances are not imported: write a VRRPv3 IPv6 instance by hand (fwpair.toml(5))"},
 	"vrrp_instance mcast_src_ip":               {Approximated, "fwpair sends from the interface's primary address"},
 	"vrrp_instance notify_stop":                {Refused, "fwpair has no stop notification; systemd reports the unit's stop"},
 	"vrrp_instance debug":                      {Ignored, "use log.level = \"debug\""},
-	"vrrp_instance accept":                     {Ignored, "fwpair's ruleset decides what reaches the addresses"},
-	"vrrp_instance no_accept":                  {Ignored, "fwpair's ruleset decides what reaches the addresses"},
 }
 
 // keepalived converts the top level of a keepalived.conf.
@@ -128,6 +125,11 @@ func (im *importer) globalDefs(g *stmt) {
 			im.garpRepeat(c)
 		case "vrrp_garp_master_refresh":
 			im.garpRefresh(c)
+		case "vrrp_strict":
+			// keepalived's strict mode makes no_accept the default of
+			// instances that say neither accept nor no_accept.
+			im.strict = val{"false", c.where() + " vrrp_strict"}
+			im.note(c, Approximated, "instances without accept or no_accept get accept_mode = false, as strict mode defaults them; fwpair does not refuse unicast or authentication as strict mode does")
 		default:
 			im.other("global_defs", c)
 		}
@@ -227,6 +229,12 @@ func (im *importer) instance(s *stmt) {
 			}
 			in.preemptDelay = val{seconds(f), from}
 			im.note(c, Carried, "preempt_delay")
+		case "accept":
+			in.accept = val{"true", from}
+			im.note(c, Carried, "accept_mode = true")
+		case "no_accept":
+			in.accept = val{"false", from}
+			im.note(c, Carried, "accept_mode = false")
 		case "use_vmac":
 			in.useVMAC = val{"true", from}
 			if len(c.Args) > 0 {
@@ -275,6 +283,9 @@ func (im *importer) instance(s *stmt) {
 		default:
 			im.other("vrrp_instance", c)
 		}
+	}
+	if !in.accept.set() && im.strict.set() {
+		in.accept = im.strict
 	}
 	if !in.iface.set() {
 		im.fatalf(s, "vrrp_instance %s has no interface", s.arg(0))

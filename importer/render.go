@@ -23,7 +23,7 @@ type outConfig struct {
 
 type outInstance struct {
 	name, iface, vrid, priority, advert, preempt, preemptDelay val
-	vipLabel, unicastSource, authPassword, useVMAC             val
+	vipLabel, unicastSource, authPassword, useVMAC, accept     val
 	vips, unicastPeers, track                                  []val
 	from                                                       string
 	// advertStmt is the advert_int line, resolved once the VRRP version
@@ -179,6 +179,7 @@ func (o *outConfig) render(in Input, problems []Note) []byte {
 			w.raw("preempt", in.preempt)
 			w.str("preempt_delay", in.preemptDelay)
 			w.raw("use_vmac", in.useVMAC)
+			w.raw("accept_mode", in.accept)
 			w.list("track_interfaces", in.track)
 			w.list("unicast_peers", in.unicastPeers)
 			w.str("unicast_source", in.unicastSource)

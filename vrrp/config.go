@@ -68,8 +68,16 @@ type InstanceConfig struct {
 	// keep a valid neighbour entry across a failover, and the switch
 	// relearns the MAC from the new MASTER's first GARP. The interface is
 	// VMACInterface; firewall rules that match the inside interface must
-	// match it too. Adverts still leave through Interface.
+	// match it too. Multicast adverts leave through Interface with the
+	// virtual MAC as their Ethernet source (RFC 9568 §7.2).
 	UseVMAC bool
+	// NoAccept is RFC 9568's Accept_Mode = false (keepalived's
+	// no_accept): while MASTER, a node that is not the address owner
+	// (priority 255) does not accept packets addressed to the VIPs; it
+	// still answers ARP and Neighbor Discovery for them and still
+	// forwards traffic through them (accept.go). The zero value accepts,
+	// as fwpair always did and as keepalived does without vrrp_strict.
+	NoAccept bool
 	// AuthPassword enables RFC 2338 simple password authentication (auth
 	// type 1, keepalived "auth_type PASS"). Only the first 8 bytes count.
 	// Empty means no authentication, the RFC 3768 behaviour.

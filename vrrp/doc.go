@@ -139,9 +139,27 @@
 // IPv4 and IPv6 instances have separate sockets and VRID spaces and may
 // share one sync group. The IPv4 checksum is sent over the pseudo-header,
 // as keepalived 2.2.7 does by default; the message-only form (RFC 9568's
-// reading, keepalived's v3_checksum_as_v2) is accepted too. Accept_Mode
-// is not implemented: a MASTER accepts packets to its VIPs (Linux
-// behaviour, as with v2 and keepalived).
+// reading, keepalived's v3_checksum_as_v2) is accepted too.
+//
+// # Accept mode
+//
+// RFC 9568 §6.1's Accept_Mode is InstanceConfig.NoAccept (accept.go,
+// accept_linux.go), for v2 and v3 instances alike. By default a MASTER
+// accepts packets addressed to its VIPs (pings, SSH to the VIP), as
+// fwpair always did and as keepalived does without vrrp_strict; the
+// RFC's default is the opposite. With NoAccept, a MASTER that is not the
+// address owner (priority 255) refuses them through an nf_tables table
+// of its own, inet fwpair_accept: an input-hook chain dropping packets to
+// a set of VIPs, Neighbor Solicitations and Advertisements excepted.
+// Only locally delivered packets reach that hook, so ARP, Neighbor
+// Discovery, traffic routed through the VIP, DNAT port forwards on a VIP
+// and replies to connections SNATed to a VIP are unaffected. The table
+// is installed atomically when Run starts (before any VIP can be added;
+// a VIP that is not assigned is never delivered locally, so it can stay
+// while BACKUP), checked every 2 s and put back if a firewall reload
+// ("flush ruleset") removed it, and deleted on a graceful stop (after
+// Kill it stays, like the VIPs). If it cannot be installed Run fails:
+// refusing was asked for, accepting silently would be wrong.
 //
 // # Timing on a busy machine
 //
@@ -152,17 +170,25 @@
 // buffers (ReadPending): a reader goroutine that was not scheduled in
 // time cannot cause a takeover. With Options.RealtimePriority the event
 // loop and the readers run on OS threads of their own under SCHED_RR,
-// and a MASTER's periodic adverts leave from a pacer (pacer.go): a
-// SCHED_RR thread that sleeps in ppoll until the next advert is due and
-// sends pre-encoded adverts, instead of going through Go's timers, whose
-// threads run at normal priority. The pacer sends only the periodic
-// adverts; every other one (the first, priority 0, answers to another
-// master) still comes from the state machine, and pacing stops before an
-// instance leaves MASTER, so no paced advert follows a priority-0 one.
-// The pacer still needs a free P of the Go runtime when it wakes; on a
-// host loaded far beyond its cores the Ps are held by descheduled
-// normal-priority threads and its tail latency grows (see the MEASURED
-// lines of TestPrivilegedKeepalivedV3UnderCPUHog).
+// and a MASTER's periodic adverts leave from a pacer (pacer.go). The
+// pacer does not send them itself when it can avoid it: a real-time
+// thread still needs a P of the Go runtime to run Go code when it wakes,
+// and on a host whose cores are saturated while the daemon is busy (the
+// sync engine replicating flows, the GC) the Ps are held by
+// normal-priority threads the load keeps off the CPU, or stopped for the
+// GC: adverts were measured 300-580 ms late at 50 ms. So the pacer
+// queues each MASTER's next adverts 1 s ahead in an io_uring
+// (uring_linux.go, pacer_uring_linux.go), each an absolute
+// CLOCK_MONOTONIC timeout linked to the sendmsg of the pre-encoded
+// advert: the kernel sends it on time, as task work on the pacer's
+// real-time thread, without returning to Go; the Go side only tops the
+// queue up. A priority change or leaving MASTER cancels the queued
+// adverts, and waits for the kernel to confirm it, before anything else
+// is sent, so no paced advert follows a priority-0 one. Without io_uring
+// (old kernel, kernel.io_uring_disabled) the pacer thread sends them
+// itself, sleeping in ppoll. The pacer sends only the periodic adverts;
+// every other one (the first, priority 0, answers to another master)
+// still comes from the state machine.
 //
 // # Deviations and choices
 //
@@ -187,9 +213,14 @@
 //   - By default adverts and GARPs use the interface's own MAC, like
 //     keepalived without use_vmac. With InstanceConfig.UseVMAC the MASTER
 //     holds the VIPs on a macvlan interface with the RFC's virtual router
-//     MAC (vmac.go, vmac_linux.go), so its GARPs and ARP replies carry
-//     it; adverts still leave through the parent interface with its own
-//     MAC (RFC 9568 §7.2 wants the virtual one).
+//     MAC (vmac.go, vmac_linux.go), so its GARPs, ARP replies and
+//     Neighbor Advertisements carry it, and its multicast adverts leave
+//     from that MAC too (RFC 9568 §7.2): the frame is built by the engine
+//     and written through AF_PACKET on the parent interface
+//     (vmac_send_linux.go), so even the first advert, sent before the
+//     macvlan exists, has it and the switch learns the virtual MAC's port
+//     at once. Unicast adverts (UnicastPeers) still leave through the
+//     socket with the interface's MAC.
 //   - Neighbor Advertisements set the Router flag (the MASTER is a
 //     router); keepalived 2.2.7 sends Override only.
 //   - Preempt delay tolerates a lower-priority master for PreemptDelay

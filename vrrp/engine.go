@@ -109,6 +109,22 @@ func (e *engine) run(ctx context.Context) error {
 		cancel()
 	}
 
+	// Accept_Mode: the filter is in place before any VIP can be added.
+	refused := refusedVIPs(e.cfg.Instances)
+	if err := e.applyAcceptMode(ctx, refused); err != nil {
+		if len(refused) > 0 {
+			return err
+		}
+		e.log.Debug("removing a leftover accept filter", "err", err)
+	}
+	if f, ok := e.addresser.(AcceptFilter); ok && len(refused) > 0 {
+		e.bg.Add(1)
+		go func() {
+			defer e.bg.Done()
+			e.keepAcceptMode(e.bgCtx, f, refused)
+		}()
+	}
+
 	var names []string
 	for _, in := range e.insts {
 		names = append(names, in.cfg.Name)
@@ -282,7 +298,7 @@ func (e *engine) send(in *instance, prio uint8) {
 			// destination.
 			b = e.encodeV3(in, conn, prio, dst)
 		}
-		err := conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
+		err := writeAdvert(conn, in, b, dst)
 		e.mu.Lock()
 		switch {
 		case err != nil:
@@ -544,5 +560,12 @@ func (e *engine) stop(graceful bool) {
 	}
 	e.bgCancel()
 	e.bg.Wait()
+	if graceful && len(refusedVIPs(e.cfg.Instances)) > 0 {
+		// The VIPs are gone; the filter goes too (after Kill, like
+		// them, it stays).
+		if err := e.applyAcceptMode(context.Background(), nil); err != nil {
+			e.log.Warn("cannot remove the accept filter", "err", err)
+		}
+	}
 	e.log.Info("vrrp group stopped", "graceful", graceful)
 }

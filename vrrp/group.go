@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -132,6 +133,7 @@ type instance struct {
 	advert Advertisement    // template: priority filled per send
 	v3     *AdvertisementV3 // VRRPv3 template instead of advert; nil for v2
 	links  []string         // own interface + tracked
+	vmac   net.HardwareAddr // the virtual router MAC adverts leave from; nil without UseVMAC
 	linkUp bool             // last LinkChanged given to the machine
 
 	// guarded by Group.mu
@@ -246,6 +248,9 @@ func New(cfg Config, opts Options) (*Group, error) {
 		}
 		if in.Version == Version3 {
 			inst.setupV3()
+		}
+		if in.UseVMAC {
+			inst.vmac = VirtualMAC(in.VRID, in.ipv6())
 		}
 		inst.iface.insts[in.VRID] = inst
 		g.insts = append(g.insts, inst)

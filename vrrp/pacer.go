@@ -27,6 +27,9 @@ type paceSlot struct {
 	prio  uint8
 	every time.Duration
 	next  time.Time
+	// k holds the adverts queued in the kernel (pacer_uring_linux.go);
+	// nil when the pacer thread sends them itself.
+	k *kslot
 }
 
 // pacedCounters are the pacer's additions to an instance's counters.
@@ -45,6 +48,9 @@ type pacerCore struct {
 	e     *engine
 	mu    sync.Mutex
 	slots map[int]*paceSlot // by instance index
+	// onStart and onStop, when set, run under mu as a slot starts or
+	// ends: the kernel-timed pacer queues and cancels its adverts there.
+	onStart, onStop func(s *paceSlot)
 }
 
 // encodeAll encodes in's advert with priority prio for every destination;
@@ -88,9 +94,16 @@ func (p *pacerCore) start(in *instance, prio uint8, now time.Time) bool {
 		return false
 	}
 	pkts, dsts := encodeAll(in, conn, prio)
-	p.mu.Lock()
-	p.slots[in.index] = &paceSlot{in: in, conn: conn, pkts: pkts, dsts: dsts, prio: prio,
+	s := &paceSlot{in: in, conn: conn, pkts: pkts, dsts: dsts, prio: prio,
 		every: in.cfg.AdvertInterval, next: now.Add(in.cfg.AdvertInterval)}
+	p.mu.Lock()
+	if old := p.slots[in.index]; old != nil && p.onStop != nil {
+		p.onStop(old)
+	}
+	p.slots[in.index] = s
+	if p.onStart != nil {
+		p.onStart(s)
+	}
 	p.mu.Unlock()
 	return true
 }
@@ -99,6 +112,9 @@ func (p *pacerCore) start(in *instance, prio uint8, now time.Time) bool {
 // is being sent or will be.
 func (p *pacerCore) stop(i int) {
 	p.mu.Lock()
+	if s := p.slots[i]; s != nil && p.onStop != nil {
+		p.onStop(s)
+	}
 	delete(p.slots, i)
 	p.mu.Unlock()
 }
@@ -111,13 +127,20 @@ func (p *pacerCore) paced(i int, prio uint8) bool {
 	return ok && s.prio == prio
 }
 
-// earliest returns when the next paced advert is due (zero: none).
+// earliest returns when the next advert the pacer thread sends itself is
+// due (zero: none).
 func (p *pacerCore) earliest() time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.earliestLocked()
+}
+
+func (p *pacerCore) earliestLocked() time.Time {
 	var t time.Time
 	for _, s := range p.slots {
-		t = earliest(t, s.next)
+		if s.k == nil {
+			t = earliest(t, s.next)
+		}
 	}
 	return t
 }
@@ -127,12 +150,17 @@ func (p *pacerCore) earliest() time.Time {
 func (p *pacerCore) fire(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.fireLocked(now)
+}
+
+// fireLocked is fire with mu held; it skips the kernel-timed slots.
+func (p *pacerCore) fireLocked(now time.Time) {
 	for _, s := range p.slots {
-		if now.Before(s.next) {
+		if s.k != nil || now.Before(s.next) {
 			continue
 		}
 		for j, b := range s.pkts {
-			if err := s.conn.WriteAdvert(b, s.in.cfg.UnicastSource, s.dsts[j]); err != nil {
+			if err := writeAdvert(s.conn, s.in, b, s.dsts[j]); err != nil {
 				s.in.paced.sendErrors.Add(1)
 			} else {
 				s.in.paced.sent.Add(1)

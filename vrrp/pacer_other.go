@@ -8,6 +8,9 @@ import "errors"
 // advert itself.
 type pacer struct{ pacerCore }
 
+// kslot is Linux's kernel-timed advert queue.
+type kslot struct{}
+
 func newPacer(*engine) (*pacer, error) {
 	return nil, errors.New("advert pacer: only on Linux")
 }

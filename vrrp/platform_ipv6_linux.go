@@ -61,6 +61,11 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 		return nil, err
 	}
 	c := &rawConn6{pc: ipv6.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
+	c.frames.init(p, ifname, c.index)
+	if err := sc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: %w", ifname, err)
+	}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []socketStep{
 		{"join ff02::12", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress6.AsSlice()}) }},
@@ -82,10 +87,12 @@ func (d *linuxDialer) DialIPv6(ctx context.Context, ifname string) (Conn, error)
 
 // rawConn6 is a Conn over a raw IPv6 socket bound to one interface.
 type rawConn6 struct {
-	pc    *ipv6.PacketConn
-	raw   syscall.RawConn // for ReadPending
-	index int
-	local netip.Addr
+	pc     *ipv6.PacketConn
+	raw    syscall.RawConn // for ReadPending
+	index  int
+	local  netip.Addr
+	frames frameSender // adverts from the virtual MAC (vmac_send_linux.go)
+	fd     int         // the socket, for the kernel-timed pacer's sendmsg
 }
 
 var _ Conn = (*rawConn6)(nil)
@@ -118,4 +125,7 @@ func (c *rawConn6) WriteAdvert(b []byte, src, dst netip.Addr) error {
 
 func (c *rawConn6) LocalAddr() netip.Addr { return c.local }
 func (c *rawConn6) IfIndex() int          { return c.index }
-func (c *rawConn6) Close() error          { return c.pc.Close() }
+func (c *rawConn6) Close() error {
+	c.frames.close()
+	return c.pc.Close()
+}

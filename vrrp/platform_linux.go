@@ -178,6 +178,11 @@ func (d *linuxDialer) Dial(ctx context.Context, ifname string) (Conn, error) {
 		return nil, err
 	}
 	c := &rawConn{pc: ipv4.NewPacketConn(pc), raw: sc, index: link.Attrs().Index, local: local}
+	c.frames.init(p, ifname, c.index)
+	if err := sc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("vrrp: %s: %w", ifname, err)
+	}
 	ifi := &net.Interface{Index: c.index, Name: ifname}
 	steps := []socketStep{
 		{"join 224.0.0.18", func() error { return c.pc.JoinGroup(ifi, &net.IPAddr{IP: GroupAddress.AsSlice()}) }},
@@ -246,10 +251,12 @@ func (p *linuxPlatform) listenBound(ctx context.Context, ifname, network, laddr 
 
 // rawConn is a Conn over a raw IPv4 socket bound to one interface.
 type rawConn struct {
-	pc    *ipv4.PacketConn
-	raw   syscall.RawConn // for ReadPending
-	index int
-	local netip.Addr
+	pc     *ipv4.PacketConn
+	raw    syscall.RawConn // for ReadPending
+	index  int
+	local  netip.Addr
+	frames frameSender // adverts from the virtual MAC (vmac_send_linux.go)
+	fd     int         // the socket, for the kernel-timed pacer's sendmsg
 }
 
 var _ Conn = (*rawConn)(nil)
@@ -285,7 +292,10 @@ func (c *rawConn) WriteAdvert(b []byte, src, dst netip.Addr) error {
 
 func (c *rawConn) LocalAddr() netip.Addr { return c.local }
 func (c *rawConn) IfIndex() int          { return c.index }
-func (c *rawConn) Close() error          { return c.pc.Close() }
+func (c *rawConn) Close() error {
+	c.frames.close()
+	return c.pc.Close()
+}
 
 // linuxAddresser adds and removes VIPs through the namespace's rtnetlink
 // handle.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 )
 
 // VMACManager is implemented by Addressers that can create the virtual
@@ -15,6 +16,30 @@ type VMACManager interface {
 	AddVMAC(ctx context.Context, parent, name string, mac net.HardwareAddr) error
 	// RemoveVMAC deletes it; a missing interface is not an error.
 	RemoveVMAC(ctx context.Context, name string) error
+}
+
+// VMACSender is implemented by Conns that can send an advert in an
+// Ethernet frame whose source is the virtual router MAC, as RFC 9568
+// §7.2 wants of a MASTER (the Linux ones do, through AF_PACKET on the
+// parent interface: the virtual MAC interface exists only once the VIPs
+// are added, after the first adverts). The frame carries the same IP
+// header the raw socket would write: source LocalAddr, TTL or hop limit
+// 255, DSCP/TOS 0xc0.
+type VMACSender interface {
+	WriteAdvertFrom(mac net.HardwareAddr, b []byte, dst netip.Addr) error
+}
+
+// writeAdvert sends b to dst for instance in: with UseVMAC and multicast
+// adverts from its virtual MAC when conn can, else through the socket.
+// Unicast adverts always go through the socket (their next hop's MAC is
+// the kernel's business). It does not allocate beyond what conn does.
+func writeAdvert(conn Conn, in *instance, b []byte, dst netip.Addr) error {
+	if in.vmac != nil && !in.policy.unicast {
+		if vs, ok := conn.(VMACSender); ok {
+			return vs.WriteAdvertFrom(in.vmac, b, dst)
+		}
+	}
+	return conn.WriteAdvert(b, in.cfg.UnicastSource, dst)
 }
 
 // VirtualMAC returns the virtual router MAC of RFC 9568 §7.3:
