@@ -6,13 +6,15 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // walkFlow is the i-th of a large set of distinct flows.
 func walkFlow(i int) Flow {
 	return Flow{Key: Key{Tuple: Tuple{
 		Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Dst: netip.MustParseAddr("192.0.2.80"),
-		SrcPort: uint16(1024 + i%50000), DstPort: 443, Proto: nlProtoTCP}},
+		SrcPort: uint16(1024 + i%50000), DstPort: 443, Proto: ctnetlink.ProtoTCP}},
 		Status: 0xe, Timeout: 300, ProtoState: 3, HasProtoState: true}
 }
 
