@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
 // TestConvergeReturningNode: a BACKUP (direct inject) that comes back with
@@ -30,19 +31,19 @@ func TestConvergeReturningNode(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var net MemNetwork
 				la, lb := net.NewMemLink("sync0", 1472)
-				ka, kb := newFakeKernel(), newFakeKernel()
+				ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
 				for i := range tc.master {
 					ka.Create(flow(i))
 				}
 				// The returning node's leftovers: flows 5..14, of which the
 				// MASTER still has 5..9 (if any) and closed 10..14.
-				kb.silent = true
+				kb.SetSilent(true)
 				for i := 5; i < 15; i++ {
 					f := flow(i)
 					f.Mark = 1 // an older state
 					kb.Create(f)
 				}
-				kb.silent = false
+				kb.SetSilent(false)
 				if !tc.noPeer {
 					a := runEngine(t, Config{}, ka, []Channel{la})
 					a.SetMaster(true)

@@ -3,6 +3,8 @@ package ctsync
 import (
 	"context"
 	"testing"
+
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
 // FuzzReceivePath: a datagram from the peer's address goes through the
@@ -26,7 +28,7 @@ func FuzzReceivePath(f *testing.F) {
 	f.Add(AppendCtl(nil, FlagNACK, 1001, 0, 0xffffffff))
 	f.Fuzz(func(t *testing.T, d []byte) {
 		for _, direct := range []bool{false, true} {
-			k := newFakeKernel()
+			k := ctsynctest.NewKernel()
 			var net MemNetwork
 			x, y := net.NewMemLink("fuzz", 1472)
 			e, err := New(Config{DirectInject: direct, ExternalLimit: 64, InjectQueueLimit: 64}, Options{Kernel: k, Channels: []Channel{y}})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
 // walkFlow is the i-th of a large set of distinct flows.
@@ -26,12 +27,12 @@ func walkFlow(i int) Flow {
 // for the end of the walk and the test fails.
 func TestIntakeDuringWalks(t *testing.T) {
 	const n = 100_000
-	k := newFakeKernel()
-	k.silent = true
+	k := ctsynctest.NewKernel()
+	k.SetSilent(true)
 	for i := range n {
 		k.Create(walkFlow(i))
 	}
-	k.silent = false
+	k.SetSilent(false)
 	_, la, _ := memPair(ModeFTFW)
 	e, err := New(Config{NoStartupResync: true}, Options{Kernel: k, Channels: la})
 	if err != nil {
