@@ -18,8 +18,15 @@ func TestEngineReplicationAndCommit(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			_, la, lb := memPair(mode)
 			ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
-			a := startNode(t, Config{Mode: mode}, ka, la, nil)
-			b := startNode(t, Config{Mode: mode}, kb, lb, nil)
+			// No start-up RESYNC: a's request, sent again when b's HELLO
+			// arrives, was answered by b's rate-limited second bulk up to
+			// a second later, after the commit below, which then sent
+			// the committed entries to a (rightly: a asked) and failed the
+			// echo check at random. The handshake is covered by
+			// TestEnginePeerRestartResync.
+			cfg := Config{Mode: mode, NoStartupResync: true}
+			a := startNode(t, cfg, ka, la, nil)
+			b := startNode(t, cfg, kb, lb, nil)
 			r := rand.New(rand.NewPCG(3, 4))
 			const n = 5000
 			start := time.Now()
