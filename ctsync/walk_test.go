@@ -110,3 +110,46 @@ func TestIntakeDuringWalks(t *testing.T) {
 		t.Logf("%s: event taken in after %d of %d entries", w.name, at, n)
 	}
 }
+
+// TestResyncMergeAfterFlush: a Flush of the internal cache between two
+// chunks of a resync merge restarts the merge, so the cache ends up with
+// the whole dump (as if the flush had come first), not the part merged
+// after the flush.
+func TestResyncMergeAfterFlush(t *testing.T) {
+	const n = 4 * walkChunk
+	k := ctsynctest.NewKernel()
+	for i := range n {
+		k.Create(walkFlow(i))
+	}
+	_, la, _ := memPair(ModeFTFW)
+	e, err := New(Config{NoStartupResync: true}, Options{Kernel: k, Channels: la})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	e.walkYield = func(int) {
+		if armed.CompareAndSwap(true, false) {
+			e.Flush(CacheInternal)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		e.Close()
+	}()
+	<-e.Ready()
+	armed.Store(true)
+	res, err := e.Resync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if armed.Load() {
+		t.Fatal("the merge did not yield")
+	}
+	if res.Entries != n || e.Status().InternalEntries != n {
+		t.Errorf("after a flush during the merge: %+v, %d cached; want %d", res, e.Status().InternalEntries, n)
+	}
+}
