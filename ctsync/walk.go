@@ -27,8 +27,9 @@ package ctsync
 
 import "runtime"
 
-// walkChunk is how many entries a walk handles per hold of e.mu: about
-// 0.1-0.5 ms of work, the longest an event batch waits behind a walk.
+// walkChunk is how many entries a walk handles per hold of e.mu: a median
+// of 0.2-0.8 ms of work at 100,000 entries, the longest an event batch
+// waits behind a walk.
 const walkChunk = 1024
 
 // yieldLocked lets the other holders of e.mu in between two chunks of a
