@@ -28,7 +28,10 @@ func startExpNode(t *testing.T, cfg Config, k *ctsynctest.Kernel, xk *ctsynctest
 	case <-e.Ready():
 	case err := <-n.done:
 		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
+		// Generous: the initial resync of a 100,000-entry table runs
+		// interleaved with the events of the same entries (walk.go), a
+		// few seconds under -race on a loaded 2-core host.
 		t.Fatal("engine not ready")
 	}
 	return n

@@ -25,21 +25,21 @@ package ctsync
 //     notices it (e.clears) and stops, or restarts, instead of writing
 //     into the new table what it read from the old one.
 
-import "runtime"
-
 // walkChunk is how many entries a walk handles per hold of e.mu: a median
 // of 0.2-0.8 ms of work at 100,000 entries, the longest an event batch
 // waits behind a walk.
 const walkChunk = 1024
 
 // yieldLocked lets the other holders of e.mu in between two chunks of a
-// walk. Callers hold e.mu; it is held again on return.
+// walk. Callers hold e.mu; it is held again on return. No Gosched: a
+// goroutine that has waited for e.mu for a millisecond puts sync.Mutex in
+// starvation mode, which hands the lock over at this Unlock; yielding the
+// processor as well cost whole scheduler slices per chunk on a loaded host.
 func (e *Engine) yieldLocked(done int) {
 	e.mu.Unlock()
 	if h := e.walkYield; h != nil {
 		h(done)
 	}
-	runtime.Gosched()
 	e.mu.Lock()
 }
 
