@@ -210,7 +210,11 @@
 // Kernel: batched commit, dump, events, the own-event socket filter,
 // CommitQuiet) and LinuxExpect (the ExpectKernel). Its test fixtures
 // (flow builders, a kernel in a lab namespace, conntrack(8) as an oracle)
-// are in ctsync/ctnetlink/ctnetlinktest.
+// are in ctsync/ctnetlink/ctnetlinktest. The engine's test fakes (an
+// in-memory conntrack table, with ageing, quiet-commit and own-event
+// variants, and an expectation table) are in ctsync/ctsynctest, which
+// imports only ctnetlink so that ctsync's own tests share them;
+// harness_test.go runs engines on them over MemNetwork links.
 //
 // # Limitations
 //
