@@ -46,12 +46,14 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 	since := e.adoptedAt
 	e.adoptedAt = start
 	e.adoptUntil = start.Add(AdoptWindow)
-	e.external.Range(func(f *Flow, updated time.Time) bool {
+	// A walk in chunks (walk.go); a Flush meanwhile ends it.
+	e.walkLocked(e.external, func(k *ckey, v *centry) bool {
 		// Direct inject removes what it adopted; the commit store keeps it,
 		// so only what arrived since the last adoption counts.
-		if !e.cfg.DirectInject && !since.IsZero() && updated.Before(since) {
+		if !e.cfg.DirectInject && !since.IsZero() && time.Unix(int64(v.stamp), 0).Before(since) {
 			return true
 		}
+		f := v.flow(k)
 		if f.Proto == ctnetlink.ProtoTCP && f.HasProtoState {
 			if own, ok := e.internal.Get(f.Key); ok && own.HasProtoState && laterTCPState(own.ProtoState, f.ProtoState) {
 				res.Kept++
@@ -59,12 +61,16 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 			}
 		}
 		f.Status &^= ipsExpected
-		flows = append(flows, *f)
+		flows = append(flows, f)
 		return true
 	})
 	if e.cfg.DirectInject {
 		// A holding area only: what was adopted is in the kernel now.
+		// (A state the peer sent again while the walk yielded is written
+		// by the adoption window, see below.)
+		w := e.newWalker()
 		for i := range flows {
+			w.step()
 			e.external.Delete(flows[i].Key)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
 // tcpFlow is an established TCP flow number i of the client LAN.
@@ -30,7 +31,7 @@ func TestEngineAdoptPeer(t *testing.T) {
 	for _, direct := range []bool{true, false} {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
 			_, la, lb := memPair(ModeFTFW)
-			ka, kb := newFakeKernel(), newFakeKernel()
+			ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
 			a := startNode(t, Config{DirectInject: direct}, ka, la, nil)
 			startNode(t, Config{DirectInject: direct}, kb, lb, nil)
 			a.e.SetMaster(true)
@@ -58,7 +59,7 @@ func TestEngineAdoptPeer(t *testing.T) {
 				}
 				return fmt.Errorf("not yet")
 			})
-			commits := func() int { ka.mu.Lock(); defer ka.mu.Unlock(); return ka.commits }
+			commits := ka.Commits
 			before := commits()
 			res, err := a.e.AdoptPeer(context.Background())
 			if err != nil {
@@ -113,7 +114,7 @@ func TestLaterTCPState(t *testing.T) {
 // startup resync request and went quiet.
 func TestEnginePeerState(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
-	ka, kb := newFakeKernel(), newFakeKernel()
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
 	for i := range 500 {
 		ka.Create(tcpFlow(i, 3))
 	}
@@ -150,7 +151,7 @@ func TestEnginePeerState(t *testing.T) {
 // not brought yet do.
 func TestEnginePeerStateIgnoresUpdates(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
-	ka, kb := newFakeKernel(), newFakeKernel()
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
 	for i := range 50 {
 		ka.Create(tcpFlow(i, 3))
 	}

@@ -6,37 +6,9 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
-
-// quietFakeKernel is a fakeKernel with CommitQuiet: the commit emits no
-// events, and during runs inside the window (its changes emit none either,
-// like traffic whose events the unsubscribed listener misses); then an
-// EventGap is delivered, as ctnetlink.LinuxKernel does.
-type quietFakeKernel struct {
-	*fakeKernel
-	during func()
-	quiet  int
-}
-
-func (k *quietFakeKernel) CommitQuiet(ctx context.Context, flows []Flow) (CommitResult, error) {
-	k.mu.Lock()
-	k.silent = true
-	k.mu.Unlock()
-	res, err := k.fakeKernel.Commit(ctx, flows)
-	if k.during != nil {
-		k.during()
-	}
-	k.mu.Lock()
-	k.silent = false
-	k.quiet++
-	k.pending = append(k.pending, Event{Type: EventGap})
-	select {
-	case k.notify <- struct{}{}:
-	default:
-	}
-	k.mu.Unlock()
-	return res, err
-}
 
 // TestEngineQuietCommitReconciles: the engine commits through CommitQuiet
 // and answers its EventGap with a dump that replicates what traffic did
@@ -44,8 +16,8 @@ func (k *quietFakeKernel) CommitQuiet(ctx context.Context, flows []Flow) (Commit
 // out of the groups reach the peer), without counting an overrun.
 func TestEngineQuietCommitReconciles(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
-	ka := newFakeKernel()
-	kb := &quietFakeKernel{fakeKernel: newFakeKernel()}
+	ka := ctsynctest.NewKernel()
+	kb := &ctsynctest.QuietKernel{Kernel: ctsynctest.NewKernel()}
 	a := startNode(t, Config{}, ka, la, nil)
 	cfg := Config{OverrunResyncDelay: 20 * time.Millisecond}
 	eb, err := New(cfg, Options{Kernel: kb, Channels: lb})
@@ -86,7 +58,7 @@ func TestEngineQuietCommitReconciles(t *testing.T) {
 	created := randFlow(r)
 	changed := own
 	changed.Mark ^= 0x5a5a
-	kb.during = func() {
+	kb.During = func() {
 		kb.Create(created) // silent: the window's missed NEW
 		kb.Create(changed) // silent: the window's missed UPDATE
 	}
@@ -94,8 +66,8 @@ func TestEngineQuietCommitReconciles(t *testing.T) {
 	if err != nil || res.Created != 500 {
 		t.Fatalf("Commit = %+v, %v", res, err)
 	}
-	if kb.quiet != 1 {
-		t.Fatalf("CommitQuiet used %d times, want 1", kb.quiet)
+	if kb.Quiet() != 1 {
+		t.Fatalf("CommitQuiet used %d times, want 1", kb.Quiet())
 	}
 	waitFor(t, 10*time.Second, "the window's traffic at a", func() error {
 		var gotNew, gotUpd bool
@@ -113,47 +85,12 @@ func TestEngineQuietCommitReconciles(t *testing.T) {
 	}
 }
 
-// recordingFakeKernel is a fakeKernel that filters its own NEW/UPDATE
-// events as ctnetlink.LinuxKernel does by default (ownRecorder); a commit of an
-// existing entry is a replace whose own DESTROY event is held until
-// release, so the test decides that it reaches the engine after the
-// injector recorded the new state.
-type recordingFakeKernel struct {
-	*fakeKernel
-	held []Event
-}
-
-func (k *recordingFakeKernel) FiltersOwnUpdates() bool { return true }
-
-func (k *recordingFakeKernel) CommitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error) {
-	k.mu.Lock()
-	for _, f := range flows {
-		if old, ok := k.table[f.Key]; ok {
-			k.held = append(k.held, Event{Type: EventDestroy, Flow: old, Own: true})
-		}
-	}
-	k.silent = true
-	k.mu.Unlock()
-	res, err := k.fakeKernel.Commit(ctx, flows)
-	k.mu.Lock()
-	k.silent = false
-	k.mu.Unlock()
-	return res, make([]bool, len(flows)), err
-}
-
-func (k *recordingFakeKernel) release() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.emitLocked(k.held...)
-	k.held = nil
-}
-
 // TestEngineRecordsInjected: with a kernel that filters its own NEW/UPDATE
 // events, the injector records what it wrote in the internal cache
 // (flagged injected, digest.go's BACKUP view), and the own DESTROY of a
 // replace read after that does not remove the new state.
 func TestEngineRecordsInjected(t *testing.T) {
-	k := &recordingFakeKernel{fakeKernel: newFakeKernel()}
+	k := &ctsynctest.RecordingKernel{Kernel: ctsynctest.NewKernel()}
 	var net MemNetwork
 	x, y := net.NewMemLink("peer", 1472)
 	e, err := New(Config{DirectInject: true, NoStartupResync: true}, Options{Kernel: k, Channels: []Channel{y}})
@@ -187,7 +124,7 @@ func TestEngineRecordsInjected(t *testing.T) {
 	f.Mark = 2
 	p.sendFlows(MsgCTUpd, f)
 	waitFor(t, 5*time.Second, "replaced entry recorded", internal(2))
-	k.release()
+	k.Release()
 	waitFor(t, 5*time.Second, "own DESTROY read", func() error {
 		if st := e.Stats(); st.EventsDestroy != 1 {
 			return fmt.Errorf("%d DESTROY events", st.EventsDestroy)

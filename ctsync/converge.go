@@ -33,25 +33,55 @@ type convergeRound struct {
 	pending  map[ckey]struct{}
 	started  time.Time
 	lastData time.Time // zero until the peer sent a state
+	// building: pending is still being filled (the walk yields); the
+	// keys the peer confirms meanwhile are kept in early and taken out
+	// of pending when it is complete.
+	building bool
+	early    map[ckey]struct{}
 }
 
 // startConvergeLocked opens a round if this node injects and is not
-// MASTER. Callers hold e.mu.
+// MASTER. It yields (walk.go): the round is installed first, so the
+// states that arrive while it fills in its pending set count. Callers
+// hold e.mu.
 func (e *Engine) startConvergeLocked(now time.Time) {
 	if !e.cfg.DirectInject || e.holdInject || e.internal.Len() == 0 {
 		return
 	}
-	r := &convergeRound{pending: make(map[ckey]struct{}, e.internal.Len()), started: now}
-	for k := range e.internal.m {
-		r.pending[k] = struct{}{}
+	r := &convergeRound{
+		pending: make(map[ckey]struct{}, e.internal.Len()), started: now,
+		building: true, early: make(map[ckey]struct{}),
 	}
 	e.converge = r
+	complete := e.walkLocked(e.internal, func(k *ckey, _ *centry) bool {
+		if e.converge != r {
+			return false // replaced or abandoned meanwhile
+		}
+		r.pending[*k] = struct{}{}
+		return true
+	})
+	if e.converge != r {
+		return
+	}
+	if !complete {
+		e.converge = nil // the cache was flushed: nothing to converge
+		return
+	}
+	for k := range r.early {
+		delete(r.pending, k)
+	}
+	r.building, r.early = false, nil
 }
 
 // convergeSeenLocked records a state received from the peer.
 func (e *Engine) convergeSeenLocked(k *Key, now time.Time) {
 	if r := e.converge; r != nil {
-		delete(r.pending, compactKey(k))
+		ck := compactKey(k)
+		if r.building {
+			r.early[ck] = struct{}{}
+		} else {
+			delete(r.pending, ck)
+		}
 		r.lastData = now
 	}
 }
@@ -60,7 +90,7 @@ func (e *Engine) convergeSeenLocked(k *Key, now time.Time) {
 func (e *Engine) convergeTick(ctx context.Context, now time.Time) {
 	e.mu.Lock()
 	r := e.converge
-	if r == nil {
+	if r == nil || r.building {
 		e.mu.Unlock()
 		return
 	}
@@ -82,9 +112,17 @@ func (e *Engine) convergeTick(ctx context.Context, now time.Time) {
 		e.mu.Unlock()
 		return
 	}
+	// The round is closed: r.pending is this goroutine's now, ranged over
+	// while the internal-cache lookups yield.
 	e.converge = nil
 	stale := make([]Key, 0, len(r.pending))
+	w := e.newWalker()
 	for k := range r.pending {
+		w.step()
+		if e.holdInject {
+			e.mu.Unlock() // became MASTER meanwhile: keep everything
+			return
+		}
 		if _, ok := e.internal.m[k]; ok {
 			stale = append(stale, k.key())
 		}
@@ -95,9 +133,7 @@ func (e *Engine) convergeTick(ctx context.Context, now time.Time) {
 	}
 	res, err := e.kernel.Delete(ctx, stale)
 	e.mu.Lock()
-	for _, k := range stale {
-		e.internal.Delete(k)
-	}
+	e.deleteKeysLocked(e.internal, stale)
 	e.st.converged += uint64(res.Deleted)
 	e.mu.Unlock()
 	e.log.Info("removed entries the peer no longer has", "entries", len(stale), "deleted", res.Deleted, "err", err)

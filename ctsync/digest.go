@@ -50,6 +50,8 @@ type digestState struct {
 	repaired  uint64
 	lastClean time.Time
 	checks    uint64
+	// comparing: compareDigestLocked's walk is under way (it yields).
+	comparing bool
 	// MASTER side.
 	lastRepair time.Time
 	resent     uint64
@@ -111,23 +113,21 @@ func entryHashes(k *ckey, c *centry) (bucket uint8, sum uint64) {
 }
 
 // viewLocked calls fn for every entry of this node's view of the peer's
-// table (BACKUP) or of its own table (MASTER).
-func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) {
+// table (BACKUP) or of its own table (MASTER). It yields (walk.go) and
+// reports false when a cache was cleared meanwhile.
+func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) bool {
 	switch {
 	case master:
-		for k, c := range e.internal.m {
-			fn(&k, &c)
-		}
+		return e.walkLocked(e.internal, func(k *ckey, c *centry) bool { fn(k, c); return true })
 	case e.cfg.DirectInject:
-		for k, c := range e.internal.m {
+		return e.walkLocked(e.internal, func(k *ckey, c *centry) bool {
 			if c.flags&cfInjected != 0 {
-				fn(&k, &c)
+				fn(k, c)
 			}
-		}
+			return true
+		})
 	default:
-		for k, c := range e.external.m {
-			fn(&k, &c)
-		}
+		return e.walkLocked(e.external, func(k *ckey, c *centry) bool { fn(k, c); return true })
 	}
 }
 
@@ -207,7 +207,10 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 			e.mu.Unlock()
 			return
 		}
-		if e.holdInject { // both MASTER: the split-brain handling decides
+		if e.holdInject || e.ds.comparing {
+			// Both MASTER: the split-brain handling decides. Or the
+			// previous digest is still being compared (its walk yields):
+			// the next period looks again.
 			e.mu.Unlock()
 			return
 		}
@@ -236,12 +239,13 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 				want[b] = true
 			}
 		}
-		for k, c := range e.internal.m {
-			if b, _ := entryHashes(&k, &c); want[b] {
-				e.sess.Enqueue(k.key(), MsgCTUpd)
+		e.walkLocked(e.internal, func(k *ckey, c *centry) bool {
+			if b, _ := entryHashes(k, c); want[b] {
+				e.sess.enqueueCompact(*k, MsgCTUpd)
 				e.ds.resent++
 			}
-		}
+			return true
+		})
 		e.mu.Unlock()
 		e.wake(e.kick)
 	default:
@@ -255,6 +259,11 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, extras []Key) {
 	ds := &e.ds
 	ds.checks++
+	// The walks below yield (walk.go): the repairs stay in ds.repairs
+	// meanwhile, so the states that arrive in between still count as
+	// re-sent, and another digest is not compared at the same time.
+	ds.comparing = true
+	defer func() { ds.comparing = false }()
 	mine := e.digestLocked(false)
 	clean := true
 	var stale map[uint8]time.Time
@@ -286,7 +295,7 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 		}
 	}
 	if len(stale) > 0 {
-		e.viewLocked(false, func(k *ckey, c *centry) {
+		complete := e.viewLocked(false, func(k *ckey, c *centry) {
 			b, _ := entryHashes(k, c)
 			if r := ds.repairs[b]; r != nil {
 				if _, ok := stale[b]; ok {
@@ -296,6 +305,9 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 				}
 			}
 		})
+		if !complete {
+			extras = nil // flushed meanwhile: nothing to compare against
+		}
 		for b := range stale {
 			delete(ds.repairs, b)
 			ds.mismatch[b] = 0
@@ -352,18 +364,12 @@ func (e *Engine) deleteExtras(ctx context.Context, keys []Key) {
 			e.log.Warn("consistency check: delete extra entries", "err", err)
 		}
 		e.mu.Lock()
-		for _, k := range keys {
-			e.internal.Delete(k)
-		}
+		e.deleteKeysLocked(e.internal, keys)
 		e.ds.repaired += uint64(res.Deleted)
 		e.mu.Unlock()
 	} else {
 		e.mu.Lock()
-		for _, k := range keys {
-			if e.external.Delete(k) {
-				e.ds.repaired++
-			}
-		}
+		e.ds.repaired += uint64(e.deleteKeysLocked(e.external, keys))
 		e.mu.Unlock()
 	}
 	e.log.Info("consistency check: removed entries the peer does not have", "entries", len(keys))

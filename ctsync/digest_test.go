@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
 // TestConsistencyCheckRepairs: with the consistency check on, an entry
@@ -20,7 +21,7 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 				const period = 2 * time.Second
 				var net MemNetwork
 				la, lb := net.NewMemLink("sync0", 1472)
-				ka, kb := newFakeKernel(), newFakeKernel()
+				ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
 				a := runEngine(t, Config{ConsistencyInterval: period}, ka, []Channel{la})
 				b := runEngine(t, Config{ConsistencyInterval: period, DirectInject: direct}, kb, []Channel{lb})
 				a.SetMaster(true)
@@ -55,9 +56,9 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 				extra := ctnetlinktest.TCP("192.168.0.250", "192.168.1.20", 1, 443)
 				broken := time.Now()
 				if direct {
-					kb.silent = true
+					kb.SetSilent(true)
 					kb.Remove(gone.Key)
-					kb.silent = false
+					kb.SetSilent(false)
 					b.mu.Lock()
 					b.internal.Delete(gone.Key)
 					b.mu.Unlock()

@@ -27,22 +27,40 @@ var ErrCommitInProgress = errors.New("ctsync: commit already in progress")
 
 // Engine replicates the local conntrack table to the peer and keeps the
 // peer's table in the external cache, wire-compatible with conntrackd 1.4.7.
+//
+// Owners (see "Goroutines and owners" in doc.go): Run starts and waits for
+// every goroutine; the state below the line "guarded by mu" is shared by
+// them under e.mu, each hold bounded (walks yield, walk.go); the rest is
+// immutable after New, atomic, or owned by the one goroutine named.
 type Engine struct {
+	// Immutable after New.
 	cfg    Config
 	log    *slog.Logger
 	kernel Kernel
-	filter interface{ Accept(*Flow) bool }
 	links  []Channel
-	active atomic.Int32
+	// Wake-ups (buffered 1, sent without blocking): kick wakes txLoop,
+	// injectCh injectLoop, bulkCh bulkLoop. ready is closed by Run's
+	// start-up goroutine.
+	kick, injectCh, bulkCh chan struct{}
+	ready                  chan struct{}
 
-	kick     chan struct{}
-	injectCh chan struct{}
-	ready    chan struct{}
-	running  atomic.Bool
-	commitMu sync.Mutex
-	resyncMu sync.Mutex // one Resync at a time
+	active  atomic.Int32 // the link sent on (recvLoop, sendAll, failover)
+	running atomic.Bool  // Run was called
 
-	mu        sync.Mutex // guards everything below
+	commitMu sync.Mutex // one Commit at a time (held across the kernel write, never with mu)
+	resyncMu sync.Mutex // one kernel dump at a time (resync, refresh)
+
+	// maintLoop only.
+	lastRejectLog time.Time
+	linkRejects   []uint64
+
+	// walkYield, when set (tests, before Run), is called between two
+	// chunks of every walk, without e.mu, with the entries walked so far.
+	walkYield func(done int)
+
+	mu sync.Mutex // guarded by mu: everything below
+	// filter is replaced by SetFilter.
+	filter    interface{ Accept(*Flow) bool }
 	internal  *Cache
 	external  *Cache
 	sess      *Session
@@ -53,6 +71,9 @@ type Engine struct {
 	purgeAt   time.Time // pending purge (zero: none)
 	injectQ   []injectItem
 	lastComm  CommitResult
+	// clears counts Cache.Clear calls (Flush, SetMaster): a walk that
+	// yielded compares it to notice its table was replaced (walk.go).
+	clears uint64
 	// holdInject is set while this node is MASTER: in direct-inject mode
 	// the peer's states then go to the external cache instead of the
 	// kernel, so a backup's stale view never overwrites live entries.
@@ -66,11 +87,8 @@ type Engine struct {
 	lossResync     bool
 	lastLossResync time.Time
 
-	filterScratch Flow // acceptLocked's copy for the filter (under mu)
+	filterScratch Flow // acceptLocked's copy for the filter
 
-	bulkCh        chan struct{}
-	lastRejectLog time.Time // maintLoop only
-	linkRejects   []uint64  // maintLoop only
 	// converge is the open round of a returning node (converge.go).
 	converge *convergeRound
 	ds       digestState
@@ -621,49 +639,9 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 		e.mu.Unlock()
 		return ResyncResult{}, fmt.Errorf("ctsync: resync: %w", err)
 	}
-	now := time.Now()
-	var res ResyncResult
-	seen := make(map[ckey]struct{}, len(flows))
 	e.mu.Lock()
-	touched := e.touched
+	res := e.mergeDumpLocked(flows, time.Now(), send)
 	e.touched = nil
-	for k := range touched {
-		seen[k] = struct{}{}
-	}
-	for i := range flows {
-		f := &flows[i]
-		if e.filter != nil && !e.filter.Accept(f) {
-			continue
-		}
-		ck := compactKey(&f.Key)
-		if _, ok := touched[ck]; ok {
-			continue
-		}
-		seen[ck] = struct{}{}
-		old, ok := e.internal.Get(f.Key)
-		e.internal.Put(f, now)
-		switch {
-		case !ok:
-			res.Added++
-			if send {
-				e.sess.Enqueue(f.Key, MsgCTNew)
-			}
-		case !sameState(&old, f):
-			res.Changed++
-			if send {
-				e.sess.Enqueue(f.Key, MsgCTUpd)
-			}
-		}
-	}
-	for k := range e.internal.m {
-		if _, ok := seen[k]; !ok {
-			e.internal.deleteCK(k)
-			if send {
-				e.sess.Enqueue(k.key(), MsgCTDel)
-			}
-			res.Removed++
-		}
-	}
 	res.Entries = e.internal.Len()
 	e.st.resyncs++
 	e.mu.Unlock()
@@ -672,6 +650,82 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 	e.log.Info("resync from kernel", "send", send, "entries", res.Entries, "added", res.Added, "changed", res.Changed,
 		"removed", res.Removed, "duration", res.Duration)
 	return res, nil
+}
+
+// mergeDumpLocked puts a kernel dump into the internal cache and removes
+// the entries the dump does not have; with send it queues every difference
+// for the peer. Keys in e.touched (kernel events and injections since the
+// dump began, including those that arrive while the merge yields) keep the
+// state those gave. It yields (walk.go); a Flush of the internal cache in
+// between restarts the merge, so the result is the dump's table as if the
+// flush came first. Callers hold e.mu.
+func (e *Engine) mergeDumpLocked(flows []Flow, now time.Time, send bool) ResyncResult {
+	var res ResyncResult
+	for attempt := 0; ; attempt++ {
+		res = ResyncResult{}
+		retry := attempt < 3
+		seen := make(map[ckey]struct{}, len(flows))
+		w := e.newWalker()
+		complete := true
+		for i := range flows {
+			if !w.step() {
+				complete = false
+				break
+			}
+			f := &flows[i]
+			if e.filter != nil && !e.filter.Accept(f) {
+				continue
+			}
+			ck := compactKey(&f.Key)
+			if _, ok := e.touched[ck]; ok {
+				continue
+			}
+			seen[ck] = struct{}{}
+			old, ok := e.internal.Get(f.Key)
+			e.internal.Put(f, now)
+			switch {
+			case !ok:
+				res.Added++
+				if send {
+					e.sess.Enqueue(f.Key, MsgCTNew)
+				}
+			case !sameState(&old, f):
+				res.Changed++
+				if send {
+					e.sess.Enqueue(f.Key, MsgCTUpd)
+				}
+			}
+		}
+		if !complete && retry {
+			continue
+		}
+		var gone []ckey
+		complete = e.walkLocked(e.internal, func(k *ckey, _ *centry) bool {
+			if _, ok := seen[*k]; !ok {
+				if _, ok := e.touched[*k]; !ok {
+					gone = append(gone, *k)
+				}
+			}
+			return true
+		})
+		if !complete && retry {
+			continue
+		}
+		w = e.newWalker()
+		for _, k := range gone {
+			w.step()
+			if _, ok := e.touched[k]; ok {
+				continue // an event re-created it while the walk yielded
+			}
+			if e.internal.deleteCK(k) {
+				if send {
+					e.sess.Enqueue(k.key(), MsgCTDel)
+				}
+				res.Removed++
+			}
+		}
+		return res
+	}
 }
 
 // Commit writes the external cache into the kernel in one batched call
@@ -690,12 +744,13 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	start := time.Now()
 	e.mu.Lock()
 	e.purgeAt = time.Time{}
-	snap := e.external.clone() // no whole-cache walk under the lock
-	e.mu.Unlock()
-	flows := make([]Flow, 0, snap.Len())
-	snap.Range(func(f *Flow, updated time.Time) bool {
+	// A walk in chunks (walk.go); a Flush of the external cache meanwhile
+	// ends it: what was read so far is committed.
+	flows := make([]Flow, 0, e.external.Len())
+	e.walkLocked(e.external, func(k *ckey, v *centry) bool {
+		f := v.flow(k)
 		if f.Timeout != 0 {
-			age := uint32(max(0, start.Sub(updated)/time.Second))
+			age := uint32(max(0, start.Sub(time.Unix(int64(v.stamp), 0))/time.Second))
 			if f.Timeout > age {
 				f.Timeout -= age
 			} else {
@@ -703,9 +758,10 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 			}
 		}
 		f.Status &^= ipsExpected
-		flows = append(flows, *f)
+		flows = append(flows, f)
 		return true
 	})
+	e.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.CommitTimeout)
 	defer cancel()
 	res, err := commitQuiet(ctx, e.kernel, flows)
@@ -754,6 +810,7 @@ func (e *Engine) SetMaster(master bool) {
 		// Only in direct-inject mode is this cache a holding area; in
 		// external-cache mode it is the store the next commit needs.
 		e.external.Clear()
+		e.clears++
 		clear(e.exp.held)
 	}
 	e.holdInject = master
@@ -771,6 +828,7 @@ func (e *Engine) Flush(which CacheID) {
 	if which&CacheExternal != 0 {
 		e.external.Clear()
 	}
+	e.clears++
 }
 
 // BulkSend queues the whole internal cache for the peer (conntrackd -B),
@@ -781,12 +839,14 @@ func (e *Engine) BulkSend() { e.bulkChunked() }
 func (e *Engine) RequestResync() {
 	e.mu.Lock()
 	e.st.resyncRequests++
-	e.startConvergeLocked(time.Now())
 	e.askedAt = time.Now()
 	e.answerSeen = make(map[ckey]struct{})
 	e.sess.RequestResync()
-	e.mu.Unlock()
 	e.wake(e.kick)
+	// The round is open before the first yield of its walk, so before
+	// the request leaves: every state of the answer counts.
+	e.startConvergeLocked(e.askedAt)
+	e.mu.Unlock()
 }
 
 // SchedulePurge arms the purge (conntrackd -t): after delay (Config
@@ -808,14 +868,11 @@ func (e *Engine) SchedulePurge(delay time.Duration) {
 
 func (e *Engine) purge(ctx context.Context) {
 	e.mu.Lock()
-	snap := e.internal.clone()
+	keys := e.keysLocked(e.internal)
 	e.mu.Unlock()
-	keys := snap.Keys()
 	res, err := e.kernel.Delete(ctx, keys)
 	e.mu.Lock()
-	for _, k := range keys {
-		e.internal.Delete(k)
-	}
+	e.deleteKeysLocked(e.internal, keys)
 	e.st.purges++
 	e.st.purged += uint64(res.Deleted)
 	e.mu.Unlock()
@@ -976,21 +1033,14 @@ func (e *Engine) Stats() Stats {
 
 // Entries lists a cache (`fwpairctl cache internal|external`).
 func (e *Engine) Entries(which CacheID) []Flow {
-	var in, ex *Cache
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Flow
 	if which&CacheInternal != 0 {
-		in = e.internal.clone()
+		out = e.flowsLocked(e.internal, out)
 	}
 	if which&CacheExternal != 0 {
-		ex = e.external.clone()
-	}
-	e.mu.Unlock()
-	var out []Flow
-	if in != nil {
-		out = in.Flows()
-	}
-	if ex != nil {
-		out = append(out, ex.Flows()...)
+		out = e.flowsLocked(e.external, out)
 	}
 	return out
 }

@@ -44,7 +44,9 @@ func (e *Engine) injectCommit(ctx context.Context, ups []Flow) (CommitResult, er
 	}
 	now := time.Now()
 	e.mu.Lock()
+	w := e.newWalker() // a batch can hold InjectQueueLimit states: yield (walk.go)
 	for i := range ups {
+		w.step()
 		if failed[i] {
 			continue
 		}
@@ -66,7 +68,9 @@ func (e *Engine) injectCommit(ctx context.Context, ups []Flow) (CommitResult, er
 // injectForget removes deleted keys from the internal cache.
 func (e *Engine) injectForget(keys []Key) {
 	e.mu.Lock()
+	w := e.newWalker()
 	for _, k := range keys {
+		w.step()
 		if e.touched != nil {
 			e.touched[compactKey(&k)] = struct{}{}
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
 // TestEngineUpdateKeepsLabelsAndState: an UPDATE event without labels or
@@ -14,7 +15,7 @@ import (
 // not strip them from what the peer receives.
 func TestEngineUpdateKeepsLabelsAndState(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
-	ka, kb := newFakeKernel(), newFakeKernel()
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
 	startNode(t, Config{}, ka, la, nil)
 	b := startNode(t, Config{}, kb, lb, nil)
 	f := ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", 40000, 443)

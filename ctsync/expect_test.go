@@ -3,116 +3,14 @@ package ctsync
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
-// fakeExpectKernel is an in-memory expectation table implementing
-// ExpectKernel. Like the kernel it refuses an expectation whose master
-// conntrack is not in the conntrack table (ct).
-type fakeExpectKernel struct {
-	ct      *fakeKernel
-	mu      sync.Mutex
-	table   map[Tuple]Expect
-	pending []ExpectEvent
-	notify  chan struct{}
-}
-
-func newFakeExpectKernel(ct *fakeKernel) *fakeExpectKernel {
-	return &fakeExpectKernel{ct: ct, table: make(map[Tuple]Expect), notify: make(chan struct{}, 1)}
-}
-
-func (k *fakeExpectKernel) emitLocked(ev ExpectEvent) {
-	k.pending = append(k.pending, ev)
-	select {
-	case k.notify <- struct{}{}:
-	default:
-	}
-}
-
-// Helper simulates the ftp helper creating an expectation.
-func (k *fakeExpectKernel) Helper(x Expect) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.table[x.Tuple] = x
-	k.emitLocked(ExpectEvent{Type: EventNew, Expect: x})
-}
-
-// Use simulates the expected connection arriving (the kernel removes it).
-func (k *fakeExpectKernel) Use(t Tuple) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if x, ok := k.table[t]; ok {
-		delete(k.table, t)
-		k.emitLocked(ExpectEvent{Type: EventDestroy, Expect: x})
-	}
-}
-
-func (k *fakeExpectKernel) Snapshot() map[Tuple]Expect {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	m := make(map[Tuple]Expect, len(k.table))
-	for t, x := range k.table {
-		m[t] = x
-	}
-	return m
-}
-
-func (k *fakeExpectKernel) CreateExpect(ctx context.Context, xs []Expect) (CommitResult, error) {
-	var res CommitResult
-	masters := k.ct.Snapshot()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, x := range xs {
-		if _, ok := masters[Key{Tuple: x.Master}]; !ok {
-			if res.Failed == nil {
-				res.Failed = map[string]int{}
-			}
-			res.Failed["ENOENT"]++
-			continue
-		}
-		k.table[x.Tuple] = x
-		res.Created++
-		k.emitLocked(ExpectEvent{Type: EventNew, Expect: x, Own: true})
-	}
-	return res, nil
-}
-
-func (k *fakeExpectKernel) DeleteExpect(ctx context.Context, xs []Expect) (CommitResult, error) {
-	var res CommitResult
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for _, x := range xs {
-		if _, ok := k.table[x.Tuple]; ok {
-			delete(k.table, x.Tuple)
-			res.Deleted++
-			k.emitLocked(ExpectEvent{Type: EventDestroy, Expect: x, Own: true})
-		}
-	}
-	return res, nil
-}
-
-func (k *fakeExpectKernel) ExpectEvents(ctx context.Context, sink func([]ExpectEvent)) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-k.notify:
-		}
-		k.mu.Lock()
-		evs := k.pending
-		k.pending = nil
-		k.mu.Unlock()
-		if len(evs) > 0 {
-			sink(evs)
-		}
-	}
-}
-
-func startExpNode(t *testing.T, cfg Config, k *fakeKernel, xk *fakeExpectKernel, links []Channel) *testNode {
+func startExpNode(t *testing.T, cfg Config, k *ctsynctest.Kernel, xk *ctsynctest.ExpectKernel, links []Channel) *testNode {
 	t.Helper()
 	opts := Options{Kernel: k, Channels: links}
 	if xk != nil {
@@ -130,7 +28,10 @@ func startExpNode(t *testing.T, cfg Config, k *fakeKernel, xk *fakeExpectKernel,
 	case <-e.Ready():
 	case err := <-n.done:
 		t.Fatalf("Run: %v", err)
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
+		// Generous: the initial resync of a 100,000-entry table runs
+		// interleaved with the events of the same entries (walk.go), a
+		// few seconds under -race on a loaded 2-core host.
 		t.Fatal("engine not ready")
 	}
 	return n
@@ -154,8 +55,8 @@ func TestEngineExpectations(t *testing.T) {
 		for _, mode := range []Mode{ModeFTFW, ModeNotrack} {
 			t.Run(fmt.Sprintf("%s/inject=%v", mode, inject), func(t *testing.T) {
 				_, la, lb := memPair(mode)
-				ka, kb := newFakeKernel(), newFakeKernel()
-				xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
+				ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
+				xa, xb := ctsynctest.NewExpectKernel(ka), ctsynctest.NewExpectKernel(kb)
 				a := startExpNode(t, Config{Mode: mode}, ka, xa, la)
 				b := startExpNode(t, Config{Mode: mode, DirectInject: inject}, kb, xb, lb)
 				const n = 20
@@ -228,8 +129,8 @@ func TestEngineExpectations(t *testing.T) {
 // Without an ExpectKernel, received expectations are counted and dropped.
 func TestEngineExpectationsOff(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
-	ka, kb := newFakeKernel(), newFakeKernel()
-	xa := newFakeExpectKernel(ka)
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
+	xa := ctsynctest.NewExpectKernel(ka)
 	startExpNode(t, Config{}, ka, xa, la)
 	b := startExpNode(t, Config{DirectInject: true}, kb, nil, lb)
 	m := ctnetlinktest.FTPMaster(1)
@@ -255,8 +156,8 @@ func TestEngineExpectationsOff(t *testing.T) {
 // event without CTA_SEQ_ADJ does not lose it.
 func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
-	ka, kb := newFakeKernel(), newFakeKernel()
-	xa, xb := newFakeExpectKernel(ka), newFakeExpectKernel(kb)
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
+	xa, xb := ctsynctest.NewExpectKernel(ka), ctsynctest.NewExpectKernel(kb)
 	a := startExpNode(t, Config{}, ka, xa, la)
 	startExpNode(t, Config{DirectInject: true}, kb, xb, lb)
 	m := ctnetlinktest.FTPMaster(1)
@@ -270,10 +171,7 @@ func TestEngineExpectationCarriesMasterSeqAdj(t *testing.T) {
 	adj := m
 	adj.HasSeqAdj, adj.SeqAdjOrig = true, SeqAdj{CorrectionPos: 1000, OffsetAfter: 1}
 	x := ctnetlinktest.FTPExpect(&m, 50001)
-	xa.mu.Lock()
-	xa.table[x.Tuple] = x
-	xa.emitLocked(ExpectEvent{Type: EventNew, Expect: x, Master: &adj})
-	xa.mu.Unlock()
+	xa.HelperWithMaster(x, &adj)
 	waitFor(t, 5*time.Second, "expectation and master's seqadj on the peer", func() error {
 		if len(xb.Snapshot()) != 1 {
 			return fmt.Errorf("no expectation")

@@ -1,6 +1,7 @@
 package ctsync
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -244,5 +245,73 @@ func TestNamesRoundTrip(t *testing.T) {
 	}
 	if ProtoName(99) != "99" || TCPStateName(42) != "42" {
 		t.Error("unknown values are not shown as numbers")
+	}
+}
+
+// BenchmarkFilterAccept is the receive-side check of a forwarded flow
+// against a node's typical local set (interface addresses, VIPs, the sync
+// link): it must not allocate.
+func BenchmarkFilterAccept(b *testing.B) {
+	var own, vips []netip.Addr
+	for i := range 6 {
+		own = append(own, netip.AddrFrom4([4]byte{10, 0, byte(i), 1}))
+		vips = append(vips, netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)}))
+	}
+	own = append(own, netip.MustParseAddr("2001:db8::1"))
+	f, err := NewFilter(FilterConfig{LocalAddrs: DefaultLocal(own, vips, netip.MustParsePrefix("169.254.100.0/30"))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fl := Flow{Key: Key{Tuple: Tuple{
+		Src: netip.MustParseAddr("198.51.100.7"), Dst: netip.MustParseAddr("203.0.113.9"),
+		SrcPort: 40000, DstPort: 443, Proto: ctnetlink.ProtoTCP,
+	}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !f.Accept(&fl) {
+			b.Fatal("a forwarded flow was filtered")
+		}
+	}
+}
+
+// TestAddrSetMatchesContains checks the filter's address set against
+// netip.Prefix.Contains on random prefixes and addresses, both families,
+// every prefix length, including addresses just outside each prefix.
+func TestAddrSetMatchesContains(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	addr := func(v6 bool) netip.Addr {
+		if v6 {
+			var b [16]byte
+			for i := range b {
+				b[i] = byte(rng.IntN(4)) // a small space, so hits happen
+			}
+			return netip.AddrFrom16(b)
+		}
+		return netip.AddrFrom4([4]byte{10, byte(rng.IntN(3)), byte(rng.IntN(3)), byte(rng.IntN(4))})
+	}
+	for round := range 300 {
+		var ps []netip.Prefix
+		for range rng.IntN(6) {
+			v6 := rng.IntN(2) == 0
+			bits := 32
+			if v6 {
+				bits = 128
+			}
+			if rng.IntN(2) == 0 {
+				bits = rng.IntN(bits + 1)
+			}
+			ps = append(ps, netip.PrefixFrom(addr(v6), bits).Masked())
+		}
+		s := newAddrSet(ps)
+		for range 50 {
+			a := addr(rng.IntN(2) == 0)
+			want := false
+			for _, p := range ps {
+				want = want || p.Contains(a)
+			}
+			if got := s.has(a); got != want {
+				t.Fatalf("round %d: %v in %v: got %v, want %v", round, a, ps, got, want)
+			}
+		}
 	}
 }

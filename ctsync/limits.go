@@ -21,8 +21,6 @@ const (
 	// a NACK reaching into states the resend queue dropped): requests in
 	// between are coalesced into one bulk at the end of the interval.
 	bulkMinInterval = time.Second
-	// bulkChunk is how many keys one lock hold queues during a bulk send.
-	bulkChunk = 4096
 	// lossResyncEvery rate-limits the RESYNC requests sent because a bound
 	// dropped a received state.
 	lossResyncEvery = 10 * time.Second
@@ -36,10 +34,6 @@ const (
 	ReasonExternalFull    = "external_full"
 	ReasonInjectQueueFull = "inject_queue_full"
 )
-
-// clone returns a copy of the cache (one bulk copy of the table, no
-// per-entry work), so a whole-cache walk can run without the engine lock.
-func (c *Cache) clone() *Cache { return &Cache{m: maps.Clone(c.m)} }
 
 func (e *Engine) rejectName(r string) { e.malformed[r]++ }
 
@@ -128,32 +122,24 @@ func (e *Engine) bulkLoop(ctx context.Context) error {
 	}
 }
 
-// bulkChunked queues the whole internal cache for the peer without holding
-// the engine lock across the walk: it copies the table, then queues the
-// keys bulkChunk at a time. A key deleted in between goes out as CT_DEL
-// (the transmitter reads the current state), which is right.
+// bulkChunked queues the whole internal cache for the peer, walking it in
+// chunks (walk.go) and waking the transmitter after each, so the first
+// states leave while the walk goes on. A key deleted after it was queued
+// goes out as CT_DEL (the transmitter reads the current state), which is
+// right; a key added meanwhile goes out with its own event.
 func (e *Engine) bulkChunked() {
 	e.mu.Lock()
 	e.st.bulkSends++
-	snap := e.internal.clone()
+	n := 0
+	e.walkLocked(e.internal, func(k *ckey, _ *centry) bool {
+		e.sess.enqueueCompact(*k, MsgCTUpd)
+		if n++; n%walkChunk == 0 {
+			e.wake(e.kick)
+		}
+		return true
+	})
 	e.mu.Unlock()
-	keys := make([]ckey, 0, bulkChunk)
-	flush := func() {
-		e.mu.Lock()
-		for i := range keys {
-			e.sess.enqueueCompact(keys[i], MsgCTUpd)
-		}
-		e.mu.Unlock()
-		keys = keys[:0]
-		e.wake(e.kick)
-	}
-	for k := range snap.m {
-		keys = append(keys, k)
-		if len(keys) == bulkChunk {
-			flush()
-		}
-	}
-	flush()
+	e.wake(e.kick)
 }
 
 // maintainLimits runs from maintLoop: it logs datagrams the channels

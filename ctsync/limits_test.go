@@ -6,49 +6,12 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
-// fakePeer speaks for the peer on the raw end of an in-memory link, with
-// its own FTFW sequence.
-type fakePeer struct {
-	t   *testing.T
-	ch  *MemChannel
-	seq uint32
-	w   WireOptions
-}
-
-func (p *fakePeer) next() uint32 { p.seq++; return p.seq }
-
-func (p *fakePeer) sendFlows(t MsgType, flows ...Flow) {
-	p.t.Helper()
-	var d []byte
-	for i := range flows {
-		var err error
-		d, err = p.w.AppendCT(d, t, 0, p.next(), &flows[i])
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		if len(d) > 1300 {
-			_ = p.ch.Send(d)
-			d = nil
-		}
-	}
-	if len(d) > 0 {
-		_ = p.ch.Send(d)
-	}
-}
-
-func startWithFakePeer(t *testing.T, cfg Config, k *fakeKernel, filter interface{ Accept(*Flow) bool }) (*testNode, *fakePeer) {
-	t.Helper()
-	var net MemNetwork
-	x, y := net.NewMemLink("peer", 1472)
-	cfg.NoStartupResync = true
-	n := startNode(t, cfg, k, []Channel{y}, filter)
-	return n, &fakePeer{t: t, ch: x, seq: 1000}
-}
-
 func TestEngineRejectsInvalidStates(t *testing.T) {
-	n, p := startWithFakePeer(t, Config{}, newFakeKernel(), protoFilter(17))
+	n, p := startWithFakePeer(t, Config{}, ctsynctest.NewKernel(), protoFilter(17))
 	good := flowN(1)
 	bad := map[string]Flow{}
 	f := flowN(2)
@@ -90,7 +53,7 @@ func TestEngineRejectsInvalidStates(t *testing.T) {
 }
 
 func TestEngineExternalCacheBounded(t *testing.T) {
-	n, p := startWithFakePeer(t, Config{ExternalLimit: 100}, newFakeKernel(), nil)
+	n, p := startWithFakePeer(t, Config{ExternalLimit: 100}, ctsynctest.NewKernel(), nil)
 	var flows []Flow
 	for i := range 300 {
 		flows = append(flows, flowN(i))
@@ -120,7 +83,7 @@ func TestEngineExternalCacheBounded(t *testing.T) {
 }
 
 func TestEngineInjectQueueBounded(t *testing.T) {
-	k := newFakeKernel()
+	k := ctsynctest.NewKernel()
 	n, p := startWithFakePeer(t, Config{DirectInject: true, InjectQueueLimit: 50}, k, nil)
 	var flows []Flow
 	for i := range 2000 {
@@ -147,7 +110,7 @@ func TestEngineInjectQueueBounded(t *testing.T) {
 // bulk sends, and the engine lock is never held long enough to stall
 // status (or event intake) for more than a fraction of a second.
 func TestEngineResyncFloodDoesNotStall(t *testing.T) {
-	k := newFakeKernel()
+	k := ctsynctest.NewKernel()
 	for i := range 100_000 {
 		f := flowN(i)
 		f.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})

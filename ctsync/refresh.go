@@ -42,19 +42,20 @@ func refreshDue(c *centry, now int64) (due bool, at int64) {
 	return now >= at, at
 }
 
-// refreshScan counts the internal-cache entries due for a refresh at now
-// and returns the earliest time another one becomes due (0: none).
-// Callers hold e.mu.
+// refreshScanLocked counts the internal-cache entries due for a refresh
+// at now and returns the earliest time another one becomes due (0: none).
+// It yields (walk.go). Callers hold e.mu.
 func (e *Engine) refreshScanLocked(now int64) (due int, next int64) {
-	for _, c := range e.internal.m {
-		d, at := refreshDue(&c, now)
+	e.walkLocked(e.internal, func(_ *ckey, c *centry) bool {
+		d, at := refreshDue(c, now)
 		switch {
 		case d:
 			due++
 		case next == 0 || at < next:
 			next = at
 		}
-	}
+		return true
+	})
 	return due, next
 }
 
@@ -108,10 +109,11 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 	}
 	sent := 0
 	e.mu.Lock()
+	w := e.newWalker() // the pass yields (walk.go)
 	for i := range flows {
 		f := &flows[i]
-		if sent >= e.cfg.RefreshBurst {
-			break
+		if sent >= e.cfg.RefreshBurst || !w.step() {
+			break // a Flush meanwhile: the entries are gone
 		}
 		ck := compactKey(&f.Key)
 		c, ok := e.internal.m[ck]
@@ -137,20 +139,24 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 		e.sess.Enqueue(f.Key, MsgCTUpd)
 		sent++
 	}
-	if sent < e.cfg.RefreshBurst {
-		// Due entries the dump did not have (destroyed, the event not yet
-		// read) are looked at again later, not at every pass.
-		for ck, c := range e.internal.m {
-			if d, _ := refreshDue(&c, now); d && int64(c.stamp) < now {
-				left := int64(c.stamp) + int64(c.timeout) - now
-				c.refreshAt = uint32(now + max(left/2, int64(minRefreshInterval/time.Second)))
-				e.internal.m[ck] = c
-			}
+	// One more walk: due entries the dump did not have (destroyed, the
+	// event not yet read) are looked at again later, not at every pass;
+	// and the next due time is taken.
+	postpone := sent < e.cfg.RefreshBurst
+	next = 0
+	e.walkLocked(e.internal, func(ck *ckey, c *centry) bool {
+		if d, _ := refreshDue(c, now); d && postpone && int64(c.stamp) < now {
+			left := int64(c.stamp) + int64(c.timeout) - now
+			c.refreshAt = uint32(now + max(left/2, int64(minRefreshInterval/time.Second)))
+			e.internal.m[*ck] = *c
 		}
-	}
+		if d, at := refreshDue(c, now); !d && (next == 0 || at < next) {
+			next = at
+		}
+		return true
+	})
 	e.st.refreshed += uint64(sent)
 	e.st.refreshPasses++
-	_, next = e.refreshScanLocked(now)
 	e.mu.Unlock()
 	if sent > 0 {
 		e.wake(e.kick)

@@ -3,151 +3,13 @@ package ctsync
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
-
-// agingKernel is an in-memory conntrack table whose entries expire like
-// the kernel's: each has a deadline, traffic (Touch) pushes it out without
-// an event, as the kernel does, and expiry emits a destroy event.
-type agingKernel struct {
-	mu      sync.Mutex
-	table   map[Key]*agingEntry
-	pending []Event
-	notify  chan struct{}
-}
-
-type agingEntry struct {
-	f       Flow
-	expires time.Time
-}
-
-func newAgingKernel() *agingKernel {
-	return &agingKernel{table: make(map[Key]*agingEntry), notify: make(chan struct{}, 1)}
-}
-
-func (k *agingKernel) emitLocked(ev Event) {
-	k.pending = append(k.pending, ev)
-	select {
-	case k.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (k *agingKernel) expireLocked(now time.Time) {
-	for key, en := range k.table {
-		if !now.Before(en.expires) {
-			delete(k.table, key)
-			k.emitLocked(Event{Type: EventDestroy, Flow: en.f})
-		}
-	}
-}
-
-// Create adds a flow as traffic would (a NEW event, not Own).
-func (k *agingKernel) Create(f Flow) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.table[f.Key] = &agingEntry{f: f, expires: time.Now().Add(time.Duration(f.Timeout) * time.Second)}
-	k.emitLocked(Event{Type: EventNew, Flow: f})
-}
-
-// Touch is a packet of the flow: its timeout starts again, no event.
-func (k *agingKernel) Touch(key Key, timeout uint32) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if en, ok := k.table[key]; ok {
-		en.expires = time.Now().Add(time.Duration(timeout) * time.Second)
-	}
-}
-
-// Alive lists the keys of the live entries with their remaining seconds.
-func (k *agingKernel) Alive() map[Key]uint32 {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := time.Now()
-	k.expireLocked(now)
-	out := make(map[Key]uint32, len(k.table))
-	for key, en := range k.table {
-		out[key] = uint32((en.expires.Sub(now) + time.Second - 1) / time.Second)
-	}
-	return out
-}
-
-func (k *agingKernel) Dump(ctx context.Context) ([]Flow, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	now := time.Now()
-	k.expireLocked(now)
-	out := make([]Flow, 0, len(k.table))
-	for _, en := range k.table {
-		f := en.f
-		f.Timeout = uint32((en.expires.Sub(now) + time.Second - 1) / time.Second)
-		out = append(out, f)
-	}
-	return out, nil
-}
-
-func (k *agingKernel) Commit(ctx context.Context, flows []Flow) (CommitResult, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var res CommitResult
-	now := time.Now()
-	for _, f := range flows {
-		t := EventUpdate
-		if _, ok := k.table[f.Key]; ok {
-			res.Updated++
-		} else {
-			res.Created++
-			t = EventNew
-		}
-		k.table[f.Key] = &agingEntry{f: f, expires: now.Add(time.Duration(f.Timeout) * time.Second)}
-		k.emitLocked(Event{Type: t, Flow: f, Own: true})
-	}
-	return res, nil
-}
-
-func (k *agingKernel) Delete(ctx context.Context, keys []Key) (CommitResult, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var res CommitResult
-	for _, key := range keys {
-		if en, ok := k.table[key]; ok {
-			delete(k.table, key)
-			res.Deleted++
-			k.emitLocked(Event{Type: EventDestroy, Flow: en.f, Own: true})
-		}
-	}
-	return res, nil
-}
-
-func (k *agingKernel) Events(ctx context.Context, sink func([]Event)) error {
-	t := time.NewTicker(time.Second) // the kernel's GC walks the table
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-k.notify:
-		case <-t.C:
-			k.mu.Lock()
-			k.expireLocked(time.Now())
-			k.mu.Unlock()
-		}
-		k.mu.Lock()
-		evs := k.pending
-		k.pending = nil
-		k.mu.Unlock()
-		if len(evs) > 0 {
-			sink(evs)
-		}
-	}
-}
-
-func (k *agingKernel) Close() error { return nil }
 
 // runEngine starts an engine on k until the test ends.
 func runEngine(t *testing.T, cfg Config, k Kernel, links []Channel) *Engine {
@@ -198,7 +60,7 @@ func TestRefreshKeepsLongLivedFlows(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				var net MemNetwork
 				la, lb := net.NewMemLink("sync0", 1472)
-				ka, kb := newAgingKernel(), newAgingKernel()
+				ka, kb := ctsynctest.NewAgingKernel(), ctsynctest.NewAgingKernel()
 				cfgA := Config{}
 				if tc.noRefresh {
 					cfgA.RefreshInterval = -1
@@ -292,7 +154,7 @@ func TestRefreshBackupSendsNothingBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var net MemNetwork
 		la, lb := net.NewMemLink("sync0", 1472)
-		ka, kb := newAgingKernel(), newAgingKernel()
+		ka, kb := ctsynctest.NewAgingKernel(), ctsynctest.NewAgingKernel()
 		a := runEngine(t, Config{}, ka, []Channel{la})
 		b := runEngine(t, Config{DirectInject: true}, kb, []Channel{lb})
 		a.SetMaster(true)
