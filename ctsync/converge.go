@@ -85,7 +85,7 @@ func (e *Engine) convergeTick(ctx context.Context, now time.Time) {
 	e.converge = nil
 	stale := make([]Key, 0, len(r.pending))
 	for k := range r.pending {
-		if _, ok := e.internal.m[k]; ok {
+		if _, ok := e.internal.entry(k); ok {
 			stale = append(stale, k.key())
 		}
 	}

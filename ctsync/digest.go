@@ -78,55 +78,23 @@ func hashWords(h uint64, ws ...uint64) uint64 {
 	return h
 }
 
-// entryHashes returns the bucket of a key and the hash of key and state.
-func entryHashes(k *ckey, c *centry) (bucket uint8, sum uint64) {
-	be := binary.BigEndian
-	kh := hashWords(0x66777061697221, // "fwpair!"
-		be.Uint64(k.src[0:8]), be.Uint64(k.src[8:16]), be.Uint64(k.dst[0:8]), be.Uint64(k.dst[8:16]),
-		uint64(k.sport)<<48|uint64(k.dport)<<32|uint64(k.icmpID)<<16|uint64(k.zone),
-		uint64(k.proto)<<24|uint64(k.icmpType)<<16|uint64(k.icmpCode)<<8|uint64(k.fam))
-	bucket = uint8(kh % digestBuckets)
-	st := uint64(c.mark)
-	if c.flags&cfHasState != 0 {
-		st |= 1<<40 | uint64(c.protoState)<<32
-	}
-	h := hashWords(kh, st)
-	if x := c.ext; x != nil {
-		for _, n := range [2]NAT{x.snat, x.dnat} {
-			var a [16]byte
-			if n.Addr.IsValid() {
-				a = n.Addr.Unmap().As16()
-			}
-			h = hashWords(h, be.Uint64(a[0:8]), be.Uint64(a[8:16]), uint64(n.Port))
-		}
-		if anySet(x.labels) {
-			for i := 0; i < len(x.labels); i += 8 {
-				var w [8]byte
-				copy(w[:], x.labels[i:])
-				h = hashWords(h, be.Uint64(w[:]))
-			}
-		}
-	}
-	return bucket, h
-}
-
 // viewLocked calls fn for every entry of this node's view of the peer's
 // table (BACKUP) or of its own table (MASTER).
-func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) {
+func (e *Engine) viewLocked(master bool, fn func(from *Cache, k *ckey, c *centry)) {
 	switch {
 	case master:
 		for k, c := range e.internal.m {
-			fn(&k, &c)
+			fn(e.internal, &k, &c)
 		}
 	case e.cfg.DirectInject:
 		for k, c := range e.internal.m {
 			if c.flags&cfInjected != 0 {
-				fn(&k, &c)
+				fn(e.internal, &k, &c)
 			}
 		}
 	default:
 		for k, c := range e.external.m {
-			fn(&k, &c)
+			fn(e.external, &k, &c)
 		}
 	}
 }
@@ -140,8 +108,8 @@ func (e *Engine) digestLocked(master bool) (d [digestBuckets]uint64) {
 	case !master && !e.cfg.DirectInject && e.external.dig != nil:
 		return e.external.dig.all
 	}
-	e.viewLocked(master, func(k *ckey, c *centry) {
-		b, s := entryHashes(k, c)
+	e.viewLocked(master, func(from *Cache, k *ckey, c *centry) {
+		b, s := from.entryHashes(k, c)
 		d[b] += s
 	})
 	return d
@@ -236,8 +204,8 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 				want[b] = true
 			}
 		}
-		for k, c := range e.internal.m {
-			if b, _ := entryHashes(&k, &c); want[b] {
+		for k := range e.internal.m {
+			if want[keyBucket(&k)] {
 				e.sess.Enqueue(k.key(), MsgCTUpd)
 				e.ds.resent++
 			}
@@ -286,8 +254,8 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 		}
 	}
 	if len(stale) > 0 {
-		e.viewLocked(false, func(k *ckey, c *centry) {
-			b, _ := entryHashes(k, c)
+		e.viewLocked(false, func(_ *Cache, k *ckey, _ *centry) {
+			b := keyBucket(k)
 			if r := ds.repairs[b]; r != nil {
 				if _, ok := stale[b]; ok {
 					if _, seen := r.seen[*k]; !seen {
@@ -318,20 +286,19 @@ func (e *Engine) digestSeenLocked(f *Flow, del bool) {
 		return
 	}
 	k := compactKey(&f.Key)
-	nc := packEntry(f, time.Time{})
-	b, sum := entryHashes(&k, &nc)
+	b, sum := flowHashes(f)
 	r := e.ds.repairs[b]
 	if r == nil {
 		return
 	}
 	r.seen[k] = struct{}{}
-	var old centry
-	var ok bool
+	from := e.external
 	if e.cfg.DirectInject {
-		old, ok = e.internal.m[k]
+		from = e.internal
+	}
+	old, ok := from.entry(k)
+	if e.cfg.DirectInject {
 		ok = ok && old.flags&cfInjected != 0
-	} else {
-		old, ok = e.external.m[k]
 	}
 	if del {
 		if ok {
@@ -339,7 +306,7 @@ func (e *Engine) digestSeenLocked(f *Flow, del bool) {
 		}
 		return
 	}
-	if _, s := entryHashes(&k, &old); !ok || s != sum {
+	if _, s := from.entryHashes(&k, &old); !ok || s != sum {
 		e.ds.repaired++
 	}
 }

@@ -37,10 +37,6 @@ const (
 	ReasonInjectQueueFull = "inject_queue_full"
 )
 
-// clone returns a copy of the cache (one bulk copy of the table, no
-// per-entry work), so a whole-cache walk can run without the engine lock.
-func (c *Cache) clone() *Cache { return &Cache{m: maps.Clone(c.m)} }
-
 func (e *Engine) rejectName(r string) { e.malformed[r]++ }
 
 // acceptLocked validates one decoded, in-sequence state and applies it
