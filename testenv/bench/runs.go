@@ -266,6 +266,7 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 			return r, err
 		}
 		ref.v3 = v3Interval(name)
+		ref.flows = e.scale.Flows
 		r.stack = ref
 	}
 	e.jan.push(r.stack.close)
