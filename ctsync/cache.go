@@ -57,7 +57,7 @@ func (c *ckey) key() Key {
 }
 
 // centry is the cached state of one flow, without the key: 40 bytes and
-// no pointers. NAT addresses are interned (Cache.addrs); the rare
+// no pointers (a slot with its key: 60 bytes for IPv4, 84 for IPv6). NAT addresses are interned (Cache.addrs); the rare
 // attributes (sequence adjustment, SCTP verification tags, DCCP role,
 // labels, helper) live in Cache.rare, only for the entries that have any.
 type centry struct {
@@ -100,14 +100,11 @@ type crare struct {
 // markInjected flags k's entry as written by the daemon.
 func (c *Cache) markInjected(k *Key) {
 	ck := compactKey(k)
-	if s, _, ok := c.t.find(&ck); ok {
-		sl := c.t.slot(s)
-		if sl.e.flags&cfInjected == 0 {
-			sl.e.flags |= cfInjected
-			if c.dig != nil {
-				b, h := c.entryHashes(&sl.k, &sl.e)
-				c.dig.injected[b] += h
-			}
+	if e := c.at(&ck); e != nil && e.flags&cfInjected == 0 {
+		e.flags |= cfInjected
+		if c.dig != nil {
+			b, h := c.entryHashes(&ck, e)
+			c.dig.injected[b] += h
 		}
 	}
 }
@@ -199,7 +196,9 @@ func (c *Cache) flowOf(k *ckey, e *centry) Flow {
 // cache (this node's flows) or the external cache (the peer's). It is not
 // safe for concurrent use; the Engine serialises access.
 type Cache struct {
-	t ctable
+	// t4 holds the flows from an IPv4 to an IPv4 address, t6 the others.
+	t4 ctable[ckey4]
+	t6 ctable[ckey]
 	// addrs interns NAT addresses, strs labels and helper names.
 	addrs pool[netip.Addr]
 	strs  pool[string]
@@ -216,69 +215,113 @@ type Cache struct {
 func NewCache() *Cache { return &Cache{} }
 
 // Len returns the number of entries.
-func (c *Cache) Len() int { return c.t.n }
+func (c *Cache) Len() int { return c.t4.n + c.t6.n }
+
+// at returns ck's entry in place, nil when absent.
+func (c *Cache) at(ck *ckey) *centry {
+	if k4, ok := ck.short(); ok {
+		if s, _, ok := c.t4.find(&k4); ok {
+			return &c.t4.slot(s).e
+		}
+		return nil
+	}
+	if s, _, ok := c.t6.find(ck); ok {
+		return &c.t6.slot(s).e
+	}
+	return nil
+}
+
+func (c *Cache) insert(ck *ckey, e centry) {
+	if k4, ok := ck.short(); ok {
+		c.t4.insert(&k4, e)
+		return
+	}
+	c.t6.insert(ck, e)
+}
+
+func (c *Cache) remove(ck *ckey) {
+	if k4, ok := ck.short(); ok {
+		if s, pos, ok := c.t4.find(&k4); ok {
+			c.t4.remove(s, pos)
+		}
+		return
+	}
+	if s, pos, ok := c.t6.find(ck); ok {
+		c.t6.remove(s, pos)
+	}
+}
+
+// each calls fn for every entry until it returns false (see
+// ctable.each).
+func (c *Cache) each(fn func(k *ckey, e *centry) bool) {
+	more := true
+	c.t4.each(func(s *cslot4) bool {
+		k := s.k.long()
+		more = fn(&k, &s.e)
+		return more
+	})
+	if more {
+		c.t6.each(func(s *cslot) bool { return fn(&s.k, &s.e) })
+	}
+}
 
 // Put inserts or replaces the state of f; it reports whether the entry is new.
 func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 	k := compactKey(&f.Key)
 	e := c.pack(f, now)
-	s, _, ok := c.t.find(&k)
-	if !ok {
+	old := c.at(&k)
+	if old == nil {
 		if c.dig != nil {
 			c.digAdd(&k, &e)
 		}
-		c.t.insert(&k, e)
+		c.insert(&k, e)
 		return true
 	}
-	sl := c.t.slot(s)
 	if c.dig != nil {
-		c.digRemove(&k, &sl.e)
+		c.digRemove(&k, old)
 		c.digAdd(&k, &e)
 	}
-	c.release(&sl.e)
+	c.release(old)
 	e.flags |= cfUsed
-	sl.e = e
+	*old = e
 	return false
 }
 
 // Get returns the state cached for k.
 func (c *Cache) Get(k Key) (Flow, bool) {
 	ck := compactKey(&k)
-	s, _, ok := c.t.find(&ck)
-	if !ok {
+	e := c.at(&ck)
+	if e == nil {
 		return Flow{}, false
 	}
-	sl := c.t.slot(s)
-	return c.flowOf(&sl.k, &sl.e), true
+	return c.flowOf(&ck, e), true
 }
 
 // Has reports whether k is cached.
 func (c *Cache) Has(k Key) bool {
 	ck := compactKey(&k)
-	_, _, ok := c.t.find(&ck)
-	return ok
+	return c.at(&ck) != nil
 }
 
 // entry returns the packed entry of ck.
 func (c *Cache) entry(ck ckey) (centry, bool) {
-	s, _, ok := c.t.find(&ck)
-	if !ok {
-		return centry{}, false
+	if e := c.at(&ck); e != nil {
+		return *e, true
 	}
-	return c.t.slot(s).e, true
+	return centry{}, false
 }
 
 // setRefreshAt sets the refresh check time of ck's entry (refresh.go).
 func (c *Cache) setRefreshAt(ck ckey, at uint32) {
-	if s, _, ok := c.t.find(&ck); ok {
-		c.t.slot(s).e.refreshAt = at
+	if e := c.at(&ck); e != nil {
+		e.refreshAt = at
 	}
 }
 
 // m ranges over every entry, key and packed state, in no particular
 // order: `for k, e := range c.m`. The body may delete any entry.
 func (c *Cache) m(yield func(ckey, centry) bool) {
-	c.t.each(func(s *cslot) bool { return yield(s.k, s.e) })
+	c.each(func(k *ckey, e *centry) bool { return yield(*k, *e) })
 }
 
 // Delete removes k and reports whether it was present.
@@ -289,16 +332,15 @@ func (c *Cache) Delete(k Key) bool {
 
 // deleteCK is Delete by compact key.
 func (c *Cache) deleteCK(ck ckey) bool {
-	s, pos, ok := c.t.find(&ck)
-	if !ok {
+	e := c.at(&ck)
+	if e == nil {
 		return false
 	}
-	sl := c.t.slot(s)
 	if c.dig != nil {
-		c.digRemove(&ck, &sl.e)
+		c.digRemove(&ck, e)
 	}
-	c.release(&sl.e)
-	c.t.remove(s, pos)
+	c.release(e)
+	c.remove(&ck)
 	return true
 }
 
@@ -315,7 +357,7 @@ func (c *Cache) Clear() {
 // lock. The copy keeps no digest.
 func (c *Cache) clone() *Cache {
 	return &Cache{
-		t: c.t.clone(), addrs: c.addrs.clone(), strs: c.strs.clone(),
+		t4: c.t4.clone(), t6: c.t6.clone(), addrs: c.addrs.clone(), strs: c.strs.clone(),
 		rare: append([]crare(nil), c.rare...), rareFree: append([]uint32(nil), c.rareFree...),
 	}
 }
@@ -323,17 +365,17 @@ func (c *Cache) clone() *Cache {
 // Range calls fn for every entry with the time of its last update, in no
 // particular order, until fn returns false.
 func (c *Cache) Range(fn func(f *Flow, updated time.Time) bool) {
-	c.t.each(func(s *cslot) bool {
-		f := c.flowOf(&s.k, &s.e)
-		return fn(&f, time.Unix(int64(s.e.stamp), 0))
+	c.each(func(k *ckey, e *centry) bool {
+		f := c.flowOf(k, e)
+		return fn(&f, time.Unix(int64(e.stamp), 0))
 	})
 }
 
 // Keys returns every key.
 func (c *Cache) Keys() []Key {
-	out := make([]Key, 0, c.t.n)
-	c.t.each(func(s *cslot) bool {
-		out = append(out, s.k.key())
+	out := make([]Key, 0, c.Len())
+	c.each(func(k *ckey, _ *centry) bool {
+		out = append(out, k.key())
 		return true
 	})
 	return out
@@ -341,9 +383,9 @@ func (c *Cache) Keys() []Key {
 
 // Flows returns a copy of every entry.
 func (c *Cache) Flows() []Flow {
-	out := make([]Flow, 0, c.t.n)
-	c.t.each(func(s *cslot) bool {
-		out = append(out, c.flowOf(&s.k, &s.e))
+	out := make([]Flow, 0, c.Len())
+	c.each(func(k *ckey, e *centry) bool {
+		out = append(out, c.flowOf(k, e))
 		return true
 	})
 	return out

@@ -14,11 +14,88 @@ import (
 // split in lockstep); the slab wastes at most one chunk and the index
 // 8 to 16 bytes per entry.
 
-// cslot is one slab slot: a key and its entry. A free slot has no
-// cfUsed flag and links the free list through its entry's timeout.
-type cslot struct {
-	k ckey
+// tkey is a key type of a table: the full compact key, or the shorter
+// one of a flow whose addresses are both IPv4 (most of them).
+type tkey interface {
+	comparable
+	hashWith(seed *[3]uint64) uint32
+}
+
+// gslot is one slab slot: a key and its entry. A free slot has no cfUsed
+// flag and links the free list through its entry's timeout.
+type gslot[K tkey] struct {
+	k K
 	e centry
+}
+
+// cslot and cslot4 are the slots of the two tables of a cache.
+type (
+	cslot  = gslot[ckey]
+	cslot4 = gslot[ckey4]
+)
+
+// ckey4 is ckey for a flow whose source and destination are IPv4: 20
+// bytes instead of 44.
+type ckey4 struct {
+	src, dst                   [4]byte
+	sport, dport, icmpID, zone uint16
+	proto, icmpType, icmpCode  uint8
+}
+
+const fam44 = 1 | 1<<2 // ckey.fam of an IPv4 to IPv4 key
+
+func (k *ckey) short() (ckey4, bool) {
+	if k.fam != fam44 {
+		return ckey4{}, false
+	}
+	return ckey4{
+		src: [4]byte(k.src[12:16]), dst: [4]byte(k.dst[12:16]),
+		sport: k.sport, dport: k.dport, icmpID: k.icmpID, zone: k.zone,
+		proto: k.proto, icmpType: k.icmpType, icmpCode: k.icmpCode,
+	}, true
+}
+
+func (k *ckey4) long() ckey {
+	c := ckey{
+		sport: k.sport, dport: k.dport, icmpID: k.icmpID, zone: k.zone,
+		proto: k.proto, icmpType: k.icmpType, icmpCode: k.icmpCode, fam: fam44,
+	}
+	c.src[10], c.src[11], c.dst[10], c.dst[11] = 0xff, 0xff, 0xff, 0xff
+	copy(c.src[12:], k.src[:])
+	copy(c.dst[12:], k.dst[:])
+	return c
+}
+
+func le64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
+
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// hashWith is a keyed multiply-fold hash. The seed is drawn per table:
+// keys come from an untrusted peer, so their positions must not be
+// predictable.
+func (k ckey) hashWith(seed *[3]uint64) uint32 {
+	x := uint64(k.sport) | uint64(k.dport)<<16 | uint64(k.icmpID)<<32 | uint64(k.zone)<<48
+	y := uint64(k.proto) | uint64(k.icmpType)<<8 | uint64(k.icmpCode)<<16 | uint64(k.fam)<<24
+	h := mum(le64(k.src[0:8])^seed[0], le64(k.src[8:16])^seed[1])
+	h = mum(h^le64(k.dst[0:8]), le64(k.dst[8:16])^seed[2])
+	h = mum(h^x, y^seed[0]^0x9e3779b97f4a7c15)
+	return uint32(h ^ h>>32)
+}
+
+func (k ckey4) hashWith(seed *[3]uint64) uint32 {
+	a := uint64(k.src[0]) | uint64(k.src[1])<<8 | uint64(k.src[2])<<16 | uint64(k.src[3])<<24 |
+		uint64(k.dst[0])<<32 | uint64(k.dst[1])<<40 | uint64(k.dst[2])<<48 | uint64(k.dst[3])<<56
+	x := uint64(k.sport) | uint64(k.dport)<<16 | uint64(k.icmpID)<<32 | uint64(k.zone)<<48
+	y := uint64(k.proto) | uint64(k.icmpType)<<8 | uint64(k.icmpCode)<<16
+	h := mum(a^seed[0], x^seed[1])
+	h = mum(h^y, seed[2]^0x9e3779b97f4a7c15)
+	return uint32(h ^ h>>32)
 }
 
 const (
@@ -29,8 +106,8 @@ const (
 )
 
 // ctable is the slab and its index.
-type ctable struct {
-	chunks []*[chunkLen]cslot
+type ctable[K tkey] struct {
+	chunks []*[chunkLen]gslot[K]
 	n      int    // live entries
 	hi     uint32 // slab slots handed out so far
 	free   uint32 // head of the free list (slot + 1), 0: empty
@@ -41,35 +118,15 @@ type ctable struct {
 	seed [3]uint64
 }
 
-func (t *ctable) slot(i uint32) *cslot { return &t.chunks[i>>chunkBits][i&(chunkLen-1)] }
-
-// hash is a keyed multiply-fold hash of a compact key. The seed is drawn
-// per cache: keys come from an untrusted peer, so their positions must
-// not be predictable.
-func (t *ctable) hash(k *ckey) uint32 {
-	w := func(b []byte) uint64 {
-		return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
-			uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
-	}
-	mum := func(a, b uint64) uint64 {
-		hi, lo := bits.Mul64(a, b)
-		return hi ^ lo
-	}
-	x := uint64(k.sport) | uint64(k.dport)<<16 | uint64(k.icmpID)<<32 | uint64(k.zone)<<48
-	y := uint64(k.proto) | uint64(k.icmpType)<<8 | uint64(k.icmpCode)<<16 | uint64(k.fam)<<24
-	h := mum(w(k.src[0:8])^t.seed[0], w(k.src[8:16])^t.seed[1])
-	h = mum(h^w(k.dst[0:8]), w(k.dst[8:16])^t.seed[2])
-	h = mum(h^x, y^t.seed[0]^0x9e3779b97f4a7c15)
-	return uint32(h ^ h>>32)
-}
+func (t *ctable[K]) slot(i uint32) *gslot[K] { return &t.chunks[i>>chunkBits][i&(chunkLen-1)] }
 
 // find returns the slab slot of k and whether it is there; when it is
 // not, pos is where it would go in the index.
-func (t *ctable) find(k *ckey) (s uint32, pos int, ok bool) {
+func (t *ctable[K]) find(k *K) (s uint32, pos int, ok bool) {
 	if len(t.idx) == 0 {
 		return 0, 0, false
 	}
-	tag := t.hash(k)
+	tag := (*k).hashWith(&t.seed)
 	mask := len(t.idx) - 1
 	for p := int(tag) & mask; ; p = (p + 1) & mask {
 		v := t.idx[p]
@@ -85,7 +142,7 @@ func (t *ctable) find(k *ckey) (s uint32, pos int, ok bool) {
 }
 
 // insert adds k (absent) with e and returns its slab slot.
-func (t *ctable) insert(k *ckey, e centry) uint32 {
+func (t *ctable[K]) insert(k *K, e centry) uint32 {
 	if (t.n+1)*4 > len(t.idx)*3 {
 		t.grow()
 	}
@@ -96,13 +153,13 @@ func (t *ctable) insert(k *ckey, e centry) uint32 {
 	} else {
 		i = t.hi
 		if int(i>>chunkBits) == len(t.chunks) {
-			t.chunks = append(t.chunks, new([chunkLen]cslot))
+			t.chunks = append(t.chunks, new([chunkLen]gslot[K]))
 		}
 		t.hi++
 	}
 	e.flags |= cfUsed
-	*t.slot(i) = cslot{k: *k, e: e}
-	tag := t.hash(k)
+	*t.slot(i) = gslot[K]{k: *k, e: e}
+	tag := (*k).hashWith(&t.seed)
 	mask := len(t.idx) - 1
 	p := int(tag) & mask
 	for t.idx[p] != 0 {
@@ -113,7 +170,7 @@ func (t *ctable) insert(k *ckey, e centry) uint32 {
 	return i
 }
 
-func (t *ctable) grow() {
+func (t *ctable[K]) grow() {
 	old := t.idx
 	t.idx = make([]uint64, max(minIndex, 2*len(old)))
 	if len(old) == 0 {
@@ -133,9 +190,9 @@ func (t *ctable) grow() {
 }
 
 // remove deletes the entry at index position pos (slab slot s).
-func (t *ctable) remove(s uint32, pos int) {
+func (t *ctable[K]) remove(s uint32, pos int) {
 	sl := t.slot(s)
-	*sl = cslot{}
+	*sl = gslot[K]{}
 	sl.e.timeout = t.free
 	t.free = s + 1
 	t.n--
@@ -161,7 +218,7 @@ func (t *ctable) remove(s uint32, pos int) {
 // each calls fn for every live slot in slab order until it returns
 // false. fn may delete any entry or insert; an entry inserted during the
 // walk may or may not be visited.
-func (t *ctable) each(fn func(s *cslot) bool) {
+func (t *ctable[K]) each(fn func(s *gslot[K]) bool) {
 	for i := uint32(0); i < t.hi; i++ {
 		s := t.slot(i)
 		if s.e.flags&cfUsed != 0 && !fn(s) {
@@ -170,9 +227,9 @@ func (t *ctable) each(fn func(s *cslot) bool) {
 	}
 }
 
-func (t *ctable) clone() ctable {
+func (t *ctable[K]) clone() ctable[K] {
 	c := *t
-	c.chunks = make([]*[chunkLen]cslot, len(t.chunks))
+	c.chunks = make([]*[chunkLen]gslot[K], len(t.chunks))
 	for i, ch := range t.chunks {
 		cp := *ch
 		c.chunks[i] = &cp

@@ -225,13 +225,16 @@ func TestCacheSlotsHoldNoPointers(t *testing.T) {
 		}
 		return false
 	}
-	for _, v := range []any{cslot{}, crare{}} {
+	for _, v := range []any{cslot{}, cslot4{}, crare{}} {
 		if hasPtr(reflect.TypeOf(v)) {
 			t.Errorf("%T holds a pointer", v)
 		}
 	}
 	if s := reflect.TypeOf(cslot{}).Size(); s > 84 {
 		t.Errorf("a slot takes %d bytes, budget 84", s)
+	}
+	if s := reflect.TypeOf(cslot4{}).Size(); s > 60 {
+		t.Errorf("an IPv4 slot takes %d bytes, budget 60", s)
 	}
 }
 

@@ -103,7 +103,7 @@ type Results struct {
 	Hog         []HogRun         `json:"no_false_failover"`
 	// Million is the 1,000,000-flow scenario (BENCH_SCALE=1m only).
 	Million *MillionRun `json:"million,omitempty"`
-	Rows        []Row            `json:"rows"`
+	Rows    []Row       `json:"rows"`
 	// Note says what the run had to leave out.
 	Note string `json:"note,omitempty"`
 }
