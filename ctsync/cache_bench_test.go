@@ -5,6 +5,9 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // realisticFlows makes n distinct flows shaped like a busy firewall's
@@ -19,10 +22,10 @@ func realisticFlows(n int) []Flow {
 			Key: Key{Tuple: Tuple{
 				Src:     netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}),
 				Dst:     netip.AddrFrom4([4]byte{192, 0, 2, byte(i % 200)}),
-				SrcPort: uint16(1024 + i%60000), DstPort: 443, Proto: nlProtoTCP,
+				SrcPort: uint16(1024 + i%60000), DstPort: 443, Proto: ctnetlink.ProtoTCP,
 			}},
-			Status:  nlIPSSeenReply | nlIPSAssured | nlIPSConfirmed,
-			Timeout: 432000, ProtoState: ktTCPEstablished, HasProtoState: true,
+			Status:  ctnetlink.IPSSeenReply | ctnetlink.IPSAssured | ctnetlink.IPSConfirmed,
+			Timeout: 432000, ProtoState: ctnetlinktest.TCPEstablished, HasProtoState: true,
 			TCPWScaleOrig: 7, TCPWScaleReply: 7, HasTCPWScale: true,
 		}
 		switch {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/fwpair/fwpair/ctsync/ctnetlink/ctnetlinktest"
 )
 
 // cacheFlow is randFlow with every attribute the cache keeps out of line
@@ -261,12 +263,12 @@ func TestCacheDigestMatchesFlowHash(t *testing.T) {
 // protocol between two nodes (digest.go): these values were computed by
 // the release before the cache's layout changed, and must not move.
 func TestCacheDigestGolden(t *testing.T) {
-	a := ktTCP("192.168.0.10", "192.168.1.20", 40000, 443)
-	b := ktTCP("192.168.0.11", "192.168.1.21", 40001, 80)
+	a := ctnetlinktest.TCP("192.168.0.10", "192.168.1.20", 40000, 443)
+	b := ctnetlinktest.TCP("192.168.0.11", "192.168.1.21", 40001, 80)
 	b.Mark = 7
 	b.SNAT = NAT{Addr: netip.MustParseAddr("192.168.1.100"), Port: 1025}
 	b.Labels = []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80}
-	c := ktTCP("2001:db8::1", "2001:db8:1::2", 5000, 21)
+	c := ctnetlinktest.TCP("2001:db8::1", "2001:db8:1::2", 5000, 21)
 	c.Helper = "ftp"
 	c.Zone = 3
 	want := []struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fwpair/fwpair/ctsync"
+	"github.com/fwpair/fwpair/ctsync/ctnetlink"
 )
 
 // Million is the 1,000,000-flow scale (BENCH_SCALE=1m): the kernel limit
@@ -201,7 +202,7 @@ func (e *env) million() (run MillionRun) {
 		// 2. Reboot fw2: daemon killed, kernel table emptied, daemon
 		// started again.
 		st.nodes[1].Kill()
-		k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: r.lab.FW2.FD()})
+		k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: r.lab.FW2.FD()})
 		if err != nil {
 			return err
 		}
@@ -277,7 +278,7 @@ func (e *env) million() (run MillionRun) {
 // countKept dumps a namespace's conntrack table and counts the flows of
 // want it holds, by key.
 func countKept(netns int, want []ctsync.Flow) (int, error) {
-	k, err := ctsync.NewKernel(ctsync.KernelOptions{NetNS: netns})
+	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: netns})
 	if err != nil {
 		return 0, err
 	}
