@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// ckey is the compact, comparable form of Key used inside the caches:
-// addresses as 16 raw bytes plus a family byte (netip.Addr carries a zone
-// pointer and would cost 48 bytes per key instead of 32).
+// ckey is the compact, comparable form of Key used inside the caches and
+// the session's queues: addresses as 16 raw bytes plus a family byte
+// (netip.Addr carries a zone pointer and would cost 48 bytes per key
+// instead of 32). The cache's table keeps IPv4 flows under the shorter
+// ckey4 (cache_table.go).
 type ckey struct {
 	src, dst                   [16]byte
 	sport, dport, icmpID, zone uint16
