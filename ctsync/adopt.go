@@ -53,7 +53,7 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 		if !e.cfg.DirectInject && !since.IsZero() && time.Unix(int64(v.stamp), 0).Before(since) {
 			return true
 		}
-		f := v.flow(k)
+		f := e.external.flowOf(k, v)
 		if f.Proto == ctnetlink.ProtoTCP && f.HasProtoState {
 			if own, ok := e.internal.Get(f.Key); ok && own.HasProtoState && laterTCPState(own.ProtoState, f.ProtoState) {
 				res.Kept++

@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// ckey is the compact, comparable form of Key used inside the caches:
-// addresses as 16 raw bytes plus a family byte (netip.Addr carries a zone
-// pointer and would cost 48 bytes per key instead of 32).
+// ckey is the compact, comparable form of Key used inside the caches and
+// the session's queues: addresses as 16 raw bytes plus a family byte
+// (netip.Addr carries a zone pointer and would cost 48 bytes per key
+// instead of 32). The cache's table keeps IPv4 flows under the shorter
+// ckey4 (cache_table.go).
 type ckey struct {
 	src, dst                   [16]byte
 	sport, dport, icmpID, zone uint16
@@ -56,19 +58,25 @@ func (c *ckey) key() Key {
 	}
 }
 
-// centry is the cached state of one flow, without the key. Rare fields
-// (NAT, sequence adjustment, labels, helper) live behind ext.
+// centry is the cached state of one flow, without the key: 40 bytes and
+// no pointers (a slot with its key: 60 bytes for IPv4, 84 for IPv6). NAT addresses are interned (Cache.addrs); the rare
+// attributes (sequence adjustment, SCTP verification tags, DCCP role,
+// labels, helper) live in Cache.rare, only for the entries that have any.
 type centry struct {
 	status, timeout, mark uint32
-	vtagOrig, vtagReply   uint32
 	stamp                 uint32 // unix seconds of the last update
 	// refreshAt (unix seconds, 0: stamp + timeout/2) is when refresh.go
 	// looks at the entry again after it found the kernel's copy no
 	// fresher than the peer's.
-	refreshAt                  uint32
+	refreshAt uint32
+	// snat and dnat index Cache.addrs (0: no address); the ports are the
+	// NAT bindings' ports.
+	snat, dnat         uint32
+	snatPort, dnatPort uint16
+	// rare indexes Cache.rare (slot + 1; 0: none).
+	rare                       uint32
 	protoState, wsOrig, wsRepl uint8
-	dccpRole, flags            uint8
-	ext                        *centryExt
+	flags                      uint8
 }
 
 const (
@@ -78,32 +86,39 @@ const (
 	// cfInjected marks an internal-cache entry last written by the
 	// daemon itself (an injected peer state), for digest.go's view.
 	cfInjected
+	// cfUsed marks a live slab slot (cache_table.go).
+	cfUsed = 1 << 7
 )
+
+// crare holds the attributes few flows have.
+type crare struct {
+	seqAdjOrig, seqAdjRepl SeqAdj
+	vtagOrig, vtagReply    uint32
+	// labels and helper index Cache.strs (0: none).
+	labels, helper uint32
+	dccpRole       uint8
+}
 
 // markInjected flags k's entry as written by the daemon.
 func (c *Cache) markInjected(k *Key) {
 	ck := compactKey(k)
-	if e, ok := c.m[ck]; ok && e.flags&cfInjected == 0 {
+	if e := c.at(&ck); e != nil && e.flags&cfInjected == 0 {
 		e.flags |= cfInjected
-		c.m[ck] = e
-		c.dig.injectedAdd(&ck, &e)
+		if c.dig != nil {
+			b, h := c.entryHashes(&ck, e)
+			c.dig.injected[b] += h
+		}
 	}
 }
 
-type centryExt struct {
-	snat, dnat             NAT
-	seqAdjOrig, seqAdjRepl SeqAdj
-	labels                 []byte
-	helper                 string
-}
-
-func packEntry(f *Flow, now time.Time) centry {
+// pack returns f's entry, taking references on the interned values it
+// needs (release drops them).
+func (c *Cache) pack(f *Flow, now time.Time) centry {
 	e := centry{
 		status: f.Status, timeout: f.Timeout, mark: f.Mark,
-		vtagOrig: f.SCTPVTagOrig, vtagReply: f.SCTPVTagReply,
 		stamp:      uint32(now.Unix()),
 		protoState: f.ProtoState, wsOrig: f.TCPWScaleOrig, wsRepl: f.TCPWScaleReply,
-		dccpRole: f.DCCPRole,
+		snatPort: f.SNAT.Port, dnatPort: f.DNAT.Port,
 	}
 	if f.HasProtoState {
 		e.flags |= cfHasState
@@ -114,33 +129,67 @@ func packEntry(f *Flow, now time.Time) centry {
 	if f.HasSeqAdj {
 		e.flags |= cfHasSeqAdj
 	}
-	if f.SNAT != (NAT{}) || f.DNAT != (NAT{}) || f.HasSeqAdj || len(f.Labels) > 0 || f.Helper != "" {
-		e.ext = &centryExt{snat: f.SNAT, dnat: f.DNAT, helper: f.Helper}
+	if f.SNAT.Addr.IsValid() {
+		e.snat = c.addrs.ref(f.SNAT.Addr)
+	}
+	if f.DNAT.Addr.IsValid() {
+		e.dnat = c.addrs.ref(f.DNAT.Addr)
+	}
+	if f.HasSeqAdj || f.SCTPVTagOrig != 0 || f.SCTPVTagReply != 0 || f.DCCPRole != 0 || len(f.Labels) > 0 || f.Helper != "" {
+		r := crare{vtagOrig: f.SCTPVTagOrig, vtagReply: f.SCTPVTagReply, dccpRole: f.DCCPRole}
 		if f.HasSeqAdj {
-			e.ext.seqAdjOrig, e.ext.seqAdjRepl = f.SeqAdjOrig, f.SeqAdjReply
+			r.seqAdjOrig, r.seqAdjRepl = f.SeqAdjOrig, f.SeqAdjReply
 		}
 		if len(f.Labels) > 0 {
-			e.ext.labels = bytes.Clone(f.Labels)
+			r.labels = c.strs.ref(string(f.Labels))
+		}
+		if f.Helper != "" {
+			r.helper = c.strs.ref(f.Helper)
+		}
+		if n := len(c.rareFree); n > 0 {
+			e.rare = c.rareFree[n-1]
+			c.rareFree = c.rareFree[:n-1]
+			c.rare[e.rare-1] = r
+		} else {
+			c.rare = append(c.rare, r)
+			e.rare = uint32(len(c.rare))
 		}
 	}
 	return e
 }
 
-func (e *centry) flow(k *ckey) Flow {
+// release drops the references e holds.
+func (c *Cache) release(e *centry) {
+	c.addrs.unref(e.snat)
+	c.addrs.unref(e.dnat)
+	if e.rare != 0 {
+		r := &c.rare[e.rare-1]
+		c.strs.unref(r.labels)
+		c.strs.unref(r.helper)
+		*r = crare{}
+		c.rareFree = append(c.rareFree, e.rare)
+	}
+}
+
+// flowOf unpacks an entry.
+func (c *Cache) flowOf(k *ckey, e *centry) Flow {
 	f := Flow{
 		Key:    k.key(),
 		Status: e.status, Timeout: e.timeout, Mark: e.mark,
 		ProtoState: e.protoState, HasProtoState: e.flags&cfHasState != 0,
 		TCPWScaleOrig: e.wsOrig, TCPWScaleReply: e.wsRepl, HasTCPWScale: e.flags&cfHasWScale != 0,
-		DCCPRole: e.dccpRole, SCTPVTagOrig: e.vtagOrig, SCTPVTagReply: e.vtagReply,
 		HasSeqAdj: e.flags&cfHasSeqAdj != 0,
+		SNAT:      NAT{Addr: c.addrs.get(e.snat), Port: e.snatPort},
+		DNAT:      NAT{Addr: c.addrs.get(e.dnat), Port: e.dnatPort},
 	}
-	if x := e.ext; x != nil {
-		f.SNAT, f.DNAT, f.Helper = x.snat, x.dnat, x.helper
-		f.SeqAdjOrig, f.SeqAdjReply = x.seqAdjOrig, x.seqAdjRepl
-		if x.labels != nil {
-			f.Labels = bytes.Clone(x.labels)
+	if e.rare != 0 {
+		r := &c.rare[e.rare-1]
+		f.SCTPVTagOrig, f.SCTPVTagReply, f.DCCPRole = r.vtagOrig, r.vtagReply, r.dccpRole
+		f.SeqAdjOrig, f.SeqAdjReply = r.seqAdjOrig, r.seqAdjRepl
+		if r.labels != 0 {
+			f.Labels = []byte(c.strs.get(r.labels))
 		}
+		f.Helper = c.strs.get(r.helper)
 	}
 	return f
 }
@@ -149,47 +198,132 @@ func (e *centry) flow(k *ckey) Flow {
 // cache (this node's flows) or the external cache (the peer's). It is not
 // safe for concurrent use; the Engine serialises access.
 type Cache struct {
-	m map[ckey]centry
+	// t4 holds the flows from an IPv4 to an IPv4 address, t6 the others.
+	t4 ctable[ckey4]
+	t6 ctable[ckey]
+	// addrs interns NAT addresses, strs labels and helper names.
+	addrs pool[netip.Addr]
+	strs  pool[string]
+	// rare holds the rare attributes of the entries that have any;
+	// rareFree its free slots (slot + 1).
+	rare     []crare
+	rareFree []uint32
 	// dig, when set, keeps the consistency check's bucket sums up to date
 	// (cache_digest.go).
 	dig *cacheDigest
 }
 
 // NewCache returns an empty cache.
-func NewCache() *Cache { return &Cache{m: make(map[ckey]centry)} }
+func NewCache() *Cache { return &Cache{} }
 
 // Len returns the number of entries.
-func (c *Cache) Len() int { return len(c.m) }
+func (c *Cache) Len() int { return c.t4.n + c.t6.n }
+
+// at returns ck's entry in place, nil when absent.
+func (c *Cache) at(ck *ckey) *centry {
+	if k4, ok := ck.short(); ok {
+		if s, _, ok := c.t4.find(&k4); ok {
+			return &c.t4.slot(s).e
+		}
+		return nil
+	}
+	if s, _, ok := c.t6.find(ck); ok {
+		return &c.t6.slot(s).e
+	}
+	return nil
+}
+
+func (c *Cache) insert(ck *ckey, e centry) {
+	if k4, ok := ck.short(); ok {
+		c.t4.insert(&k4, e)
+		return
+	}
+	c.t6.insert(ck, e)
+}
+
+func (c *Cache) remove(ck *ckey) {
+	if k4, ok := ck.short(); ok {
+		if s, pos, ok := c.t4.find(&k4); ok {
+			c.t4.remove(s, pos)
+		}
+		return
+	}
+	if s, pos, ok := c.t6.find(ck); ok {
+		c.t6.remove(s, pos)
+	}
+}
+
+// each calls fn for every entry until it returns false (see
+// ctable.each).
+func (c *Cache) each(fn func(k *ckey, e *centry) bool) {
+	more := true
+	c.t4.each(func(s *cslot4) bool {
+		k := s.k.long()
+		more = fn(&k, &s.e)
+		return more
+	})
+	if more {
+		c.t6.each(func(s *cslot) bool { return fn(&s.k, &s.e) })
+	}
+}
 
 // Put inserts or replaces the state of f; it reports whether the entry is new.
 func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 	k := compactKey(&f.Key)
-	old, ok := c.m[k]
-	e := packEntry(f, now)
-	c.m[k] = e
-	if c.dig != nil {
-		if ok {
-			c.dig.remove(&k, &old)
+	e := c.pack(f, now)
+	old := c.at(&k)
+	if old == nil {
+		if c.dig != nil {
+			c.digAdd(&k, &e)
 		}
-		c.dig.add(&k, &e)
+		c.insert(&k, e)
+		return true
 	}
-	return !ok
+	if c.dig != nil {
+		c.digRemove(&k, old)
+		c.digAdd(&k, &e)
+	}
+	c.release(old)
+	e.flags |= cfUsed
+	*old = e
+	return false
 }
 
 // Get returns the state cached for k.
 func (c *Cache) Get(k Key) (Flow, bool) {
 	ck := compactKey(&k)
-	e, ok := c.m[ck]
-	if !ok {
+	e := c.at(&ck)
+	if e == nil {
 		return Flow{}, false
 	}
-	return e.flow(&ck), true
+	return c.flowOf(&ck, e), true
 }
 
 // Has reports whether k is cached.
 func (c *Cache) Has(k Key) bool {
-	_, ok := c.m[compactKey(&k)]
-	return ok
+	ck := compactKey(&k)
+	return c.at(&ck) != nil
+}
+
+// entry returns the packed entry of ck.
+func (c *Cache) entry(ck ckey) (centry, bool) {
+	if e := c.at(&ck); e != nil {
+		return *e, true
+	}
+	return centry{}, false
+}
+
+// setRefreshAt sets the refresh check time of ck's entry (refresh.go).
+func (c *Cache) setRefreshAt(ck ckey, at uint32) {
+	if e := c.at(&ck); e != nil {
+		e.refreshAt = at
+	}
+}
+
+// m ranges over every entry, key and packed state, in no particular
+// order: `for k, e := range c.m`. The body may delete any entry.
+func (c *Cache) m(yield func(ckey, centry) bool) {
+	c.each(func(k *ckey, e *centry) bool { return yield(*k, *e) })
 }
 
 // Delete removes k and reports whether it was present.
@@ -200,51 +334,62 @@ func (c *Cache) Delete(k Key) bool {
 
 // deleteCK is Delete by compact key.
 func (c *Cache) deleteCK(ck ckey) bool {
-	old, ok := c.m[ck]
-	if !ok {
+	e := c.at(&ck)
+	if e == nil {
 		return false
 	}
-	delete(c.m, ck)
 	if c.dig != nil {
-		c.dig.remove(&ck, &old)
+		c.digRemove(&ck, e)
 	}
+	c.release(e)
+	c.remove(&ck)
 	return true
 }
 
 // Clear removes every entry.
 func (c *Cache) Clear() {
-	c.m = make(map[ckey]centry)
+	*c = Cache{dig: c.dig}
 	if c.dig != nil {
 		*c.dig = cacheDigest{}
+	}
+}
+
+// clone returns a copy of the cache (bulk copies of the table, no
+// per-entry work), so a whole-cache walk can run without the engine
+// lock. The copy keeps no digest.
+func (c *Cache) clone() *Cache {
+	return &Cache{
+		t4: c.t4.clone(), t6: c.t6.clone(), addrs: c.addrs.clone(), strs: c.strs.clone(),
+		rare: append([]crare(nil), c.rare...), rareFree: append([]uint32(nil), c.rareFree...),
 	}
 }
 
 // Range calls fn for every entry with the time of its last update, in no
 // particular order, until fn returns false.
 func (c *Cache) Range(fn func(f *Flow, updated time.Time) bool) {
-	for k, e := range c.m {
-		f := e.flow(&k)
-		if !fn(&f, time.Unix(int64(e.stamp), 0)) {
-			return
-		}
-	}
+	c.each(func(k *ckey, e *centry) bool {
+		f := c.flowOf(k, e)
+		return fn(&f, time.Unix(int64(e.stamp), 0))
+	})
 }
 
 // Keys returns every key.
 func (c *Cache) Keys() []Key {
-	out := make([]Key, 0, len(c.m))
-	for k := range c.m {
+	out := make([]Key, 0, c.Len())
+	c.each(func(k *ckey, _ *centry) bool {
 		out = append(out, k.key())
-	}
+		return true
+	})
 	return out
 }
 
 // Flows returns a copy of every entry.
 func (c *Cache) Flows() []Flow {
-	out := make([]Flow, 0, len(c.m))
-	for k, e := range c.m {
-		out = append(out, e.flow(&k))
-	}
+	out := make([]Flow, 0, c.Len())
+	c.each(func(k *ckey, e *centry) bool {
+		out = append(out, c.flowOf(k, e))
+		return true
+	})
 	return out
 }
 

@@ -43,7 +43,7 @@ func TestCacheDigestIncremental(t *testing.T) {
 		if step%500 == 0 || step == 19999 {
 			var all, inj [digestBuckets]uint64
 			for k, e := range c.m {
-				b, h := entryHashes(&k, &e)
+				b, h := c.entryHashes(&k, &e)
 				all[b] += h
 				if e.flags&cfInjected != 0 {
 					inj[b] += h

@@ -123,7 +123,7 @@ func (e *Engine) convergeTick(ctx context.Context, now time.Time) {
 			e.mu.Unlock() // became MASTER meanwhile: keep everything
 			return
 		}
-		if _, ok := e.internal.m[k]; ok {
+		if _, ok := e.internal.entry(k); ok {
 			stale = append(stale, k.key())
 		}
 	}

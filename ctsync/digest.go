@@ -80,54 +80,23 @@ func hashWords(h uint64, ws ...uint64) uint64 {
 	return h
 }
 
-// entryHashes returns the bucket of a key and the hash of key and state.
-func entryHashes(k *ckey, c *centry) (bucket uint8, sum uint64) {
-	be := binary.BigEndian
-	kh := hashWords(0x66777061697221, // "fwpair!"
-		be.Uint64(k.src[0:8]), be.Uint64(k.src[8:16]), be.Uint64(k.dst[0:8]), be.Uint64(k.dst[8:16]),
-		uint64(k.sport)<<48|uint64(k.dport)<<32|uint64(k.icmpID)<<16|uint64(k.zone),
-		uint64(k.proto)<<24|uint64(k.icmpType)<<16|uint64(k.icmpCode)<<8|uint64(k.fam))
-	bucket = uint8(kh % digestBuckets)
-	st := uint64(c.mark)
-	if c.flags&cfHasState != 0 {
-		st |= 1<<40 | uint64(c.protoState)<<32
-	}
-	h := hashWords(kh, st)
-	if x := c.ext; x != nil {
-		for _, n := range [2]NAT{x.snat, x.dnat} {
-			var a [16]byte
-			if n.Addr.IsValid() {
-				a = n.Addr.Unmap().As16()
-			}
-			h = hashWords(h, be.Uint64(a[0:8]), be.Uint64(a[8:16]), uint64(n.Port))
-		}
-		if anySet(x.labels) {
-			for i := 0; i < len(x.labels); i += 8 {
-				var w [8]byte
-				copy(w[:], x.labels[i:])
-				h = hashWords(h, be.Uint64(w[:]))
-			}
-		}
-	}
-	return bucket, h
-}
-
 // viewLocked calls fn for every entry of this node's view of the peer's
-// table (BACKUP) or of its own table (MASTER). It yields (walk.go) and
-// reports false when a cache was cleared meanwhile.
-func (e *Engine) viewLocked(master bool, fn func(k *ckey, c *centry)) bool {
+// table (BACKUP) or of its own table (MASTER), with the cache that holds
+// it. It yields (walk.go) and reports false when a cache was cleared
+// meanwhile.
+func (e *Engine) viewLocked(master bool, fn func(from *Cache, k *ckey, c *centry)) bool {
 	switch {
 	case master:
-		return e.walkLocked(e.internal, func(k *ckey, c *centry) bool { fn(k, c); return true })
+		return e.walkLocked(e.internal, func(k *ckey, c *centry) bool { fn(e.internal, k, c); return true })
 	case e.cfg.DirectInject:
 		return e.walkLocked(e.internal, func(k *ckey, c *centry) bool {
 			if c.flags&cfInjected != 0 {
-				fn(k, c)
+				fn(e.internal, k, c)
 			}
 			return true
 		})
 	default:
-		return e.walkLocked(e.external, func(k *ckey, c *centry) bool { fn(k, c); return true })
+		return e.walkLocked(e.external, func(k *ckey, c *centry) bool { fn(e.external, k, c); return true })
 	}
 }
 
@@ -140,8 +109,8 @@ func (e *Engine) digestLocked(master bool) (d [digestBuckets]uint64) {
 	case !master && !e.cfg.DirectInject && e.external.dig != nil:
 		return e.external.dig.all
 	}
-	e.viewLocked(master, func(k *ckey, c *centry) {
-		b, s := entryHashes(k, c)
+	e.viewLocked(master, func(from *Cache, k *ckey, c *centry) {
+		b, s := from.entryHashes(k, c)
 		d[b] += s
 	})
 	return d
@@ -240,7 +209,7 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 			}
 		}
 		e.walkLocked(e.internal, func(k *ckey, c *centry) bool {
-			if b, _ := entryHashes(k, c); want[b] {
+			if want[keyBucket(k)] {
 				e.sess.enqueueCompact(*k, MsgCTUpd)
 				e.ds.resent++
 			}
@@ -295,8 +264,8 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 		}
 	}
 	if len(stale) > 0 {
-		complete := e.viewLocked(false, func(k *ckey, c *centry) {
-			b, _ := entryHashes(k, c)
+		complete := e.viewLocked(false, func(_ *Cache, k *ckey, _ *centry) {
+			b := keyBucket(k)
 			if r := ds.repairs[b]; r != nil {
 				if _, ok := stale[b]; ok {
 					if _, seen := r.seen[*k]; !seen {
@@ -330,20 +299,19 @@ func (e *Engine) digestSeenLocked(f *Flow, del bool) {
 		return
 	}
 	k := compactKey(&f.Key)
-	nc := packEntry(f, time.Time{})
-	b, sum := entryHashes(&k, &nc)
+	b, sum := flowHashes(f)
 	r := e.ds.repairs[b]
 	if r == nil {
 		return
 	}
 	r.seen[k] = struct{}{}
-	var old centry
-	var ok bool
+	from := e.external
 	if e.cfg.DirectInject {
-		old, ok = e.internal.m[k]
+		from = e.internal
+	}
+	old, ok := from.entry(k)
+	if e.cfg.DirectInject {
 		ok = ok && old.flags&cfInjected != 0
-	} else {
-		old, ok = e.external.m[k]
 	}
 	if del {
 		if ok {
@@ -351,7 +319,7 @@ func (e *Engine) digestSeenLocked(f *Flow, del bool) {
 		}
 		return
 	}
-	if _, s := entryHashes(&k, &old); !ok || s != sum {
+	if _, s := from.entryHashes(&k, &old); !ok || s != sum {
 		e.ds.repaired++
 	}
 }

@@ -36,7 +36,7 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 					out := map[Key]Flow{}
 					b.mu.Lock()
 					defer b.mu.Unlock()
-					b.viewLocked(false, func(k *ckey, c *centry) { out[k.key()] = c.flow(k) })
+					b.viewLocked(false, func(from *Cache, k *ckey, c *centry) { out[k.key()] = from.flowOf(k, c) })
 					return out
 				}
 				for deadline := time.Now().Add(time.Minute); len(view()) != len(flows); {

@@ -748,7 +748,7 @@ func (e *Engine) Commit(ctx context.Context) (CommitResult, error) {
 	// ends it: what was read so far is committed.
 	flows := make([]Flow, 0, e.external.Len())
 	e.walkLocked(e.external, func(k *ckey, v *centry) bool {
-		f := v.flow(k)
+		f := e.external.flowOf(k, v)
 		if f.Timeout != 0 {
 			age := uint32(max(0, start.Sub(time.Unix(int64(v.stamp), 0))/time.Second))
 			if f.Timeout > age {

@@ -82,6 +82,6 @@ func (e *Engine) injectForget(keys []Key) {
 // isInjectedLocked reports whether k's internal entry is flagged cfInjected.
 // Callers hold e.mu.
 func (e *Engine) isInjectedLocked(k *Key) bool {
-	c, ok := e.internal.m[compactKey(k)]
+	c, ok := e.internal.entry(compactKey(k))
 	return ok && c.flags&cfInjected != 0
 }

@@ -116,7 +116,7 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 			break // a Flush meanwhile: the entries are gone
 		}
 		ck := compactKey(&f.Key)
-		c, ok := e.internal.m[ck]
+		c, ok := e.internal.entry(ck)
 		if !ok || int64(c.stamp) >= now {
 			// Gone, or changed by an event since the pass started: the
 			// event's state is the newer one and is being sent.
@@ -131,8 +131,7 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 			// traffic since, or the peer's own injected state): look
 			// again half-way to the copy's end, so that an entry costs
 			// a logarithmic number of looks, not one per pass.
-			c.refreshAt = uint32(now + max(left/2, int64(minRefreshInterval/time.Second)))
-			e.internal.m[ck] = c
+			e.internal.setRefreshAt(ck, uint32(now+max(left/2, int64(minRefreshInterval/time.Second))))
 			continue
 		}
 		e.internal.Put(f, start)
@@ -148,7 +147,7 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 		if d, _ := refreshDue(c, now); d && postpone && int64(c.stamp) < now {
 			left := int64(c.stamp) + int64(c.timeout) - now
 			c.refreshAt = uint32(now + max(left/2, int64(minRefreshInterval/time.Second)))
-			e.internal.m[*ck] = *c
+			e.internal.setRefreshAt(*ck, c.refreshAt)
 		}
 		if d, at := refreshDue(c, now); !d && (next == 0 || at < next) {
 			next = at

@@ -74,7 +74,7 @@ func (e *Engine) walkLocked(c *Cache, fn func(k *ckey, v *centry) bool) bool {
 			if e.clears != w.clears {
 				return false
 			}
-			cur, ok := c.m[k]
+			cur, ok := c.entry(k)
 			if !ok {
 				continue
 			}
@@ -100,7 +100,7 @@ func (e *Engine) keysLocked(c *Cache) []Key {
 // flowsLocked appends every entry of c to out; it yields.
 func (e *Engine) flowsLocked(c *Cache, out []Flow) []Flow {
 	e.walkLocked(c, func(k *ckey, v *centry) bool {
-		out = append(out, v.flow(k))
+		out = append(out, c.flowOf(k, v))
 		return true
 	})
 	return out

@@ -4,12 +4,18 @@
 #   make bench BENCH_SCALE=small  the quick version make test runs once
 #   make bench BENCH_SCALE=repl   only the replication bursts (100,000 flows; incl. keyed sync)
 #   make bench BENCH_SCALE=commit only the kernel limit and the commit on takeover (100,000 flows)
+#   make bench BENCH_SCALE=1m     1,000,000 flows: kernel limit, replication bursts (RSS per entry),
+#                                 then fwpaird replicates them, bulk-resyncs them to a rebooted peer
+#                                 (target: all held again within 5 s) and fails over keeping every one
+#                                 (kernel tables as the oracle). Raises the global nf_conntrack_max for
+#                                 the run and restores it afterwards, also on failure or interrupt
+#                                 (about 6 minutes, 3 GB of memory)
 #   make profile                  the repl bursts with perf profiles of sender and receiver (BENCH_PROFILE=1)
 BENCH_SCALE ?= full
 
 .PHONY: bench
 
-bench: deps build ## fwpair vs keepalived+conntrackd: table on stdout, results/bench-*.json, results/failover-gap.svg (BENCH_SCALE=small|full)
+bench: deps build ## fwpair vs keepalived+conntrackd: table on stdout, results/bench-*.json, results/failover-gap.svg (BENCH_SCALE=small|full|repl|commit|1m)
 	BENCH_SCALE=$(BENCH_SCALE) FWPAIR_BIN=$(CURDIR)/bin $(GO) run ./testenv/bench/cmd/fwpair-bench
 
 # CPU profiles (perf, kernel stacks included) of sender and receiver during

@@ -11,6 +11,18 @@
 // last transition, conntrackd's log and a timing wrapper around its
 // client).
 //
+// Memory is RSS growth per entry over a replication burst, for both
+// stacks at the run's scale: fwpaird's sender (internal cache) and
+// receiver (external cache with direct_inject = false, kernel only as
+// shipped) next to conntrackd's.
+//
+// BENCH_SCALE=1m (Million) runs at 1,000,000 flows: the kernel limit, the
+// replication bursts, and MillionRun's scenario on fwpaird (replicate,
+// bulk-resync to a rebooted peer within RebootTarget, fail over keeping
+// every flow, judged by the kernel tables). It raises the kernel's global
+// nf_conntrack_max for the run and restores it afterwards, on failure
+// and interrupt too, and says so in its output and the results' note.
+//
 // Runs alternate between the stacks, each in a freshly built lab so no run
 // inherits state from another. Run drives everything and returns Results;
 // Table, WriteJSON and WriteSVG present them.

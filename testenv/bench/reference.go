@@ -37,6 +37,8 @@ type refStack struct {
 	keepalived string
 	nodes      [2]*refNode
 	v3         time.Duration // VRRPv3 interval; 0 for VRRPv2 at 1 s
+	// flows is the run's scale: conntrackd's HashLimit must hold them.
+	flows int
 }
 
 type refNode struct {
@@ -115,7 +117,7 @@ overrun) so that overruns show processing speed, not configuration.
 The ignore filter is fwpaird's default (ignore_own): loopback, the
 node's own addresses, the VIPs and the sync link.`, n, n),
 		Mode: "FTFW", Local: local, Peer: peer,
-		HashSize: 32768, HashLimit: 524288,
+		HashSize: 32768, HashLimit: max(524288, 2*s.flows),
 		NetlinkBuffer: 64 << 20, NetlinkBufferMax: 256 << 20,
 		LogFile: nd.ctdLog, LockFile: filepath.Join(d, "conntrackd.lock"), Socket: nd.socket,
 		Ignore: ignoreList(n),

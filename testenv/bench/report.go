@@ -358,6 +358,7 @@ func buildRows(res *Results) []Row {
 	for i := len(rows) - 2; i < len(rows); i++ {
 		rows[i].Verdict = "the physical ceiling for a commit on this machine"
 	}
+	rows = append(rows, millionRows(res)...)
 	return rows
 }
 
@@ -430,6 +431,9 @@ func (res *Results) Errors() int {
 		if k.Error != "" {
 			n++
 		}
+	}
+	if m := res.Million; m != nil && !m.Passed() {
+		n++
 	}
 	return n
 }

@@ -212,7 +212,7 @@ func commitFlows(ns *testenv.NS, flows []ctsync.Flow) (time.Duration, error) {
 		return 0, err
 	}
 	defer k.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout(len(flows)))
 	defer cancel()
 	res, err := k.Commit(ctx, flows)
 	if err != nil {
@@ -222,6 +222,13 @@ func commitFlows(ns *testenv.NS, flows []ctsync.Flow) (time.Duration, error) {
 		return res.Duration, fmt.Errorf("created %d of %d flows in %s (failed: %v)", res.Created, len(flows), ns.Name, res.Failed)
 	}
 	return res.Duration, nil
+}
+
+// commitTimeout bounds a batched create of n flows: a minute, plus 100 µs
+// a flow beyond 100,000 (a million flows with a slow listener attached
+// took more than a minute on a loaded 2-core machine).
+func commitTimeout(n int) time.Duration {
+	return time.Minute + time.Duration(max(0, n-100_000))*100*time.Microsecond
 }
 
 // running is a lab with a stack started and elected.
@@ -266,6 +273,7 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 			return r, err
 		}
 		ref.v3 = v3Interval(name)
+		ref.flows = e.scale.Flows
 		r.stack = ref
 	}
 	e.jan.push(r.stack.close)
