@@ -13,30 +13,56 @@ package ctsync
 // mode the kernel entries it injected, as its internal cache records
 // them). A bucket that differs in two digests in a row (one is in-flight
 // traffic) is asked for: the MASTER re-sends every entry of the bucket
-// through the reliable session, which repairs missing and stale entries;
-// if the bucket still differs at a later digest, the BACKUP's entries of
-// that bucket the MASTER did not re-send are extras and are deleted. The
-// BACKUP counts the entries repaired and the time of the last digest that
-// matched entirely.
+// through the reliable session, which repairs missing and stale entries.
+// The BACKUP counts the entries repaired and the time of the last digest
+// that matched entirely.
+//
+// Deleting is where a consistency check can lose connections, so the
+// BACKUP deletes an entry of its view (an extra: one the MASTER did not
+// re-send) only on evidence that the MASTER re-sent the whole bucket and
+// that all of it has arrived:
+//   - every repair request carries an identifier, and the MASTER's digest
+//     says which request it served last: a request lost on the way, or
+//     refused by the MASTER's rate limit, is asked again, never taken as
+//     answered;
+//   - the digest says whether the MASTER was settled when it summed its
+//     table: nothing queued or unacknowledged on the session (so what it
+//     re-sent has been received), no resync from its kernel pending or
+//     under way (so its table is complete). Only a settled digest that
+//     names the BACKUP's latest request, and where the bucket still
+//     differs, makes the BACKUP delete the bucket's entries the MASTER
+//     did not re-send.
+// Each request names every bucket still under repair, so "the MASTER
+// served my latest request" covers all of them. A stale entry kept a
+// little longer costs nothing; a live one deleted costs a connection at
+// the next failover.
 //
 // Wire: standalone datagrams with the version-1 header, type
 // msgDigestType (a type conntrackd rejects), seq 0, and a payload of a
 // kind byte then, for kindDigest, digestBuckets big-endian uint64 sums,
-// for kindRepair, up to maxRepairBuckets bucket numbers.
+// a flags byte (digestSettled) and the big-endian uint32 identifier of
+// the last repair request served; for kindRepair, the request's uint32
+// identifier and up to maxRepairBuckets bucket numbers. Kinds 1 and 2 were
+// an earlier form without the evidence: they are counted as malformed.
 
 import (
 	"context"
 	"encoding/binary"
+	"math/rand/v2"
 	"time"
 )
 
 const (
 	digestBuckets    = 128
 	msgDigestType    = 11
-	kindDigest       = 1
-	kindRepair       = 2
+	kindDigest       = 3
+	kindRepair       = 4
 	maxRepairBuckets = 16
-	digestPayloadLen = 1 + 8*digestBuckets
+	digestBodyLen    = 8*digestBuckets + 1 + 4
+	digestPayloadLen = 1 + digestBodyLen
+	// digestSettled: the MASTER had nothing queued or unacknowledged and
+	// no kernel resync pending when it summed its table.
+	digestSettled = 1
 )
 
 type digestState struct {
@@ -52,13 +78,20 @@ type digestState struct {
 	checks    uint64
 	// comparing: compareDigestLocked's walk is under way (it yields).
 	comparing bool
+	// nextReq is the identifier of the last repair request sent (random
+	// start, so that a restarted BACKUP's first identifiers do not match
+	// what the MASTER served before); lastReq is when it was sent.
+	nextReq uint32
+	lastReq time.Time
 	// MASTER side.
 	lastRepair time.Time
+	served     uint32 // identifier of the last repair request served
 	resent     uint64
 }
 
 type bucketRepair struct {
 	at   time.Time
+	req  uint32 // the latest request that named this bucket
 	seen map[ckey]struct{}
 }
 
@@ -150,13 +183,28 @@ func (e *Engine) digestLoop(ctx context.Context) error {
 			continue
 		}
 		d := e.digestLocked(true)
+		var flags byte
+		if e.settledLocked() {
+			flags |= digestSettled
+		}
+		served := e.ds.served
 		e.mu.Unlock()
-		body := make([]byte, 0, 8*digestBuckets)
+		body := make([]byte, 0, digestBodyLen)
 		for _, s := range d {
 			body = binary.BigEndian.AppendUint64(body, s)
 		}
+		body = append(body, flags)
+		body = binary.BigEndian.AppendUint32(body, served)
 		e.sendAll([][]byte{digestMessage(kindDigest, body)})
 	}
+}
+
+// settledLocked reports whether this MASTER's table and its peer's copy
+// can be compared for deletions: nothing queued or waiting for an ACK on
+// the session, no kernel resync pending or under way.
+func (e *Engine) settledLocked() bool {
+	tx, unacked := e.sess.Pending()
+	return tx == 0 && unacked == 0 && e.resyncAt.IsZero() && e.touched == nil
 }
 
 // handleDigest processes a consistency-check datagram from the peer.
@@ -171,7 +219,7 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 	body := d[headerLen+1 : n]
 	switch d[headerLen] {
 	case kindDigest:
-		if len(body) != 8*digestBuckets {
+		if len(body) != digestBodyLen {
 			e.malformed["digest"]++
 			e.mu.Unlock()
 			return
@@ -184,26 +232,38 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 			return
 		}
 		req, extras := e.compareDigestLocked(time.Now(), body)
+		var reqID uint32
+		if len(req) > 0 {
+			if e.ds.nextReq++; e.ds.nextReq == 0 { // the first request (or a wrap)
+				e.ds.nextReq = rand.Uint32() | 1
+			}
+			reqID = e.ds.nextReq
+			for _, b := range req {
+				e.ds.repairs[b].req = reqID
+			}
+		}
 		e.mu.Unlock()
 		if len(extras) > 0 {
 			e.deleteExtras(ctx, extras)
 		}
 		if len(req) > 0 {
-			e.sendAll([][]byte{digestMessage(kindRepair, req)})
+			e.sendAll([][]byte{digestMessage(kindRepair, append(binary.BigEndian.AppendUint32(nil, reqID), req...))})
 		}
 	case kindRepair:
 		now := time.Now()
-		if len(body) == 0 || len(body) > maxRepairBuckets || !e.holdInject ||
+		if len(body) < 5 || len(body) > 4+maxRepairBuckets || !e.holdInject ||
 			now.Sub(e.ds.lastRepair) < e.cfg.ConsistencyInterval/2 {
-			if len(body) == 0 || len(body) > maxRepairBuckets {
+			// A refused request is not served: the BACKUP asks again.
+			if len(body) < 5 || len(body) > 4+maxRepairBuckets {
 				e.malformed["digest"]++
 			}
 			e.mu.Unlock()
 			return
 		}
 		e.ds.lastRepair = now
+		e.ds.served = binary.BigEndian.Uint32(body)
 		want := map[uint8]bool{}
-		for _, b := range body {
+		for _, b := range body[4:] {
 			if b < digestBuckets {
 				want[b] = true
 			}
@@ -234,8 +294,11 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 	ds.comparing = true
 	defer func() { ds.comparing = false }()
 	mine := e.digestLocked(false)
+	settled := body[8*digestBuckets]&digestSettled != 0
+	served := binary.BigEndian.Uint32(body[8*digestBuckets+1:])
 	clean := true
 	var stale map[uint8]time.Time
+	ask := false
 	for b := range digestBuckets {
 		if binary.BigEndian.Uint64(body[8*b:]) == mine[b] {
 			ds.mismatch[b], ds.failed[b] = 0, 0
@@ -248,19 +311,22 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 		}
 		r := ds.repairs[uint8(b)]
 		switch {
-		case r == nil && int(ds.mismatch[b]) >= 2<<min(ds.failed[b], 6) && len(req) < maxRepairBuckets:
+		case r == nil && int(ds.mismatch[b]) >= 2<<min(ds.failed[b], 6) && len(ds.repairs) < maxRepairBuckets:
 			if ds.repairs == nil {
 				ds.repairs = map[uint8]*bucketRepair{}
 			}
 			ds.repairs[uint8(b)] = &bucketRepair{at: now, seen: map[ckey]struct{}{}}
-			req = append(req, uint8(b))
-		case r != nil && now.Sub(r.at) >= e.cfg.ConsistencyInterval:
-			// The MASTER re-sent the bucket a period ago: what it did
-			// not re-send is not in its table.
+			ask = true
+		case r != nil && settled && r.req == served:
+			// The MASTER re-sent the whole bucket and all of it has
+			// arrived: what it did not re-send is not in its table.
 			if stale == nil {
 				stale = map[uint8]time.Time{}
 			}
 			stale[uint8(b)] = r.at
+		case r != nil && r.req != served && now.Sub(ds.lastReq) >= 2*e.cfg.ConsistencyInterval:
+			// The request was lost or refused: ask again.
+			ask = true
 		}
 	}
 	if len(stale) > 0 {
@@ -287,6 +353,16 @@ func (e *Engine) compareDigestLocked(now time.Time, body []byte) (req []byte, ex
 	}
 	if clean {
 		ds.lastClean = now
+	}
+	if ask {
+		// Every request names every bucket still under repair (see the
+		// file comment), in bucket order.
+		for b := range digestBuckets {
+			if ds.repairs[uint8(b)] != nil {
+				req = append(req, uint8(b))
+			}
+		}
+		ds.lastReq = now
 	}
 	return req, extras
 }

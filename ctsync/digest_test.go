@@ -126,3 +126,98 @@ func BenchmarkDigest100k(b *testing.B) {
 		e.digestLocked(true)
 	}
 }
+
+// TestConsistencyCheckDeletesOnlyOnEvidence: the BACKUP deletes an extra
+// entry only after the MASTER has served its latest repair request and
+// everything re-sent has arrived. Repair requests are lost for a while,
+// then the MASTER's states (and the ACKs) are: through both, none of the
+// 1,000 live entries may leave the BACKUP's view; once the link is clean
+// again the extra is removed. Both modes.
+func TestConsistencyCheckDeletesOnlyOnEvidence(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const period = 2 * time.Second
+				var net MemNetwork
+				la, lb := net.NewMemLink("sync0", 1472)
+				ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
+				a := runEngine(t, Config{ConsistencyInterval: period}, ka, []Channel{la})
+				b := runEngine(t, Config{ConsistencyInterval: period, DirectInject: direct}, kb, []Channel{lb})
+				a.SetMaster(true)
+				var flows []Flow
+				for i := range 1000 {
+					f := ctnetlinktest.TCP(fmt.Sprintf("192.168.0.%d", 1+i%200), "192.168.1.20", uint16(20000+i), 443)
+					flows = append(flows, f)
+					ka.Create(f)
+				}
+				live := func() (n int, extra bool) {
+					b.mu.Lock()
+					defer b.mu.Unlock()
+					b.viewLocked(false, func(_ *Cache, k *ckey, _ *centry) {
+						if k.sport == 1 {
+							extra = true
+						} else {
+							n++
+						}
+					})
+					return n, extra
+				}
+				for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+					if n, _ := live(); n == len(flows) {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatal("flows not replicated within a minute")
+					}
+				}
+				time.Sleep(2 * period)
+
+				// An extra entry on the BACKUP: its bucket differs from
+				// now on, and a repair is asked for.
+				extra := ctnetlinktest.TCP("192.168.0.250", "192.168.1.20", 1, 443)
+				if direct {
+					kb.Commit(t.Context(), []Flow{extra})
+				} else {
+					b.mu.Lock()
+					b.external.Put(&extra, time.Now())
+					b.mu.Unlock()
+				}
+				isRepair := func(p []byte) bool {
+					return len(p) > headerLen && p[0] == ProtocolVersion<<4|msgDigestType && p[headerLen] == kindRepair
+				}
+				isState := func(p []byte) bool {
+					return len(p) >= headerLen && p[0]>>4 == ProtocolVersion && p[0]&0x0f != msgDigestType
+				}
+				watch := func(what string, d time.Duration) {
+					t.Helper()
+					for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+						if n, _ := live(); n != len(flows) {
+							t.Fatalf("%s: %d of %d live entries left in the BACKUP's view", what, n, len(flows))
+						}
+					}
+				}
+				// 1. Every repair request is lost.
+				net.SetDrop(isRepair)
+				watch("repair requests lost", 6*period)
+				// 2. Requests arrive, but nothing the MASTER re-sends
+				// does, nor any ACK: the MASTER is never settled.
+				net.SetDrop(isState)
+				watch("re-sent states lost", 6*period)
+				// 3. A clean link: the repair completes and the extra goes.
+				net.SetDrop(nil)
+				for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+					n, x := live()
+					if n != len(flows) {
+						t.Fatalf("after the repair: %d of %d live entries left", n, len(flows))
+					}
+					if !x {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("extra entry not removed within a minute of a clean link: %+v", b.Consistency())
+					}
+				}
+			})
+		})
+	}
+}
