@@ -214,6 +214,7 @@ type rawSync struct {
 	Mode          *string   `toml:"mode" to:"Mode"`
 	ACKWindow     *int      `toml:"ack_window" to:"ACKWindow"`
 	ResendQueue   *int      `toml:"resend_queue" to:"ResendQueueSize"`
+	ExternalLimit *int      `toml:"external_limit" to:"ExternalLimit"`
 	CommitTimeout duration  `toml:"commit_timeout" to:"CommitTimeout"`
 	PurgeDelay    duration  `toml:"purge_delay" to:"PurgeDelay"`
 	ReadyTimeout  duration  `toml:"ready_timeout" to:"ReadyTimeout"`
@@ -649,6 +650,7 @@ func (v *validator) sync(r *rawSync) *SyncConfig {
 	}
 	v.intIn("sync.ack_window", r.ACKWindow, ctsync.MinACKWindow, ctsync.MaxACKWindow)
 	v.intIn("sync.resend_queue", r.ResendQueue, ctsync.MinResendQueue, ctsync.MaxResendQueue)
+	v.intIn("sync.external_limit", r.ExternalLimit, ctsync.MinExternalLimit, ctsync.MaxExternalLimit)
 	if r.CommitTimeout.set && c.CommitTimeout == 0 {
 		v.errorf("sync.commit_timeout", "must be positive")
 	}

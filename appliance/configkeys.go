@@ -61,6 +61,7 @@ var ConfigKeys = []ConfigKey{
 	{"sync.mode", "string", `"ftfw"`, "ftfw (reliable: acknowledged, retransmitted) or notrack (best effort)."},
 	{"sync.ack_window", "integer", "300", "Acknowledge every N in-order messages (FTFW)."},
 	{"sync.resend_queue", "integer", "131072", "Messages kept for retransmission (FTFW)."},
+	{"sync.external_limit", "integer", "262144", "Most of the peer's states held in the external cache (direct_inject = false; a MASTER in either mode keeps what the peer sends there too), 1024 to 16777216. A state beyond it is dropped, counted (malformed external_full) and a resync is asked for once there is room: set it at least to the peer's net.netfilter.nf_conntrack_max."},
 	{"sync.auth.key_files", "list of strings", "none (unauthenticated, conntrackd-compatible)", "Absolute paths of shared HMAC-SHA256 key files (mode 0600, hex, at least 32 bytes); two during a key rotation. Turns on authenticated sync: every datagram carries a MAC and a replay-window counter. Not understood by conntrackd."},
 	{"sync.auth.max_clock_skew", "duration", `"2m"`, "Largest difference between the two nodes' clocks an authenticated datagram may show (1s..1h)."},
 	{"sync.commit_timeout", "duration", `"5s"`, "Longest a commit of the external cache into the kernel may take on becoming MASTER."},

@@ -96,6 +96,7 @@ func keyMappings(t *testing.T) []keyMapping {
 		{key: "sync.mode", set: `"notrack"`, get: func(c *Config) any { return string(c.Sync.Mode) }},
 		{key: "sync.ack_window", set: `500`, get: func(c *Config) any { return c.Sync.ACKWindow }},
 		{key: "sync.resend_queue", set: `1024`, get: func(c *Config) any { return c.Sync.ResendQueueSize }},
+		{key: "sync.external_limit", set: `1048576`, get: func(c *Config) any { return c.Sync.ExternalLimit }},
 		{key: "sync.auth.key_files", set: fmt.Sprintf("[%q]", keyFile), get: func(c *Config) any {
 			if c.Sync.Auth == nil {
 				return [][]byte(nil)

@@ -83,11 +83,12 @@ const (
 
 // Allowed values of the knobs an operator sets.
 const (
-	MinACKWindow, MaxACKWindow       = 1, 1 << 20
-	MinResendQueue, MaxResendQueue   = 16, 1 << 24
-	MinSocketBuffer, MaxSocketBuffer = 4096, 1 << 30
-	MinConsistencyInterval           = 100 * time.Millisecond
-	MinAuthMaxSkew, MaxAuthMaxSkew   = time.Second, time.Hour
+	MinACKWindow, MaxACKWindow         = 1, 1 << 20
+	MinResendQueue, MaxResendQueue     = 16, 1 << 24
+	MinExternalLimit, MaxExternalLimit = 1024, 1 << 24
+	MinSocketBuffer, MaxSocketBuffer   = 4096, 1 << 30
+	MinConsistencyInterval             = 100 * time.Millisecond
+	MinAuthMaxSkew, MaxAuthMaxSkew     = time.Second, time.Hour
 )
 
 // DefaultConfig is the configuration of a node that sets nothing: FTFW,
@@ -99,6 +100,7 @@ func DefaultConfig() Config {
 		Mode:                ModeFTFW,
 		ACKWindow:           DefaultACKWindow,
 		ResendQueueSize:     DefaultResendQueue,
+		ExternalLimit:       DefaultExternalLimit,
 		CommitTimeout:       DefaultCommitTimeout,
 		PurgeDelay:          DefaultPurgeDelay,
 		DirectInject:        true,

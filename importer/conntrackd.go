@@ -16,7 +16,6 @@ var conntrackdRefused = map[string]struct {
 	why     string
 }{
 	"General HashSize":                   {Ignored, "fwpair's caches size themselves"},
-	"General HashLimit":                  {Approximated, "fwpair's caches have no fixed limit: the kernel's nf_conntrack_max bounds the table, and sync.resend_queue the FTFW backlog"},
 	"General LogFile":                    {Ignored, "fwpaird logs to stderr (journald); log.format selects text or json"},
 	"General Syslog":                     {Ignored, "fwpaird logs to stderr (journald)"},
 	"General LockFile":                   {Ignored, "systemd keeps fwpaird single"},
@@ -34,8 +33,7 @@ var conntrackdRefused = map[string]struct {
 	"Sync TCP":                           {Refused, "fwpair replicates over UDP or multicast; a TCP channel has no equivalent"},
 	"Sync Options":                       {Refused, "unknown options block"},
 	"Options TCPWindowTracking":          {Approximated, "fwpair replicates what the kernel reports; window tracking follows nf_conntrack_tcp_be_liberal"},
-	"Options ExpectationSync":            {Refused, "fwpair does not replicate expectations (FTP, SIP helpers): related data connections opened before a failover are lost"},
-	"Options ExpectTimeout":              {Refused, "fwpair does not replicate expectations"},
+	"Options ExpectTimeout":              {Ignored, "an expectation keeps the timeout its helper gave it"},
 	"Mode RefreshTime":                   {Refused, "ALARM mode is not supported"},
 	"Mode CacheTimeout":                  {Refused, "ALARM mode is not supported"},
 	"Mode CommitTimeout":                 {Ignored, "sync.commit_timeout bounds the commit (default 5s)"},
@@ -107,6 +105,10 @@ func (im *importer) syncSection(s *stmt) {
 			im.channel(c)
 		case "Options":
 			for _, o := range c.Children {
+				if o.Name == "ExpectationSync" {
+					im.expectationSync(o)
+					continue
+				}
 				im.ctOther("Options", o)
 			}
 		default:
@@ -164,29 +166,46 @@ func (im *importer) mode(m *stmt) {
 			sy.startupResync = val{strconv.FormatBool(on), from}
 			im.note(c, Carried, "sync.startup_resync")
 		case "ResendQueueSize":
-			if n, ok := intIn(c, 16, 1<<24); ok {
-				sy.resendQueue = val{itoa(n), from}
-				im.note(c, Carried, "sync.resend_queue")
-			}
+			im.intKey(c, ctsync.MinResendQueue, ctsync.MaxResendQueue, "sync.resend_queue", "", &sy.resendQueue)
 		case "ACKWindowSize":
-			if n, ok := intIn(c, 1, 1<<20); ok {
-				sy.ackWindow = val{itoa(n), from}
-				im.note(c, Carried, "sync.ack_window")
-			}
+			im.intKey(c, ctsync.MinACKWindow, ctsync.MaxACKWindow, "sync.ack_window", "", &sy.ackWindow)
 		case "PurgeTimeout":
-			if n, ok := intIn(c, 0, 86400); ok {
-				sy.purgeDelay = val{itoa(n) + "s", from}
-				im.note(c, Carried, "sync.purge_delay")
-			}
+			im.intKey(c, 0, 86400, "sync.purge_delay", "s", &sy.purgeDelay)
 		default:
 			im.ctOther("Mode", c)
 		}
 	}
 }
 
-func intIn(c *stmt, lo, hi int) (int, bool) {
+// expectationSync carries Options ExpectationSync: on or off, or a block
+// of helper names (fwpair replicates the expectations of every helper).
+func (im *importer) expectationSync(o *stmt) {
+	sy := im.sync()
+	from := o.where() + " ExpectationSync"
+	if len(o.Children) > 0 {
+		sy.expectations = val{"true", from}
+		im.note(o, Approximated, "sync.expectations = true replicates the expectations of every helper, not only those listed")
+		return
+	}
+	on, ok := onOff(o)
+	if !ok {
+		im.fatalf(o, "ExpectationSync %q is not on or off", o.arg(0))
+		return
+	}
+	sy.expectations = val{strconv.FormatBool(on), from}
+	im.note(o, Carried, "sync.expectations")
+}
+
+// intKey carries an integer directive in lo..hi into key (its value
+// followed by unit); anything else is an error naming the directive.
+func (im *importer) intKey(c *stmt, lo, hi int, key, unit string, dst *val) {
 	n, err := strconv.Atoi(c.arg(0))
-	return n, err == nil && n >= lo && n <= hi
+	if err != nil || n < lo || n > hi {
+		im.fatalf(c, "%s %q is not an integer from %d to %d", c.Name, c.arg(0), lo, hi)
+		return
+	}
+	*dst = val{itoa(n) + unit, c.where() + " " + c.Name}
+	im.note(c, Carried, "%s", key)
 }
 
 func (im *importer) channel(c *stmt) {
@@ -226,7 +245,7 @@ func (im *importer) channel(c *stmt) {
 			l.local = val{a.String(), from}
 			im.note(o, Carried, "sync.link.local")
 		case "Port", "Group":
-			if n, ok := intIn(o, 1, 65535); ok {
+			if n, err := strconv.Atoi(o.arg(0)); err == nil && n >= 1 && n <= 65535 {
 				l.port = val{itoa(n), from}
 				im.note(o, Carried, "sync.link.port")
 			} else {
@@ -236,15 +255,9 @@ func (im *importer) channel(c *stmt) {
 			l.iface = val{o.arg(0), from}
 			im.note(o, Carried, "sync.link.interface")
 		case "SndSocketBuffer":
-			if n, ok := intIn(o, 4096, 1<<30); ok {
-				l.sndBuf = val{itoa(n), from}
-				im.note(o, Carried, "sync.link.send_buffer")
-			}
+			im.intKey(o, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer, "sync.link.send_buffer", "", &l.sndBuf)
 		case "RcvSocketBuffer":
-			if n, ok := intIn(o, 4096, 1<<30); ok {
-				l.rcvBuf = val{itoa(n), from}
-				im.note(o, Carried, "sync.link.recv_buffer")
-			}
+			im.intKey(o, ctsync.MinSocketBuffer, ctsync.MaxSocketBuffer, "sync.link.recv_buffer", "", &l.rcvBuf)
 		default:
 			im.ctOther("Channel", o)
 		}
@@ -278,8 +291,17 @@ func (im *importer) channel(c *stmt) {
 
 func (im *importer) general(g *stmt) {
 	for _, c := range g.Children {
-		if c.Name == "Filter" {
+		switch c.Name {
+		case "Filter":
 			im.filter(c)
+			continue
+		case "HashLimit":
+			// conntrackd bounds both caches; fwpair bounds the one the
+			// peer fills (its internal cache follows the kernel's table).
+			if im.out.sync == nil {
+				im.out.sync = &outSync{from: c.where() + " HashLimit"}
+			}
+			im.intKey(c, ctsync.MinExternalLimit, ctsync.MaxExternalLimit, "sync.external_limit", "", &im.sync().externalLimit)
 			continue
 		}
 		im.ctOther("General", c)

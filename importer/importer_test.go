@@ -141,7 +141,8 @@ func TestImportReference(t *testing.T) {
 		t.Errorf("instance outside: %+v", out)
 	}
 	s := cfg.Sync
-	if s.Mode != "ftfw" || !s.DirectInject || s.ResendQueueSize != 262144 || s.ACKWindow != 500 || s.PurgeDelay.Seconds() != 30 {
+	if s.Mode != "ftfw" || !s.DirectInject || s.ResendQueueSize != 262144 || s.ACKWindow != 500 || s.PurgeDelay.Seconds() != 30 ||
+		s.ExternalLimit != 524288 || !s.Expectations {
 		t.Errorf("sync: %+v", s)
 	}
 	if l := s.Channels[0]; l.Interface != "eth2" || l.Local.String() != "10.0.0.2" || l.Peer.String() != "10.0.0.1" || l.Port != 3780 || l.SendBuffer != 1249280 {
@@ -159,8 +160,8 @@ func TestImportReference(t *testing.T) {
 		t.Errorf("filter: %+v", s.Filter)
 	}
 	// What could not be carried is listed, in the file and in Notes.
-	for _, want := range []string{"ExpectationSync on: refused", "2001:db8::1/64: refused", "eth2 weight 10: approximated",
-		"auth_pass <secret>: approximated", "HashLimit 524288: approximated"} {
+	for _, want := range []string{"2001:db8::1/64: refused", "eth2 weight 10: approximated",
+		"auth_pass <secret>: approximated"} {
 		if !strings.Contains(string(res.TOML), want) {
 			t.Errorf("result does not list %q:\n%s", want, res.TOML)
 		}

@@ -33,10 +33,10 @@ type outInstance struct {
 }
 
 type outSync struct {
-	mode, ackWindow, resendQueue, purgeDelay, directInject, startupResync val
-	links                                                                 []*outLink
-	accept, ignore, protocols, tcpStates                                  []val
-	from                                                                  string
+	mode, ackWindow, resendQueue, externalLimit, purgeDelay, directInject, startupResync, expectations val
+	links                                                                                              []*outLink
+	accept, ignore, protocols, tcpStates                                                               []val
+	from                                                                                               string
 }
 
 type outLink struct {
@@ -191,9 +191,11 @@ func (o *outConfig) render(in Input, problems []Note) []byte {
 		w.str("mode", s.mode)
 		w.raw("ack_window", s.ackWindow)
 		w.raw("resend_queue", s.resendQueue)
+		w.raw("external_limit", s.externalLimit)
 		w.str("purge_delay", s.purgeDelay)
 		w.raw("direct_inject", s.directInject)
 		w.raw("startup_resync", s.startupResync)
+		w.raw("expectations", s.expectations)
 		for _, l := range s.links {
 			w.header("[[sync.link]]  # " + l.from)
 			w.str("interface", l.iface)
