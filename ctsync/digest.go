@@ -234,8 +234,10 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 		req, extras := e.compareDigestLocked(time.Now(), body)
 		var reqID uint32
 		if len(req) > 0 {
-			if e.ds.nextReq++; e.ds.nextReq == 0 { // the first request (or a wrap)
+			if e.ds.nextReq == 0 { // the first request, or a wrap
 				e.ds.nextReq = rand.Uint32() | 1
+			} else {
+				e.ds.nextReq++
 			}
 			reqID = e.ds.nextReq
 			for _, b := range req {
@@ -416,7 +418,11 @@ func (e *Engine) deleteExtras(ctx context.Context, keys []Key) {
 		e.ds.repaired += uint64(e.deleteKeysLocked(e.external, keys))
 		e.mu.Unlock()
 	}
-	e.log.Info("consistency check: removed entries the peer does not have", "entries", len(keys))
+	sample := make([]string, 0, 4)
+	for i := 0; i < len(keys) && i < cap(sample); i++ {
+		sample = append(sample, keys[i].String())
+	}
+	e.log.Info("consistency check: removed entries the peer does not have", "entries", len(keys), "first", sample)
 }
 
 // ConsistencyStatus is the consistency check's state on this node.

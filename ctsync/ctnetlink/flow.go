@@ -1,6 +1,7 @@
 package ctnetlink
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -39,6 +40,22 @@ func (t *Tuple) Valid() bool {
 type Key struct {
 	Tuple
 	Zone uint16
+}
+
+// String is the tuple as "proto src:sport -> dst:dport" (ICMP: id, type
+// and code instead of ports), with the zone when it is not 0: for logs.
+func (k Key) String() string {
+	var s string
+	switch k.Proto {
+	case ProtoICMP, ProtoICMPv6:
+		s = fmt.Sprintf("%d %s -> %s id %d type %d code %d", k.Proto, k.Src, k.Dst, k.ICMPID, k.ICMPType, k.ICMPCode)
+	default:
+		s = fmt.Sprintf("%d %s -> %s", k.Proto, netip.AddrPortFrom(k.Src, k.SrcPort), netip.AddrPortFrom(k.Dst, k.DstPort))
+	}
+	if k.Zone != 0 {
+		s += fmt.Sprintf(" zone %d", k.Zone)
+	}
+	return s
 }
 
 // NAT is one NAT binding as conntrackd replicates it: the translated address
