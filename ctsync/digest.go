@@ -234,10 +234,13 @@ func (e *Engine) handleDigest(ctx context.Context, d []byte) {
 		req, extras := e.compareDigestLocked(time.Now(), body)
 		var reqID uint32
 		if len(req) > 0 {
-			if e.ds.nextReq == 0 { // the first request, or a wrap
-				e.ds.nextReq = rand.Uint32() | 1
-			} else {
-				e.ds.nextReq++
+			// Never 0 (what a MASTER that served nothing names); the
+			// first at random (see nextReq).
+			if e.ds.nextReq == 0 {
+				e.ds.nextReq = rand.Uint32()
+			}
+			if e.ds.nextReq++; e.ds.nextReq == 0 {
+				e.ds.nextReq = 1
 			}
 			reqID = e.ds.nextReq
 			for _, b := range req {
