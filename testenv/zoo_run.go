@@ -365,7 +365,7 @@ func zooDiagnose(c *Cluster) string {
 				b.WriteString("  " + line)
 			}
 		}
-		fmt.Fprintf(&b, "fw%d log tail:\n%s\n", i+1, d.LogTail(3000))
+		fmt.Fprintf(&b, "fw%d log tail:\n%s\n", i+1, d.LogTail(8000))
 	}
 	return b.String()
 }
