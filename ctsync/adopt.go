@@ -78,8 +78,14 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 
 	var err error
 	if len(flows) > 0 {
+		// Written like an injection, so that a kernel that filters the
+		// daemon's own events has the adopted states recorded in the
+		// internal cache (eventfilter.go): the own DESTROY of a NAT
+		// entry's replace would otherwise remove them from it, and the
+		// MASTER would lose them from its digest and its sends while its
+		// kernel still forwards them.
 		var r CommitResult
-		r, err = e.kernel.Commit(ctx, flows)
+		r, err = e.injectCommit(ctx, flows)
 		res.Adopted = r.Created + r.Updated
 		for k, n := range r.Failed {
 			res.Failed[k] += n

@@ -180,3 +180,56 @@ func TestEnginePeerStateIgnoresUpdates(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAdoptPeerKeepsInternalWithOwnEventFilter: on a MASTER whose kernel
+// filters the daemon's own NEW and UPDATE events (the Linux adapter's
+// default), adopting the peer's states replaces NAT entries in the kernel
+// (delete and create): the own DESTROY of the replace, read after the
+// write, must not take the flows out of the internal cache, or the MASTER
+// stops sending them and its consistency digest disowns them while its
+// kernel forwards them. Both modes.
+func TestAdoptPeerKeepsInternalWithOwnEventFilter(t *testing.T) {
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
+			_, la, lb := memPair(ModeFTFW)
+			ka := &ctsynctest.RecordingKernel{Kernel: ctsynctest.NewKernel()}
+			kb := ctsynctest.NewKernel()
+			a := runEngine(t, Config{DirectInject: direct}, ka, la)
+			startNode(t, Config{DirectInject: direct}, kb, lb, nil)
+			a.SetMaster(true)
+			const n = 5
+			masq := func(i int) Flow {
+				f := tcpFlow(i, 3)
+				f.SNAT = NAT{Addr: netip.MustParseAddr("192.168.1.100"), Port: uint16(40000 + i)}
+				return f
+			}
+			for i := range n {
+				ka.Create(masq(i))
+				kb.Create(masq(i))
+			}
+			waitFor(t, 10*time.Second, "a's flows in its internal cache and b's held aside", func() error {
+				if st := a.Status(); st.InternalEntries != n || st.ExternalEntries != n {
+					return fmt.Errorf("internal %d, external %d", st.InternalEntries, st.ExternalEntries)
+				}
+				return nil
+			})
+			destroyed := a.Stats().EventsDestroy
+			if _, err := a.AdoptPeer(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			ka.Release() // the replaces' own DESTROY events, after the write
+			waitFor(t, 5*time.Second, "the replaces' DESTROY events read", func() error {
+				if got := a.Stats().EventsDestroy - destroyed; got < n {
+					return fmt.Errorf("%d of %d", got, n)
+				}
+				return nil
+			})
+			waitFor(t, time.Second, "adopted flows still in a's internal cache", func() error {
+				if got := a.Status().InternalEntries; got != n {
+					return fmt.Errorf("%d of %d", got, n)
+				}
+				return nil
+			})
+		})
+	}
+}

@@ -681,11 +681,12 @@ func (e *Engine) mergeDumpLocked(flows []Flow, now time.Time, send bool) ResyncR
 				continue
 			}
 			seen[ck] = struct{}{}
-			if c, ok := e.internal.entry(ck); ok && c.flags&cfInjected != 0 {
-				// The peer's state, written here by the injector: the
-				// dump shows it as the kernel keeps it (its own status
-				// bits), which is no news to send back, and it stays
-				// flagged for the consistency check's view.
+			if c, ok := e.internal.entry(ck); ok && c.flags&cfInjected != 0 && !e.holdInject {
+				// On a BACKUP, the peer's state written here by the
+				// injector: the dump shows it as the kernel keeps it (its
+				// own status bits), which is no news to send back, and it
+				// stays flagged for the consistency check's view. (On a
+				// MASTER the kernel's entry is the live one.)
 				continue
 			}
 			old, ok := e.internal.Get(f.Key)

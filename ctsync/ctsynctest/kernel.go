@@ -344,6 +344,13 @@ type RecordingKernel struct {
 // FiltersOwnUpdates reports true.
 func (k *RecordingKernel) FiltersOwnUpdates() bool { return true }
 
+// Commit writes like CommitReport: the filter drops the own NEW and UPDATE
+// events of every write, whichever call made it.
+func (k *RecordingKernel) Commit(ctx context.Context, flows []ctnetlink.Flow) (ctnetlink.CommitResult, error) {
+	res, _, err := k.CommitReport(ctx, flows)
+	return res, err
+}
+
 // CommitReport commits without NEW/UPDATE events; every flow succeeds.
 func (k *RecordingKernel) CommitReport(ctx context.Context, flows []ctnetlink.Flow) (ctnetlink.CommitResult, []bool, error) {
 	k.mu.Lock()
