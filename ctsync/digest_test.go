@@ -10,6 +10,25 @@ import (
 	"github.com/fwpair/fwpair/ctsync/ctsynctest"
 )
 
+// consistencyPair starts a MASTER a and a BACKUP b (direct inject or not)
+// with the consistency check at period, linked through net, and 1,000 TCP
+// flows (mark i) in a's kernel.
+func consistencyPair(t *testing.T, period time.Duration, direct bool) (net *MemNetwork, a, b *Engine, ka, kb *ctsynctest.Kernel, flows []Flow) {
+	net = new(MemNetwork)
+	la, lb := net.NewMemLink("sync0", 1472)
+	ka, kb = ctsynctest.NewKernel(), ctsynctest.NewKernel()
+	a = runEngine(t, Config{ConsistencyInterval: period}, ka, []Channel{la})
+	b = runEngine(t, Config{ConsistencyInterval: period, DirectInject: direct}, kb, []Channel{lb})
+	a.SetMaster(true)
+	for i := range 1000 {
+		f := ctnetlinktest.TCP(fmt.Sprintf("192.168.0.%d", 1+i%200), "192.168.1.20", uint16(20000+i), 443)
+		f.Mark = uint32(i)
+		flows = append(flows, f)
+		ka.Create(f)
+	}
+	return net, a, b, ka, kb, flows
+}
+
 // TestConsistencyCheckRepairs: with the consistency check on, an entry
 // deleted on the BACKUP, an entry with a stale state and an extra entry
 // the MASTER does not have are found and repaired without a resync, in
@@ -19,19 +38,7 @@ func TestConsistencyCheckRepairs(t *testing.T) {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const period = 2 * time.Second
-				var net MemNetwork
-				la, lb := net.NewMemLink("sync0", 1472)
-				ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
-				a := runEngine(t, Config{ConsistencyInterval: period}, ka, []Channel{la})
-				b := runEngine(t, Config{ConsistencyInterval: period, DirectInject: direct}, kb, []Channel{lb})
-				a.SetMaster(true)
-				var flows []Flow
-				for i := range 1000 {
-					f := ctnetlinktest.TCP(fmt.Sprintf("192.168.0.%d", 1+i%200), "192.168.1.20", uint16(20000+i), 443)
-					f.Mark = uint32(i)
-					flows = append(flows, f)
-					ka.Create(f)
-				}
+				_, a, b, _, kb, flows := consistencyPair(t, period, direct)
 				view := func() map[Key]Flow {
 					out := map[Key]Flow{}
 					b.mu.Lock()
@@ -138,18 +145,7 @@ func TestConsistencyCheckDeletesOnlyOnEvidence(t *testing.T) {
 		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const period = 2 * time.Second
-				var net MemNetwork
-				la, lb := net.NewMemLink("sync0", 1472)
-				ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
-				a := runEngine(t, Config{ConsistencyInterval: period}, ka, []Channel{la})
-				b := runEngine(t, Config{ConsistencyInterval: period, DirectInject: direct}, kb, []Channel{lb})
-				a.SetMaster(true)
-				var flows []Flow
-				for i := range 1000 {
-					f := ctnetlinktest.TCP(fmt.Sprintf("192.168.0.%d", 1+i%200), "192.168.1.20", uint16(20000+i), 443)
-					flows = append(flows, f)
-					ka.Create(f)
-				}
+				net, _, b, _, kb, flows := consistencyPair(t, period, direct)
 				live := func() (n int, extra bool) {
 					b.mu.Lock()
 					defer b.mu.Unlock()
