@@ -147,24 +147,11 @@ func (im *importer) mode(m *stmt) {
 	// the imported file, to change one thing at a time.
 	sy.directInject = val{"false", from + " (DisableExternalCache off, conntrackd's default)"}
 	for _, c := range m.Children {
-		from := c.where() + " " + c.Name
 		switch c.Name {
 		case "DisableExternalCache":
-			on, ok := onOff(c)
-			if !ok {
-				im.fatalf(c, "DisableExternalCache %q is not on or off", c.arg(0))
-				continue
-			}
-			sy.directInject = val{strconv.FormatBool(on), from}
-			im.note(c, Carried, "sync.direct_inject")
+			im.boolKey(c, "sync.direct_inject", &sy.directInject)
 		case "StartupResync":
-			on, ok := onOff(c)
-			if !ok {
-				im.fatalf(c, "StartupResync %q is not on or off", c.arg(0))
-				continue
-			}
-			sy.startupResync = val{strconv.FormatBool(on), from}
-			im.note(c, Carried, "sync.startup_resync")
+			im.boolKey(c, "sync.startup_resync", &sy.startupResync)
 		case "ResendQueueSize":
 			im.intKey(c, ctsync.MinResendQueue, ctsync.MaxResendQueue, "sync.resend_queue", "", &sy.resendQueue)
 		case "ACKWindowSize":
@@ -187,13 +174,19 @@ func (im *importer) expectationSync(o *stmt) {
 		im.note(o, Approximated, "sync.expectations = true replicates the expectations of every helper, not only those listed")
 		return
 	}
-	on, ok := onOff(o)
+	im.boolKey(o, "sync.expectations", &sy.expectations)
+}
+
+// boolKey carries an on/off directive into key; anything else is an error
+// naming the directive.
+func (im *importer) boolKey(c *stmt, key string, dst *val) {
+	on, ok := onOff(c)
 	if !ok {
-		im.fatalf(o, "ExpectationSync %q is not on or off", o.arg(0))
+		im.fatalf(c, "%s %q is not on or off", c.Name, c.arg(0))
 		return
 	}
-	sy.expectations = val{strconv.FormatBool(on), from}
-	im.note(o, Carried, "sync.expectations")
+	*dst = val{strconv.FormatBool(on), c.where() + " " + c.Name}
+	im.note(c, Carried, "%s", key)
 }
 
 // intKey carries an integer directive in lo..hi into key (its value
