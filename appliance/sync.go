@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -61,8 +62,34 @@ func ensureConntrackEvents(log *slog.Logger) {
 	}
 }
 
+// conntrackMaxSysctl is the kernel's conntrack table limit.
+const conntrackMaxSysctl = "/proc/sys/net/netfilter/nf_conntrack_max"
+
+// warnExternalLimit says when the peer's table may not fit the external
+// cache: the peer's states beyond sync.external_limit are dropped (and a
+// resync asked for), so in commit mode a table larger than the limit
+// loses the rest at the next takeover. The peer runs the same kernel
+// settings as this node, as a pair should.
+func warnExternalLimit(c *SyncConfig, log *slog.Logger, conntrackMax string) {
+	b, err := os.ReadFile(conntrackMax)
+	if err != nil {
+		return // no conntrack module loaded yet: nothing to compare
+	}
+	ctMax, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || ctMax <= c.ExternalLimit {
+		return
+	}
+	level := slog.LevelInfo
+	if !c.DirectInject {
+		level = slog.LevelWarn
+	}
+	log.Log(context.Background(), level, "sync.external_limit is below net.netfilter.nf_conntrack_max: the peer's states beyond it are dropped until there is room (in commit mode a larger table loses the rest at a takeover); raise sync.external_limit",
+		"external_limit", c.ExternalLimit, "nf_conntrack_max", ctMax)
+}
+
 func newCtsyncEngine(c *SyncConfig, own ownAddrs, log *slog.Logger) (syncEngine, error) {
 	ensureConntrackEvents(log)
+	warnExternalLimit(c, log, conntrackMaxSysctl)
 	k, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("ctnetlink: %w", err)
