@@ -16,25 +16,7 @@ func startExpNode(t *testing.T, cfg Config, k *ctsynctest.Kernel, xk *ctsynctest
 	if xk != nil {
 		opts.Expect = xk
 	}
-	e, err := New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &testNode{e: e, k: k, cancel: cancel, done: make(chan error, 1)}
-	go func() { n.done <- e.Run(ctx) }()
-	t.Cleanup(n.stop)
-	select {
-	case <-e.Ready():
-	case err := <-n.done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		// Generous: the initial resync of a 100,000-entry table runs
-		// interleaved with the events of the same entries (walk.go), a
-		// few seconds under -race on a loaded 2-core host.
-		t.Fatal("engine not ready")
-	}
-	return n
+	return startWith(t, cfg, k, opts)
 }
 
 func sameExpects(got, want map[Tuple]Expect) error {

@@ -24,7 +24,14 @@ type testNode struct {
 
 func startNode(t *testing.T, cfg Config, k *ctsynctest.Kernel, links []Channel, filter interface{ Accept(*Flow) bool }) *testNode {
 	t.Helper()
-	e, err := New(cfg, Options{Kernel: k, Channels: links, Filter: filter})
+	return startWith(t, cfg, k, Options{Kernel: k, Channels: links, Filter: filter})
+}
+
+// startWith runs an engine with opts (whose Kernel is k) until the test
+// ends, once it is ready.
+func startWith(t *testing.T, cfg Config, k *ctsynctest.Kernel, opts Options) *testNode {
+	t.Helper()
+	e, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
