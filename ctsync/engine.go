@@ -832,6 +832,10 @@ func (e *Engine) Flush(which CacheID) {
 	if which&CacheInternal != 0 {
 		e.internal.Clear()
 		e.purgeAt = time.Time{}
+		// A resync under way keeps, for the keys events touched since
+		// its dump, the state the events gave; the flush has removed
+		// that state, so the dump's is the one to take.
+		clear(e.touched)
 	}
 	if which&CacheExternal != 0 {
 		e.external.Clear()
