@@ -1,7 +1,6 @@
 package ctsync
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -116,15 +115,7 @@ func TestConvergeRoundCountsStatesDuringItsWalk(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		e.Close()
-	}()
-	<-e.Ready()
+	runBuilt(t, e)
 	armed.Store(true)
 	e.RequestResync()
 	if armed.Load() {

@@ -18,6 +18,13 @@ func runEngine(t *testing.T, cfg Config, k Kernel, links []Channel) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runBuilt(t, e)
+	return e
+}
+
+// runBuilt runs e until the test ends and returns once it is ready.
+func runBuilt(t *testing.T, e *Engine) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
@@ -29,7 +36,6 @@ func runEngine(t *testing.T, cfg Config, k Kernel, links []Channel) *Engine {
 		e.Close()
 	})
 	<-e.Ready()
-	return e
 }
 
 // TestRefreshKeepsLongLivedFlows is issue #10's "long-lived flows age out

@@ -132,15 +132,8 @@ func TestResyncMergeAfterFlush(t *testing.T) {
 			e.Flush(CacheInternal)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		e.Close()
-	}()
-	<-e.Ready()
+	runBuilt(t, e)
+	ctx := t.Context()
 	armed.Store(true)
 	res, err := e.Resync(ctx)
 	if err != nil {
