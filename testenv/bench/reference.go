@@ -39,6 +39,11 @@ type refStack struct {
 	v3         time.Duration // VRRPv3 interval; 0 for VRRPv2 at 1 s
 	// flows is the run's scale: conntrackd's HashLimit must hold them.
 	flows int
+	// inject runs conntrackd with DisableExternalCache on: received
+	// states go straight into the BACKUP's kernel.
+	inject bool
+	// counts read each node's kernel table size (inject only).
+	counts [2]*ctCount
 }
 
 type refNode struct {
@@ -62,7 +67,12 @@ func newReference(lab *testenv.Lab, dir string) (*refStack, error) {
 	return s, nil
 }
 
-func (s *refStack) name() string { return Reference }
+func (s *refStack) name() string {
+	if s.inject {
+		return ReferenceInject
+	}
+	return Reference
+}
 
 func (s *refStack) start(n int) error {
 	nd, err := s.writeNode(n)
@@ -71,6 +81,11 @@ func (s *refStack) start(n int) error {
 	}
 	s.nodes[n-1] = nd
 	ns := s.lab.FW(n)
+	if s.inject {
+		if s.counts[n-1], err = openCTCount(ns); err != nil {
+			return err
+		}
+	}
 	// conntrackd first: the notify script expects it running (and would
 	// start a daemonised copy of its own otherwise).
 	if nd.ctd, err = refdaemons.StartConntrackd(ns, nd.ctdConf, nd.ctdLog+".out"); err != nil {
@@ -120,7 +135,8 @@ node's own addresses, the VIPs and the sync link.`, n, n),
 		HashSize: 32768, HashLimit: max(524288, 2*s.flows),
 		NetlinkBuffer: 64 << 20, NetlinkBufferMax: 256 << 20,
 		LogFile: nd.ctdLog, LockFile: filepath.Join(d, "conntrackd.lock"), Socket: nd.socket,
-		Ignore: ignoreList(n),
+		Ignore:               ignoreList(n),
+		DisableExternalCache: s.inject,
 	}.Render()
 	prio := 150
 	if n == 2 {
@@ -359,6 +375,11 @@ func (s *refStack) ready() (bool, error) {
 }
 
 func (s *refStack) held(n int) (int, error) {
+	if s.inject {
+		// No external cache: the peer's states are in the kernel, and a
+		// BACKUP forwards nothing, so every entry there was injected.
+		return s.counts[n-1].read()
+	}
 	out, err := ctdRequest(s.nodes[n-1].socket, ctdStats)
 	if err != nil {
 		return 0, err
@@ -478,6 +499,11 @@ func (s *refStack) close() {
 			}
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for _, c := range s.counts {
+		if c != nil {
+			c.close()
 		}
 	}
 }

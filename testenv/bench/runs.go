@@ -274,6 +274,7 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 		}
 		ref.v3 = v3Interval(name)
 		ref.flows = e.scale.Flows
+		ref.inject = name == ReferenceInject
 		r.stack = ref
 	}
 	e.jan.push(r.stack.close)

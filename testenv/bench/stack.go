@@ -37,6 +37,11 @@ const (
 	// conntrackd does. The commit and cache-footprint figures need it.
 	FWPairCache = "fwpair-extcache"
 	Reference   = "reference"
+	// ReferenceInject is the reference with conntrackd's
+	// DisableExternalCache on: its own direct-inject mode, the fair
+	// comparison for fwpair's receiver, since both pay the kernel's
+	// insert cost (replication runs only).
+	ReferenceInject = "reference-inject"
 )
 
 // commitInfo is what a node reports about the commit of its last MASTER

@@ -28,6 +28,10 @@ type ConntrackdConf struct {
 	Ignore []netip.Addr
 	// ExpectationSync replicates expectations too (Options block).
 	ExpectationSync bool
+	// DisableExternalCache writes received states straight into the
+	// kernel (conntrackd's own direct-inject mode) instead of keeping
+	// them in the external cache until a commit.
+	DisableExternalCache bool
 }
 
 // Render returns the file's text.
@@ -44,13 +48,17 @@ func (c ConntrackdConf) Render() string {
 	}
 	var b strings.Builder
 	comment(&b, c.Comment)
+	extCache := "off"
+	if c.DisableExternalCache {
+		extCache = "on"
+	}
 	opts := ""
 	if c.ExpectationSync {
 		opts = "\tOptions {\n\t\tExpectationSync on\n\t}\n"
 	}
 	fmt.Fprintf(&b, `Sync {
 	Mode %s {
-		DisableExternalCache off
+		DisableExternalCache %s
 	}
 %s	UDP {
 		IPv4_address %s
@@ -73,7 +81,7 @@ General {
 	}
 	NetlinkBufferSize %d
 	NetlinkBufferSizeMaxGrowth %d
-`, c.Mode, opts, c.Local, c.Peer, def(c.Port, 3780), iface, def(c.HashSize, 8192), def(c.HashLimit, 65536),
+`, c.Mode, extCache, opts, c.Local, c.Peer, def(c.Port, 3780), iface, def(c.HashSize, 8192), def(c.HashLimit, 65536),
 		c.LogFile, c.LockFile, c.Socket, def(c.NetlinkBuffer, 2<<20), def(c.NetlinkBufferMax, 8<<20))
 	if len(c.Ignore) > 0 {
 		b.WriteString("\tFilter From Userspace {\n\t\tAddress Ignore {\n")
