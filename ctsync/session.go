@@ -63,6 +63,12 @@ func (c *SessionConfig) defaults() {
 // remembered for retransmission (about 100 bytes each).
 const lostKeysMin = 1 << 16
 
+// keepQueueMem is the largest TX queue (keys) whose memory is kept for
+// reuse once drained. A Go map never shrinks: a bulk send of a million
+// states would otherwise hold the hint map's 60-90 MB for the life of
+// the process.
+const keepQueueMem = 4096
+
 type helloState uint8
 
 const (
@@ -242,7 +248,7 @@ func (s *Session) Pending() (tx, unacked int) {
 func (s *Session) DropQueues() {
 	s.txCtl = nil
 	s.txKeys, s.txHead = nil, 0
-	clear(s.txHint)
+	s.txHint = make(map[ckey]MsgType)
 	s.resetResend()
 	s.renacks = nil
 }
@@ -269,7 +275,11 @@ func (s *Session) requeueResend() {
 func (s *Session) resetResend() {
 	s.rs, s.rsHead, s.rsLive, s.rsObj = nil, 0, 0, 0
 	s.overflow, s.lostAll = false, false
-	clear(s.lost)
+	if len(s.lost) > keepQueueMem {
+		s.lost = make(map[ckey]struct{}) // a cleared map keeps its size
+	} else {
+		clear(s.lost)
+	}
 }
 
 // Deadline returns when Poll must next be called if nothing else happens.
@@ -316,8 +326,11 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 	}
 	if s.txHead == len(s.txKeys) {
 		s.txKeys, s.txHead = s.txKeys[:0], 0
-		if cap(s.txKeys) > 4096 {
+		if cap(s.txKeys) > keepQueueMem {
+			// The hint map held as many keys as the queue once did, and
+			// is empty now: give both back.
 			s.txKeys = nil
+			s.txHint = make(map[ckey]MsgType)
 		}
 	}
 	if n == 0 && !now.Before(s.lastTx.Add(s.cfg.AliveInterval)) {

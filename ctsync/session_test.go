@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -493,4 +494,45 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// A drained TX queue gives its memory back: after a bulk send of
+// 200,000 states the session holds no more than before it (a Go map
+// never shrinks, so the per-key hint map must be replaced).
+func TestSessionQueueMemoryReturned(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSession(SessionConfig{Mode: ModeNotrack}, now)
+	absent := func(*ckey) (Flow, bool) { return Flow{}, false } // every state goes out as CT_DEL
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	const n = 200_000
+	for i := range n {
+		s.Enqueue(Key{Tuple: Tuple{
+			Src: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), Dst: netip.MustParseAddr("10.9.9.9"),
+			SrcPort: 1000, DstPort: 80, Proto: 6}}, MsgCTUpd)
+	}
+	queued := heap()
+	for i := 0; ; i++ {
+		if tx, _ := s.Pending(); tx == 0 {
+			break
+		}
+		if i > n {
+			t.Fatal("the queue does not drain")
+		}
+		s.Poll(now, absent, 4096)
+	}
+	after := heap()
+	runtime.KeepAlive(s)
+	t.Logf("heap: %d before, %d queued, %d drained", before, queued, after)
+	if queued < before+n*40 {
+		t.Fatalf("queueing %d keys grew the heap by only %d bytes: the test measures nothing", n, queued-before)
+	}
+	if after > before+(queued-before)/10 {
+		t.Errorf("the drained session still holds %d of the %d bytes the queue took", after-before, queued-before)
+	}
 }
