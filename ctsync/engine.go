@@ -39,10 +39,11 @@ type Engine struct {
 	kernel Kernel
 	links  []Channel
 	// Wake-ups (buffered 1, sent without blocking): kick wakes txLoop,
-	// injectCh injectLoop, bulkCh bulkLoop. ready is closed by Run's
-	// start-up goroutine.
-	kick, injectCh, bulkCh chan struct{}
-	ready                  chan struct{}
+	// injectCh injectLoop, bulkCh bulkLoop, injectRoom the receivers
+	// waiting for room in the inject queue (limits.go). ready is closed
+	// by Run's start-up goroutine.
+	kick, injectCh, bulkCh, injectRoom chan struct{}
+	ready                              chan struct{}
 
 	active  atomic.Int32 // the link sent on (recvLoop, sendAll, failover)
 	running atomic.Bool  // Run was called
@@ -156,7 +157,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, log: log, kernel: opts.Kernel, filter: opts.Filter, links: links,
-		kick: make(chan struct{}, 1), injectCh: make(chan struct{}, 1), ready: make(chan struct{}),
+		kick: make(chan struct{}, 1), injectCh: make(chan struct{}, 1), injectRoom: make(chan struct{}, 1), ready: make(chan struct{}),
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
 		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
 	}
@@ -410,6 +411,9 @@ func (e *Engine) recvLoop(ctx context.Context, i int, l Channel) error {
 			e.handleDigest(ctx, buf[:n])
 			continue
 		}
+		if !e.waitInjectRoom(ctx) { // limits.go
+			return nil
+		}
 		e.handleDatagram(i, buf[:n])
 	}
 }
@@ -504,6 +508,7 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 			e.injectQ = nil
 			xq := e.takeExpQueueLocked()
 			e.mu.Unlock()
+			e.wake(e.injectRoom)
 			if len(q) == 0 && len(xq) == 0 {
 				break
 			}

@@ -15,8 +15,15 @@ const (
 	// ("external_full") and a resync is requested once there is room.
 	DefaultExternalLimit = 262144
 	// DefaultInjectQueueLimit bounds the states waiting to be written into
-	// the kernel in direct-inject mode ("inject_queue_full").
+	// the kernel in direct-inject mode. Receivers stop reading the sync
+	// socket while the queue is near it (waitInjectRoom), so a burst
+	// faster than the kernel takes it is held back by the socket and
+	// recovered by FTFW, not dropped; "inject_queue_full" counts what
+	// still overflows.
 	DefaultInjectQueueLimit = 65536
+	// maxStatesPerDatagram is the most states one received datagram can
+	// queue: 64 KiB of the smallest messages (8-byte headers).
+	maxStatesPerDatagram = 65536 / 8
 	// bulkMinInterval rate-limits bulk sends the peer asks for (RESYNC, or
 	// a NACK reaching into states the resend queue dropped): requests in
 	// between are coalesced into one bulk at the end of the interval.
@@ -84,6 +91,31 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 	}
 	e.external.Put(f, now)
 	return false
+}
+
+// waitInjectRoom holds a receiver before it takes the next datagram while
+// the inject queue has no room for the states one datagram can carry:
+// back-pressure instead of loss. Meanwhile the sync socket fills and the
+// kernel drops what does not fit; FTFW notices the gap and the peer sends
+// those states again once the injector has caught up (NOTRACK has no
+// retransmission: its loss is the same either way). It returns false
+// when ctx ends.
+func (e *Engine) waitInjectRoom(ctx context.Context) bool {
+	high := e.cfg.InjectQueueLimit - min(maxStatesPerDatagram, e.cfg.InjectQueueLimit/2)
+	for {
+		e.mu.Lock()
+		full := len(e.injectQ) > high
+		e.mu.Unlock()
+		if !full {
+			return true
+		}
+		e.wake(e.injectCh)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-e.injectRoom:
+		}
+	}
 }
 
 // wantBulkLocked records a bulk send the peer asked for; bulkLoop runs it,
