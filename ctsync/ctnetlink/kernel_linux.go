@@ -18,7 +18,8 @@ package ctnetlink
 //   - dump: Dump (IPCTNL_MSG_CT_GET|NLM_F_DUMP, all families and zones).
 //   - events: joins NFNLGRP_CONNTRACK_NEW/UPDATE/DESTROY only while Events
 //     runs; 64 MiB receive buffer; drained with recvmmsg(2) 128 datagrams at
-//     a time through Go's poller.
+//     a time by a blocking read outside Go's poller, pausing after a read
+//     that emptied the queue (socket_linux.go, nlOpenEvents, says why).
 //
 // Own writes. ctnetlink puts the netlink port id of the socket whose request
 // caused an event into the event's nlmsghdr (conntrack -E shows it as
@@ -139,6 +140,13 @@ const (
 	nlEventVlen     = 128
 	nlEventSlot     = 8192
 	nlBatchDeadline = 10 * time.Second
+	// nlEventPoll bounds a blocking event read: how soon Events sees the
+	// end of its context or a gap.
+	nlEventPoll = 100 * time.Millisecond
+	// nlEventPause is the reader's sleep after a read that emptied the
+	// queue, so the next read takes a batch instead of one event: the
+	// added latency of an event is at most this.
+	nlEventPause = time.Millisecond
 )
 
 // NewKernel opens the ctnetlink sockets in the current namespace or in
@@ -178,7 +186,7 @@ func NewKernel(opts KernelOptions) (*LinuxKernel, error) {
 		}
 		// The event socket joins its groups only while Events runs, so
 		// nothing piles up in its buffer before.
-		k.ev, err = nlOpen(0, 0)
+		k.ev, err = nlOpenEvents(nlEventPoll)
 		return err
 	})
 	if err == nil && !opts.OwnUpdateEvents {
@@ -460,10 +468,9 @@ func (k *LinuxKernel) CommitQuiet(ctx context.Context, flows []Flow) (CommitResu
 	if jerr := k.ev.setGroups(true, nlQuietGroups...); jerr != nil {
 		err = errors.Join(err, fmt.Errorf("ctnetlink: join event groups after commit: %w", jerr))
 	}
-	// Whatever the outcome, events may have been missed: have the event
-	// loop report the gap (waking it if it waits).
+	// Whatever the outcome, events may have been missed: the event loop
+	// reports the gap after its next read (within nlEventPoll).
 	k.gap.Store(true)
-	_ = k.ev.f.SetReadDeadline(time.Now())
 	return res, err
 }
 
@@ -630,11 +637,12 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 	}
 	defer func() { _ = k.ev.setGroups(false, groups...) }()
 
-	done := k.ev.withDeadline(ctx, 0)
-	defer done()
 	own := k.w.portID
 	for {
-		n, err := k.ev.recvmmsg(m)
+		if ctx.Err() != nil {
+			return nil
+		}
+		n, err := k.ev.recvmmsgBlocking(m)
 		if k.gap.Swap(false) {
 			sink([]Event{{Type: EventGap}})
 		}
@@ -642,14 +650,8 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 		case err == nil:
 		case ctx.Err() != nil:
 			return nil
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			// CommitQuiet's wake-up. Disarm, then look at ctx again: a
-			// cancellation that armed the deadline before this reset is
-			// seen here, one after it arms it again.
-			_ = k.ev.f.SetReadDeadline(time.Time{})
-			if ctx.Err() != nil {
-				return nil
-			}
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			// The receive timeout (nlEventPoll): look at ctx again.
 			continue
 		case errors.Is(err, unix.ENOBUFS):
 			k.overruns.Add(1)
@@ -685,6 +687,11 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 		if len(evs) > 0 {
 			k.events.Add(uint64(len(evs)))
 			sink(evs)
+		}
+		if n < nlEventVlen {
+			// The queue is empty: let events gather instead of being
+			// woken for each (nlOpenEvents).
+			time.Sleep(nlEventPause)
 		}
 	}
 }

@@ -482,3 +482,97 @@ func TestPrivilegedEventsRestart(t *testing.T) {
 		}
 	}
 }
+
+// Events reads in batches: after a read that emptied the queue the reader
+// pauses instead of being woken for each event (nlOpenEvents says why: a
+// wake-up per event is paid inside the sendmsg that created the flow). A
+// burst of 20,000 NEW events from another writer arrives in reads of many
+// events, not one or two at a time.
+func TestPrivilegedEventsBatched(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, ns := ctnetlinktest.OpenKernel(t, KernelOptions{})
+	w, err := NewKernel(KernelOptions{NetNS: ns.FD()}) // another writer: its events are not filtered as own
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var mu sync.Mutex
+	reads, total := 0, 0
+	got := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- k.Events(ctx, func(evs []Event) {
+			mu.Lock()
+			reads++
+			total += len(evs)
+			mu.Unlock()
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Events: %v", err)
+		}
+	}()
+	// Wait until the listener has joined its groups.
+	probe := ctnetlinktest.UDP("127.0.0.9", "127.0.0.8", 1000, 9)
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			mu.Lock()
+			ok := cond()
+			mu.Unlock()
+			if ok {
+				return
+			}
+			select {
+			case <-got:
+			case <-time.After(50 * time.Millisecond):
+			case <-deadline:
+				t.Fatalf("%s: %d events in %d reads", what, total, reads)
+			}
+		}
+	}
+	joined := false
+	for i := 0; i < 100 && !joined; i++ {
+		if _, err := w.Commit(ctnetlinktest.Ctx(t, 5*time.Second), []Flow{probe}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Delete(ctnetlinktest.Ctx(t, 5*time.Second), []Key{probe.Key}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+			joined = true
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !joined {
+		t.Fatal("the listener never saw a probe")
+	}
+	wait("probe events drained", func() bool { return total >= 2 })
+	mu.Lock()
+	reads, total = 0, 0
+	mu.Unlock()
+	const n = 20000
+	flows := make([]Flow, n)
+	for i := range flows {
+		flows[i] = ctnetlinktest.TCP("10.1.0.1", "10.2.0.1", uint16(1024+i), 443)
+	}
+	if res, err := w.Commit(ctnetlinktest.Ctx(t, 30*time.Second), flows); err != nil || res.Created != n {
+		t.Fatalf("Commit = %+v, %v", res, err)
+	}
+	wait("all NEW events", func() bool { return total >= n })
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d events in %d reads (%.1f per read)", total, reads, float64(total)/float64(reads))
+	if total/reads < 32 {
+		t.Errorf("%d events in %d reads: the reader is woken for nearly every event", total, reads)
+	}
+}

@@ -1,9 +1,10 @@
 package ctnetlink
 
-// Raw NETLINK_NETFILTER sockets for the ctnetlink hot paths. Each socket is
-// non-blocking and registered with Go's network poller through os.NewFile,
-// so reads wait without holding an OS thread and are interrupted by
-// deadlines (which is how context cancellation reaches them).
+// Raw NETLINK_NETFILTER sockets for the ctnetlink hot paths. The writer and
+// dump sockets are non-blocking and registered with Go's network poller
+// through os.NewFile, so reads wait without holding an OS thread and are
+// interrupted by deadlines (which is how context cancellation reaches
+// them). The event socket is the exception (nlOpenEvents): see there.
 
 import (
 	"context"
@@ -49,10 +50,37 @@ func nlInNetNS(nsFD int, fn func() error) error {
 	return <-errc
 }
 
-// nlOpen creates and binds a ctnetlink socket with the given buffer sizes
-// (0 keeps the default). It must run in the target namespace.
+// nlOpen creates and binds a non-blocking ctnetlink socket with the given
+// buffer sizes (0 keeps the default). It must run in the target namespace.
 func nlOpen(sndbuf, rcvbuf int) (*nlSocket, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_NETFILTER)
+	return nlOpenFlags(sndbuf, rcvbuf, unix.SOCK_NONBLOCK, 0)
+}
+
+// nlOpenEvents creates the event socket: blocking, outside Go's poller,
+// with a receive timeout of poll.
+//
+// Why not the poller. A socket registered with epoll runs the poll
+// callback for every event the kernel queues on it, and wakes the
+// runtime's thread waiting in epoll_wait, inside the sendmsg of whoever
+// created the connection: the firewall's data path pays for each wake-up.
+// A reader that sleeps in a timer between reads is not on the socket's
+// wait queue at all, so queuing an event costs the kernel nothing more.
+// Measured on the 2-core lab machine: creating 100,000 flows with this
+// reader listening took 318-351 ms against 378-428 ms with the
+// poller-driven one (no listener: 150 ms), and the process used 100-200 ms
+// less CPU; a burst arrives in reads of ~120 events instead of 4-11
+// (TestPrivilegedEventsBatched). recvmmsgBlocking reads; LinuxKernel.Events
+// pauses after a read that drained the queue.
+//
+// A read blocks at most poll (SO_RCVTIMEO), so Events notices the end of
+// its context and CommitQuiet's gap within that. Close does not wait for a
+// read in progress: the runtime closes the descriptor once it returns.
+func nlOpenEvents(poll time.Duration) (*nlSocket, error) {
+	return nlOpenFlags(0, 0, 0, poll)
+}
+
+func nlOpenFlags(sndbuf, rcvbuf, sockFlags int, rcvTimeout time.Duration) (*nlSocket, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|sockFlags, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("ctnetlink: socket: %w", err)
 	}
@@ -85,6 +113,13 @@ func nlOpen(sndbuf, rcvbuf int) (*nlSocket, error) {
 			return fail("receive buffer", err)
 		}
 	}
+	if rcvTimeout > 0 {
+		tv := unix.NsecToTimeval(rcvTimeout.Nanoseconds())
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return fail("receive timeout", err)
+		}
+	}
+	// A blocking descriptor is not registered with the poller.
 	f := os.NewFile(uintptr(fd), "ctnetlink")
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -239,6 +274,35 @@ func (m *nlMmsg) msg(i int) ([]byte, bool) {
 // recvmmsg receives up to len(m.hdrs) datagrams, waiting through the poller
 // for the first one.
 func (s *nlSocket) recvmmsg(m *nlMmsg) (int, error) { return s.recvmmsgWait(m, true) }
+
+// recvmmsgBlocking receives up to len(m.hdrs) datagrams on a blocking
+// socket (nlOpenEvents): it waits for the first one at most the socket's
+// receive timeout (then unix.EAGAIN) and takes what else is queued.
+func (s *nlSocket) recvmmsgBlocking(m *nlMmsg) (int, error) {
+	var (
+		n   int
+		err error
+	)
+	rerr := s.rc.Read(func(fd uintptr) bool {
+		for i := range m.hdrs {
+			m.hdrs[i].Hdr.Flags = 0
+			m.hdrs[i].Len = 0
+		}
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
+			uintptr(len(m.hdrs)), unix.MSG_WAITFORONE, 0, 0)
+		runtime.KeepAlive(m)
+		if e != 0 {
+			n, err = 0, e
+		} else {
+			n = int(r)
+		}
+		return true // not pollable: the call itself waited
+	})
+	if rerr != nil {
+		return 0, s.ioErr(rerr)
+	}
+	return n, err
+}
 
 // discard drops whatever is queued on the socket without waiting.
 func (s *nlSocket) discard(m *nlMmsg) {
