@@ -97,10 +97,14 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 // the inject queue has no room for the states one datagram can carry:
 // back-pressure instead of loss. Meanwhile the sync socket fills and the
 // kernel drops what does not fit; FTFW notices the gap and the peer sends
-// those states again once the injector has caught up (NOTRACK has no
-// retransmission: its loss is the same either way). It returns false
-// when ctx ends.
+// those states again once the injector has caught up. NOTRACK has no
+// retransmission and would not even notice the socket's loss, so there a
+// full queue keeps dropping, counted, and the resync it schedules
+// recovers. It returns false when ctx ends.
 func (e *Engine) waitInjectRoom(ctx context.Context) bool {
+	if e.cfg.Mode != ModeFTFW {
+		return true
+	}
 	high := e.cfg.InjectQueueLimit - min(maxStatesPerDatagram, e.cfg.InjectQueueLimit/2)
 	for {
 		e.mu.Lock()

@@ -144,6 +144,37 @@ func TestEngineInjectBackPressure(t *testing.T) {
 	}
 }
 
+// NOTRACK cannot recover what the sync socket would drop, so there the
+// inject queue's bound drops instead: every state is either in the kernel
+// or counted, and a resync is scheduled.
+func TestEngineInjectQueueBoundedNotrack(t *testing.T) {
+	k := ctsynctest.NewKernel()
+	n, p := startWithFakePeer(t, Config{Mode: ModeNotrack, DirectInject: true, InjectQueueLimit: 50}, k, nil)
+	var flows []Flow
+	for i := range 2000 {
+		flows = append(flows, flowN(i))
+	}
+	p.sendFlows(MsgCTNew, flows...)
+	waitFor(t, 5*time.Second, "inject", func() error {
+		st := n.e.Stats()
+		if got := len(k.Snapshot()); st.Applied != 2000 || uint64(got)+st.Malformed[ReasonInjectQueueFull] != 2000 {
+			return fmt.Errorf("applied %d, kernel %d + dropped %d != 2000", st.Applied, got, st.Malformed[ReasonInjectQueueFull])
+		}
+		return nil
+	})
+	st := n.e.Stats()
+	if st.Malformed[ReasonInjectQueueFull] == 0 {
+		t.Fatal("the bound never dropped anything")
+	}
+	n.e.mu.Lock()
+	due := n.e.lossResync
+	n.e.mu.Unlock()
+	if !due {
+		t.Error("states dropped but no resync scheduled")
+	}
+	t.Logf("kernel %d, dropped %d", len(k.Snapshot()), st.Malformed[ReasonInjectQueueFull])
+}
+
 // TestEngineResyncFloodDoesNotStall: a flood of RESYNC requests against a
 // 100,000-entry internal cache is answered by at most a few rate-limited
 // bulk sends, and the engine lock is never held long enough to stall
