@@ -348,6 +348,10 @@ func (e *Engine) txLoop(ctx context.Context) error {
 }
 
 func (e *Engine) sendAll(dgs [][]byte) {
+	if len(dgs) == 0 {
+		return
+	}
+	var sent, bytes, errs uint64
 	for _, d := range dgs {
 		i := int(e.active.Load())
 		err := e.links[i].Send(d)
@@ -356,15 +360,20 @@ func (e *Engine) sendAll(dgs [][]byte) {
 				err = e.links[j].Send(d)
 			}
 		}
-		e.mu.Lock()
 		if err != nil {
-			e.st.sendErrors++
+			errs++
 		} else {
-			e.st.dgSent++
-			e.st.bytesSent += uint64(len(d))
+			sent++
+			bytes += uint64(len(d))
 		}
-		e.mu.Unlock()
 	}
+	// One hold for the counters of the whole batch, not one per datagram
+	// (the event reader waits for the same lock).
+	e.mu.Lock()
+	e.st.sendErrors += errs
+	e.st.dgSent += sent
+	e.st.bytesSent += bytes
+	e.mu.Unlock()
 }
 
 // failover makes the next link that is up active (round-robin after i)
