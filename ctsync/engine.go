@@ -967,7 +967,10 @@ type Stats struct {
 	NACKsSent        uint64 `json:"nacks_sent"`
 	NACKsReceived    uint64 `json:"nacks_received"`
 	// Renacks counts NACKs repeated for a gap still open.
-	Renacks        uint64 `json:"renacks"`
+	Renacks uint64 `json:"renacks"`
+	// WindowWaits counts the times the sender waited for the peer's ACKs
+	// before sending more states (flow control, session.go).
+	WindowWaits    uint64 `json:"window_waits"`
 	ACKsSent       uint64 `json:"acks_sent"`
 	ACKsReceived   uint64 `json:"acks_received"`
 	Lost           uint64 `json:"lost"`
@@ -1036,7 +1039,7 @@ func (e *Engine) Stats() Stats {
 		DatagramsSent: e.st.dgSent, DatagramsRecv: e.st.dgRecv,
 		BytesSent: e.st.bytesSent, BytesReceived: e.st.bytesRecv,
 		SendErrors: e.st.sendErrors, RecvErrors: e.st.recvErrors,
-		Retransmits: ss.Retransmits, NACKsSent: ss.NACKsSent, NACKsReceived: ss.NACKsRecv, Renacks: ss.Renacks,
+		Retransmits: ss.Retransmits, NACKsSent: ss.NACKsSent, NACKsReceived: ss.NACKsRecv, Renacks: ss.Renacks, WindowWaits: ss.WindowWaits,
 		ACKsSent: ss.ACKsSent, ACKsReceived: ss.ACKsRecv, Lost: ss.Lost, Before: ss.Before,
 		ResendOverflow: ss.ResendOverflow,
 		Resyncs:        e.st.resyncs, ResyncErrors: e.st.resyncErrors,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,15 +83,36 @@ func TestEngineExternalCacheBounded(t *testing.T) {
 	})
 }
 
-// gatedKernel holds every Commit until the test opens the gate.
+// gatedKernel holds every Commit while its gate is closed.
 type gatedKernel struct {
 	*ctsynctest.Kernel
+	mu   sync.Mutex
 	gate chan struct{}
 }
 
+func newGatedKernel() *gatedKernel {
+	return &gatedKernel{Kernel: ctsynctest.NewKernel(), gate: make(chan struct{})}
+}
+
+// open lets commits through; hold stops the next ones.
+func (k *gatedKernel) open() {
+	k.mu.Lock()
+	close(k.gate)
+	k.mu.Unlock()
+}
+
+func (k *gatedKernel) hold() {
+	k.mu.Lock()
+	k.gate = make(chan struct{})
+	k.mu.Unlock()
+}
+
 func (k *gatedKernel) Commit(ctx context.Context, flows []Flow) (CommitResult, error) {
+	k.mu.Lock()
+	g := k.gate
+	k.mu.Unlock()
 	select {
-	case <-k.gate:
+	case <-g:
 	case <-ctx.Done():
 		return CommitResult{}, ctx.Err()
 	}
@@ -101,7 +123,7 @@ func (k *gatedKernel) Commit(ctx context.Context, flows []Flow) (CommitResult, e
 // dropped: the receivers stop reading while the inject queue is near its
 // bound, and every state reaches the kernel once it catches up.
 func TestEngineInjectBackPressure(t *testing.T) {
-	k := &gatedKernel{Kernel: ctsynctest.NewKernel(), gate: make(chan struct{})}
+	k := newGatedKernel()
 	const limit, total = 200, 2000
 	var net MemNetwork
 	x, y := net.NewMemLink("peer", 1472)
@@ -132,7 +154,7 @@ func TestEngineInjectBackPressure(t *testing.T) {
 	if st := n.e.Stats(); st.Applied >= total {
 		t.Fatalf("all %d states taken while the kernel was blocked", st.Applied)
 	}
-	close(k.gate)
+	k.open()
 	waitFor(t, 10*time.Second, "every state in the kernel", func() error {
 		if got := len(k.Snapshot()); got != total {
 			return fmt.Errorf("kernel %d of %d", got, total)
@@ -141,6 +163,66 @@ func TestEngineInjectBackPressure(t *testing.T) {
 	})
 	if d := n.e.Stats().Malformed[ReasonInjectQueueFull]; d != 0 {
 		t.Errorf("%d states dropped by the inject queue bound", d)
+	}
+}
+
+// A burst faster than the peer's kernel takes it: the receiver holds back
+// its reading (inject queue bound) and so its ACKs, the sender waits for
+// them within its send window instead of overflowing its resend queue, and
+// every state arrives without a bulk send.
+func TestEngineFlowControlSlowReceiver(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka := ctsynctest.NewKernel()
+	kb := newGatedKernel()
+	a := startNode(t, Config{ResendQueueSize: 2000, NoStartupResync: true}, ka, la, nil)
+	b := startWith(t, Config{DirectInject: true, InjectQueueLimit: 200, NoStartupResync: true}, kb.Kernel, Options{Kernel: kb, Channels: lb})
+	// The peer acknowledges: an ALIVE exchange sets the window going.
+	ka.Create(flowN(0))
+	waitFor(t, 5*time.Second, "first state acknowledged", func() error {
+		if st := a.e.Stats(); st.ACKsReceived == 0 {
+			return fmt.Errorf("no ACK yet")
+		}
+		return nil
+	})
+	kb.open() // let the first one in, then hold the kernel again
+	waitFor(t, 5*time.Second, "first state injected", func() error {
+		if len(kb.Snapshot()) != 1 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	kb.hold()
+	const total = 20000
+	var flows []Flow
+	for i := 1; i < total; i++ {
+		f := flowN(i)
+		f.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		flows = append(flows, f)
+	}
+	ka.CreateBatch(flows)
+	// The receiver stops reading; the sender fills its window (or, without
+	// flow control, overflows its resend queue).
+	waitFor(t, 5*time.Second, "sender window full", func() error {
+		a.e.mu.Lock()
+		_, unacked := a.e.sess.Pending()
+		a.e.mu.Unlock()
+		if st := a.e.Stats(); unacked < 2000 && st.ResendOverflow == 0 {
+			return fmt.Errorf("%d un-ACKed", unacked)
+		}
+		return nil
+	})
+	kb.open()
+	waitFor(t, 30*time.Second, "every state in the peer's kernel", func() error {
+		if got := len(kb.Snapshot()); got != total {
+			return fmt.Errorf("%d of %d", got, total)
+		}
+		return nil
+	})
+	sa, sb := a.e.Stats(), b.e.Stats()
+	t.Logf("sender: window waits %d, retransmits %d, overflow %d, bulk sends %d; receiver: lost %d, dropped %d",
+		sa.WindowWaits, sa.Retransmits, sa.ResendOverflow, sa.BulkSends, sb.Lost, sb.Malformed[ReasonInjectQueueFull])
+	if sa.ResendOverflow != 0 || sa.BulkSends != 0 {
+		t.Errorf("resend queue overflowed %d times, %d bulk sends: the sender overran its peer", sa.ResendOverflow, sa.BulkSends)
 	}
 }
 

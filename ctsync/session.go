@@ -24,6 +24,26 @@ const (
 	DefaultAliveInterval = time.Second
 )
 
+// Flow control (FTFW). conntrackd sends as fast as events come and drops
+// the oldest un-ACKed states when its resend queue is full; a NACK for
+// them can then only be answered with the whole table. When the receiver
+// is slower than the sender (a BACKUP writing a burst into its kernel,
+// which holds back its reading: limits.go), that turns one burst into
+// bulk after bulk. So the sender keeps at most sendWindow states un-ACKed
+// while the peer is acknowledging: it waits for ACKs instead of
+// overrunning the peer's socket and its own resend queue, and the states
+// waiting meanwhile coalesce by key in the TX queue. A peer that stops
+// acknowledging altogether (gone, or a one-way link) does not stall the
+// sender: after windowStall without an ACK or NACK it sends as before.
+const (
+	// defaultSendWindow fits the default 4 MiB receive buffer of the
+	// peer's sync socket (about 20 states per datagram), so a receiver
+	// that stops reading loses nothing, and is far above what a LAN's
+	// round trip needs (ACKs come every ACKWindow messages).
+	defaultSendWindow = 32768
+	windowStall       = 3 * time.Second
+)
+
 // SessionConfig configures the pure replication session.
 type SessionConfig struct {
 	Mode Mode // "" means FTFW
@@ -98,6 +118,9 @@ type SessionStats struct {
 	SeqImplausible, SeqAdopted uint64
 	// RenackOverflow counts open gaps dropped from the full re-NACK list.
 	RenackOverflow uint64
+	// WindowWaits counts the Polls that stopped sending states to wait
+	// for the peer's ACKs (flow control).
+	WindowWaits uint64
 }
 
 type ctlItem struct {
@@ -135,20 +158,25 @@ type RecvResult struct {
 type Session struct {
 	cfg SessionConfig
 
-	seq      uint32 // next sequence number to use
-	hello    helloState
-	sayBack  bool
-	lastTx   time.Time
-	txCtl    []ctlItem
-	txKeys   []ckey
-	txHead   int
-	txHint   map[ckey]MsgType
-	rs       []rsItem
-	rsHead   int
-	rsLive   int
-	rsObj    int    // live object items (not control) in the resend queue
-	overflow bool   // the resend queue dropped an entry
-	ovSeq    uint32 // the newest sequence number dropped from it
+	seq     uint32 // next sequence number to use
+	hello   helloState
+	sayBack bool
+	lastTx  time.Time
+	txCtl   []ctlItem
+	txKeys  []ckey
+	txHead  int
+	txHint  map[ckey]MsgType
+	rs      []rsItem
+	rsHead  int
+	rsLive  int
+	rsObj   int // live object items (not control) in the resend queue
+	// sendWindow is the most live items in the resend queue before Poll
+	// waits for an ACK; lastProgress is when the peer last ACKed or
+	// NACKed (zero: never, no flow control yet).
+	sendWindow   int
+	lastProgress time.Time
+	overflow     bool   // the resend queue dropped an entry
+	ovSeq        uint32 // the newest sequence number dropped from it
 	// lost holds the keys of states dropped from the full resend queue,
 	// so a NACK for them can still be answered (with the current state);
 	// lostAll means even that set overflowed: answer with everything.
@@ -206,7 +234,17 @@ func NewSession(cfg SessionConfig, now time.Time) *Session {
 		txHint: make(map[ckey]MsgType),
 		lost:   make(map[ckey]struct{}),
 		window: cfg.ACKWindow,
+		// At least a few of the peer's ACK windows (ours as the guess),
+		// at most what the resend queue holds.
+		sendWindow: min(cfg.ResendQueue, max(defaultSendWindow, 4*cfg.ACKWindow)),
 	}
+}
+
+// windowFull reports whether Poll must wait for the peer's ACKs before it
+// sends more states (see "Flow control").
+func (s *Session) windowFull(now time.Time) bool {
+	return s.cfg.Mode == ModeFTFW && s.rsLive >= s.sendWindow &&
+		!s.lastProgress.IsZero() && now.Sub(s.lastProgress) < windowStall
 }
 
 // Stats returns the counters.
@@ -285,6 +323,12 @@ func (s *Session) resetResend() {
 // Deadline returns when Poll must next be called if nothing else happens.
 func (s *Session) Deadline() time.Time {
 	next := s.lastTx.Add(s.cfg.AliveInterval)
+	if s.txHead < len(s.txKeys) && s.rsLive >= s.sendWindow && !s.lastProgress.IsZero() {
+		// Waiting for ACKs: send anyway once the wait is over.
+		if at := s.lastProgress.Add(windowStall); at.Before(next) {
+			next = at
+		}
+	}
 	for _, r := range s.renacks {
 		if r.at.Before(next) {
 			next = r.at
@@ -316,6 +360,10 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 		s.txCtl = nil
 	}
 	for s.txHead < len(s.txKeys) && budget() {
+		if s.windowFull(now) {
+			s.stats.WindowWaits++
+			break
+		}
 		ck := s.txKeys[s.txHead]
 		s.txHead++
 		hint := s.txHint[ck]
@@ -346,13 +394,8 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 	if n > 0 {
 		s.lastTx = now
 	}
-	next := s.lastTx.Add(s.cfg.AliveInterval)
-	for _, r := range s.renacks {
-		if r.at.Before(next) {
-			next = r.at
-		}
-	}
-	if tx, _ := s.Pending(); tx > 0 {
+	next := s.Deadline()
+	if len(s.txCtl) > 0 || s.txHead < len(s.txKeys) && !s.windowFull(now) {
 		next = now
 	}
 	return p.out, next
@@ -519,8 +562,9 @@ func (s *Session) resendRange(from, to uint32) (int, int) {
 	return s.rsHead + lo, s.rsHead + hi
 }
 
-func (s *Session) handleACK(from, to uint32) {
+func (s *Session) handleACK(now time.Time, from, to uint32) {
 	s.stats.ACKsRecv++
+	s.lastProgress = now
 	if before(to, from) {
 		return
 	}
@@ -535,8 +579,9 @@ func (s *Session) handleACK(from, to uint32) {
 
 // handleNACK queues the items in [from, to] again. It reports whether the
 // range reaches into entries the full resend queue had dropped.
-func (s *Session) handleNACK(from, to uint32) bool {
+func (s *Session) handleNACK(now time.Time, from, to uint32) bool {
 	s.stats.NACKsRecv++
+	s.lastProgress = now
 	if before(to, from) {
 		return false
 	}
@@ -619,7 +664,7 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 	expected := s.lastRecv + 1
 	switch {
 	case inSync || !s.rxInit || m.Seq == expected:
-		res = s.process(m)
+		res = s.process(now, m)
 		if !s.ackPending {
 			s.ackFrom = m.Seq
 			s.ackPending = true
@@ -631,7 +676,7 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 			s.ackPending = false
 		}
 	case before(expected, m.Seq):
-		res = s.process(m)
+		res = s.process(now, m)
 		if s.ackPending {
 			s.txCtl = append(s.txCtl, ctlItem{flags: FlagACK, from: s.ackFrom, to: expected - 1})
 		}
@@ -654,15 +699,15 @@ func (s *Session) Receive(now time.Time, m *Message) RecvResult {
 	return res
 }
 
-func (s *Session) process(m *Message) RecvResult {
+func (s *Session) process(now time.Time, m *Message) RecvResult {
 	if m.IsData() {
 		return RecvResult{Apply: true}
 	}
 	switch {
 	case m.Flags&FlagACK != 0:
-		s.handleACK(m.From, m.To)
+		s.handleACK(now, m.From, m.To)
 	case m.Flags&FlagNACK != 0:
-		return RecvResult{SendAll: s.handleNACK(m.From, m.To)}
+		return RecvResult{SendAll: s.handleNACK(now, m.From, m.To)}
 	case m.Flags&FlagResync != 0:
 		s.stats.ResyncsRcv++
 		return RecvResult{SendAll: true}

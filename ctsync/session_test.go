@@ -536,3 +536,62 @@ func TestSessionQueueMemoryReturned(t *testing.T) {
 		t.Errorf("the drained session still holds %d of the %d bytes the queue took", after-before, queued-before)
 	}
 }
+
+// Flow control: once the peer acknowledges, the sender keeps at most its
+// send window un-ACKed and waits for ACKs instead of overflowing its
+// resend queue; a peer that stops acknowledging does not stall it for
+// longer than windowStall.
+func TestFTFWSendWindow(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := NewSession(SessionConfig{ResendQueue: 64, ACKWindow: 8}, now)
+	if s.sendWindow != 64 {
+		t.Fatalf("send window %d, want the resend queue's 64", s.sendWindow)
+	}
+	internal := NewCache()
+	lookup := func(ck *ckey) (Flow, bool) { return internal.Get(ck.key()) }
+	base := uint32(now.Unix())
+	// The peer is alive and acknowledging (an ACK of nothing yet).
+	s.Receive(now, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 1, From: base - 1, To: base - 1})
+	for i := range 200 {
+		f := flowN(i)
+		internal.Put(&f, now)
+		s.Enqueue(f.Key, MsgCTNew)
+	}
+	countData := func(dgs [][]byte) int {
+		n := 0
+		for _, m := range parseAll(t, dgs) {
+			if m.IsData() {
+				n++
+			}
+		}
+		return n
+	}
+	dgs, next := s.Poll(now, lookup, 0)
+	if got := countData(dgs); got != 64 {
+		t.Fatalf("sent %d states before any ACK of them, want the window of 64", got)
+	}
+	if !next.After(now) || next.After(now.Add(windowStall)) {
+		t.Errorf("next poll %v after the window filled: want later than now (no busy loop), by the end of the wait at the latest", next.Sub(now))
+	}
+	if tx, _ := s.Pending(); tx != 136 {
+		t.Fatalf("%d states waiting, want 136", tx)
+	}
+	// An ACK of the first 64 opens the window again.
+	at := now.Add(10 * time.Millisecond)
+	s.Receive(at, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 2, From: base, To: base + 63})
+	if got := countData(first(s.Poll(at, lookup, 0))); got != 64 {
+		t.Fatalf("sent %d after the ACK, want 64", got)
+	}
+	if st := s.Stats(); st.ResendOverflow != 0 || st.WindowWaits == 0 {
+		t.Fatalf("overflow %d, window waits %d: want 0 and > 0", st.ResendOverflow, st.WindowWaits)
+	}
+	// No ACK for windowStall: the rest goes out anyway (a gone peer or a
+	// one-way link must not stop replication), overflowing as before.
+	late := at.Add(windowStall)
+	if got := countData(first(s.Poll(late, lookup, 0))); got != 72 {
+		t.Fatalf("sent %d after the peer went quiet, want the remaining 72", got)
+	}
+	if st := s.Stats(); st.ResendOverflow == 0 {
+		t.Error("a quiet peer's window was kept: nothing overflowed")
+	}
+}
