@@ -109,6 +109,16 @@
 // busy, so a lost last message is always detected. NOTRACK sends each
 // state once and only counts losses.
 //
+// Flow control, with nothing new on the wire: a receiver whose inject
+// queue is near its bound stops reading its socket (limits.go,
+// waitInjectRoom), so it stops ACKing; a sender whose peer acknowledges
+// keeps at most its send window (32,768 states, within the resend queue)
+// un-ACKed and waits (session.go, "Flow control"). So a burst faster than
+// the peer's kernel neither overflows the resend queue nor turns a NACK
+// into a whole-table bulk. A peer that stops ACKing stalls the sender at
+// most 3 s. In NOTRACK the inject queue drops at its bound instead, and
+// schedules a resync.
+//
 // # Resync semantics
 //
 // Resync dumps the kernel into the internal cache and sends nothing
