@@ -59,6 +59,7 @@ type Kernel interface {
 	Delete(ctx context.Context, keys []Key) (CommitResult, error)
 	// Events delivers kernel NEW/UPDATE/DESTROY events until ctx ends.
 	// Overrun is reported through EventOverrun so the engine can resync.
+	// The sink must not keep the slice after it returns.
 	Events(ctx context.Context, sink func([]Event)) error
 	Close() error
 }
