@@ -234,16 +234,26 @@ func NewSession(cfg SessionConfig, now time.Time) *Session {
 		txHint: make(map[ckey]MsgType),
 		lost:   make(map[ckey]struct{}),
 		window: cfg.ACKWindow,
-		// At least a few of the peer's ACK windows (ours as the guess),
-		// at most what the resend queue holds.
-		sendWindow: min(cfg.ResendQueue, max(defaultSendWindow, 4*cfg.ACKWindow)),
+		sendWindow: sendWindowFor(cfg),
 	}
+}
+
+// sendWindowFor is the send window of cfg: at least a few of the peer's
+// ACK windows (ours as the guess), at most what the resend queue holds.
+// A resend queue too small for that turns flow control off (0): the peer
+// would ACK only when idle, once a second, and the window would throttle
+// the sender to a window per second.
+func sendWindowFor(cfg SessionConfig) int {
+	if cfg.ResendQueue < 4*cfg.ACKWindow {
+		return 0
+	}
+	return min(cfg.ResendQueue, max(defaultSendWindow, 4*cfg.ACKWindow))
 }
 
 // windowFull reports whether Poll must wait for the peer's ACKs before it
 // sends more states (see "Flow control").
 func (s *Session) windowFull(now time.Time) bool {
-	return s.cfg.Mode == ModeFTFW && s.rsLive >= s.sendWindow &&
+	return s.cfg.Mode == ModeFTFW && s.sendWindow > 0 && s.rsLive >= s.sendWindow &&
 		!s.lastProgress.IsZero() && now.Sub(s.lastProgress) < windowStall
 }
 
@@ -323,7 +333,7 @@ func (s *Session) resetResend() {
 // Deadline returns when Poll must next be called if nothing else happens.
 func (s *Session) Deadline() time.Time {
 	next := s.lastTx.Add(s.cfg.AliveInterval)
-	if s.txHead < len(s.txKeys) && s.rsLive >= s.sendWindow && !s.lastProgress.IsZero() {
+	if s.txHead < len(s.txKeys) && s.sendWindow > 0 && s.rsLive >= s.sendWindow && !s.lastProgress.IsZero() {
 		// Waiting for ACKs: send anyway once the wait is over.
 		if at := s.lastProgress.Add(windowStall); at.Before(next) {
 			next = at

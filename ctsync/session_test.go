@@ -547,6 +547,11 @@ func TestFTFWSendWindow(t *testing.T) {
 	if s.sendWindow != 64 {
 		t.Fatalf("send window %d, want the resend queue's 64", s.sendWindow)
 	}
+	// A resend queue smaller than a few ACK windows would throttle the
+	// sender to a window per second (the peer ACKs when idle): no window.
+	if w := sendWindowFor(SessionConfig{Mode: ModeFTFW, ResendQueue: 500, ACKWindow: 300}); w != 0 {
+		t.Errorf("send window %d with a 500-state resend queue and an ACK window of 300, want 0 (off)", w)
+	}
 	internal := NewCache()
 	lookup := func(ck *ckey) (Flow, bool) { return internal.Get(ck.key()) }
 	base := uint32(now.Unix())
