@@ -229,11 +229,11 @@ const (
 func NewSession(cfg SessionConfig, now time.Time) *Session {
 	cfg.defaults()
 	return &Session{
-		cfg:    cfg,
-		seq:    uint32(now.Unix()),
-		txHint: make(map[ckey]MsgType),
-		lost:   make(map[ckey]struct{}),
-		window: cfg.ACKWindow,
+		cfg:        cfg,
+		seq:        uint32(now.Unix()),
+		txHint:     make(map[ckey]MsgType),
+		lost:       make(map[ckey]struct{}),
+		window:     cfg.ACKWindow,
 		sendWindow: sendWindowFor(cfg),
 	}
 }
