@@ -170,10 +170,14 @@ type Session struct {
 	rsHead  int
 	rsLive  int
 	rsObj   int // live object items (not control) in the resend queue
-	// sendWindow is the most live items in the resend queue before Poll
-	// waits for an ACK; lastProgress is when the peer last ACKed or
-	// NACKed (zero: never, no flow control yet).
+	// sendWindow is the most messages sent after the newest one the peer
+	// ACKed (ackedTo) before Poll waits for an ACK; lastProgress is when
+	// the peer last ACKed or NACKed (zero: never, no flow control yet).
+	// Counting from the newest ACK, not the live resend items, keeps the
+	// items whose own ACK was lost (they stay until the queue drops them)
+	// from closing the window for good.
 	sendWindow   int
+	ackedTo      uint32
 	lastProgress time.Time
 	overflow     bool   // the resend queue dropped an entry
 	ovSeq        uint32 // the newest sequence number dropped from it
@@ -253,8 +257,26 @@ func sendWindowFor(cfg SessionConfig) int {
 // windowFull reports whether Poll must wait for the peer's ACKs before it
 // sends more states (see "Flow control").
 func (s *Session) windowFull(now time.Time) bool {
-	return s.cfg.Mode == ModeFTFW && s.sendWindow > 0 && s.rsLive >= s.sendWindow &&
-		!s.lastProgress.IsZero() && now.Sub(s.lastProgress) < windowStall
+	return s.waitingForACKs() && now.Sub(s.lastProgress) < windowStall
+}
+
+// recentlySent reports whether seq is one of the last messages this
+// session sent (within twice the resend queue): only an ACK or NACK of
+// those is progress. A restarted peer, or a forged message, may name
+// numbers of another stream; they must not open or close the window.
+func (s *Session) recentlySent(seq uint32) bool {
+	d := int64(int32(s.seq - 1 - seq))
+	return d >= 0 && d < 2*int64(s.cfg.ResendQueue)
+}
+
+// waitingForACKs reports whether the messages sent since the newest ACKed
+// one fill the send window (flow control on, the peer has ACKed before).
+func (s *Session) waitingForACKs() bool {
+	if s.cfg.Mode != ModeFTFW || s.sendWindow == 0 || s.lastProgress.IsZero() {
+		return false
+	}
+	inflight := int32(s.seq - 1 - s.ackedTo) // negative for an ACK from the future: no wait
+	return int(inflight) >= s.sendWindow
 }
 
 // Stats returns the counters.
@@ -333,7 +355,7 @@ func (s *Session) resetResend() {
 // Deadline returns when Poll must next be called if nothing else happens.
 func (s *Session) Deadline() time.Time {
 	next := s.lastTx.Add(s.cfg.AliveInterval)
-	if s.txHead < len(s.txKeys) && s.sendWindow > 0 && s.rsLive >= s.sendWindow && !s.lastProgress.IsZero() {
+	if s.txHead < len(s.txKeys) && s.waitingForACKs() {
 		// Waiting for ACKs: send anyway once the wait is over.
 		if at := s.lastProgress.Add(windowStall); at.Before(next) {
 			next = at
@@ -574,9 +596,14 @@ func (s *Session) resendRange(from, to uint32) (int, int) {
 
 func (s *Session) handleACK(now time.Time, from, to uint32) {
 	s.stats.ACKsRecv++
-	s.lastProgress = now
 	if before(to, from) {
 		return
+	}
+	if s.recentlySent(to) {
+		if s.lastProgress.IsZero() || before(s.ackedTo, to) {
+			s.ackedTo = to
+		}
+		s.lastProgress = now
 	}
 	lo, hi := s.resendRange(from, to)
 	for i := lo; i < hi; i++ {
@@ -591,9 +618,11 @@ func (s *Session) handleACK(now time.Time, from, to uint32) {
 // range reaches into entries the full resend queue had dropped.
 func (s *Session) handleNACK(now time.Time, from, to uint32) bool {
 	s.stats.NACKsRecv++
-	s.lastProgress = now
 	if before(to, from) {
 		return false
+	}
+	if s.recentlySent(to) {
+		s.lastProgress = now
 	}
 	lo, hi := s.resendRange(from, to)
 	for i := lo; i < hi; i++ {

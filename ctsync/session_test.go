@@ -581,20 +581,35 @@ func TestFTFWSendWindow(t *testing.T) {
 	if tx, _ := s.Pending(); tx != 136 {
 		t.Fatalf("%d states waiting, want 136", tx)
 	}
+	// ACKs of another stream's numbers (a restarted peer's old stream, or
+	// forged) neither open the window nor count as progress.
+	s.Receive(now, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 2, From: base + 500_000, To: base + 1_000_000})
+	s.Receive(now, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 3, From: base - 900_000, To: base - 800_000})
+	if got := countData(first(s.Poll(now, lookup, 0))); got != 0 {
+		t.Fatalf("sent %d after ACKs of numbers never sent", got)
+	}
 	// An ACK of the first 64 opens the window again.
 	at := now.Add(10 * time.Millisecond)
-	s.Receive(at, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 2, From: base, To: base + 63})
+	s.Receive(at, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 4, From: base, To: base + 63})
 	if got := countData(first(s.Poll(at, lookup, 0))); got != 64 {
 		t.Fatalf("sent %d after the ACK, want 64", got)
 	}
 	if st := s.Stats(); st.ResendOverflow != 0 || st.WindowWaits == 0 {
 		t.Fatalf("overflow %d, window waits %d: want 0 and > 0", st.ResendOverflow, st.WindowWaits)
 	}
+	// The ACK of the first half of that window is lost, the second
+	// half's arrives: the window counts from the newest ACK, so the lost
+	// one's states (left in the resend queue) do not keep it closed.
+	at = at.Add(10 * time.Millisecond)
+	s.Receive(at, &Message{Type: MsgCtl, Flags: FlagACK, Seq: 5, From: base + 96, To: base + 127})
+	if got := countData(first(s.Poll(at, lookup, 0))); got != 64 {
+		t.Fatalf("sent %d after an ACK that followed a lost one, want 64", got)
+	}
 	// No ACK for windowStall: the rest goes out anyway (a gone peer or a
 	// one-way link must not stop replication), overflowing as before.
 	late := at.Add(windowStall)
-	if got := countData(first(s.Poll(late, lookup, 0))); got != 72 {
-		t.Fatalf("sent %d after the peer went quiet, want the remaining 72", got)
+	if got := countData(first(s.Poll(late, lookup, 0))); got != 8 {
+		t.Fatalf("sent %d after the peer went quiet, want the remaining 8", got)
 	}
 	if st := s.Stats(); st.ResendOverflow == 0 {
 		t.Error("a quiet peer's window was kept: nothing overflowed")
