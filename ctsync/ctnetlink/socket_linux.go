@@ -284,18 +284,7 @@ func (s *nlSocket) recvmmsgBlocking(m *nlMmsg) (int, error) {
 		err error
 	)
 	rerr := s.rc.Read(func(fd uintptr) bool {
-		for i := range m.hdrs {
-			m.hdrs[i].Hdr.Flags = 0
-			m.hdrs[i].Len = 0
-		}
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
-			uintptr(len(m.hdrs)), unix.MSG_WAITFORONE, 0, 0)
-		runtime.KeepAlive(m)
-		if e != 0 {
-			n, err = 0, e
-		} else {
-			n = int(r)
-		}
+		n, err = m.recv(fd, unix.MSG_WAITFORONE)
 		return true // not pollable: the call itself waited
 	})
 	if rerr != nil {
@@ -323,22 +312,27 @@ func (s *nlSocket) recvmmsgWait(m *nlMmsg, wait bool) (int, error) {
 		err error
 	)
 	rerr := s.rc.Read(func(fd uintptr) bool {
-		for i := range m.hdrs {
-			m.hdrs[i].Hdr.Flags = 0
-			m.hdrs[i].Len = 0
-		}
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
-			uintptr(len(m.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		runtime.KeepAlive(m)
-		if e != 0 {
-			n, err = 0, e
-			return e != unix.EAGAIN || !wait
-		}
-		n, err = int(r), nil
-		return true
+		n, err = m.recv(fd, unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN || !wait
 	})
 	if rerr != nil {
 		return 0, s.ioErr(rerr)
 	}
 	return n, err
+}
+
+// recv runs one recvmmsg(2) on fd with flags into m's slots. It returns
+// the datagrams received, or 0 and the errno (a unix.Errno, or nil).
+func (m *nlMmsg) recv(fd uintptr, flags int) (int, error) {
+	for i := range m.hdrs {
+		m.hdrs[i].Hdr.Flags = 0
+		m.hdrs[i].Len = 0
+	}
+	r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])),
+		uintptr(len(m.hdrs)), uintptr(flags), 0, 0)
+	runtime.KeepAlive(m)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
