@@ -29,7 +29,7 @@
 //	goroutine        runs                    takes e.mu for
 //	event reader     Kernel.Events→onEvents  one netlink batch: cache, queue to the peer
 //	recvLoop ×links  Channel.Recv→handleDatagram  one datagram: FTFW receive, apply/queue
-//	                                         (waits for room in the inject queue first)
+//	                                         (then waits while the inject queue is past its mark)
 //	txLoop           Session.Poll→sendAll    ≤512 messages per hold, sends without it
 //	injectLoop       injectQ→Kernel.Commit   taking the queue; the write runs without it
 //	maintLoop        every 100 ms            timers: overrun resync, purge, link failover,

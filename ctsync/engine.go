@@ -34,10 +34,13 @@ var ErrCommitInProgress = errors.New("ctsync: commit already in progress")
 // immutable after New, atomic, or owned by the one goroutine named.
 type Engine struct {
 	// Immutable after New.
-	cfg    Config
-	log    *slog.Logger
-	kernel Kernel
-	links  []Channel
+	cfg Config
+	// injectHigh is the inject queue's high-water mark for back-pressure
+	// (limits.go); 0: none (NOTRACK).
+	injectHigh int
+	log        *slog.Logger
+	kernel     Kernel
+	links      []Channel
 	// Wake-ups (buffered 1, sent without blocking): kick wakes txLoop,
 	// injectCh injectLoop, bulkCh bulkLoop, injectRoom the receivers
 	// waiting for room in the inject queue (limits.go). ready is closed
@@ -161,6 +164,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
 		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
 	}
+	e.injectHigh = injectHighWater(&cfg)
 	e.exp.init(opts.Expect)
 	if cfg.ConsistencyInterval > 0 {
 		e.internal.dig, e.external.dig = &cacheDigest{}, &cacheDigest{}
@@ -420,16 +424,17 @@ func (e *Engine) recvLoop(ctx context.Context, i int, l Channel) error {
 			e.handleDigest(ctx, buf[:n])
 			continue
 		}
-		if !e.waitInjectRoom(ctx) { // limits.go
+		if e.handleDatagram(i, buf[:n]) && !e.waitInjectRoom(ctx) { // limits.go
 			return nil
 		}
-		e.handleDatagram(i, buf[:n])
 	}
 }
 
 func (e *Engine) reject(r Reason) { e.malformed[r.String()]++ }
 
-func (e *Engine) handleDatagram(link int, d []byte) {
+// handleDatagram takes one received datagram. It reports whether the
+// inject queue is past its high-water mark (limits.go, waitInjectRoom).
+func (e *Engine) handleDatagram(link int, d []byte) (injectFull bool) {
 	now := time.Now()
 	inject := false
 	e.mu.Lock()
@@ -476,6 +481,7 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 	if valid {
 		e.lastPeer = now
 	}
+	injectFull = e.injectFullLocked()
 	e.mu.Unlock()
 	if valid && int(e.active.Load()) != link {
 		old := e.active.Swap(int32(link))
@@ -487,6 +493,7 @@ func (e *Engine) handleDatagram(link int, d []byte) {
 		e.wake(e.injectCh)
 	}
 	e.wake(e.kick)
+	return injectFull
 }
 
 // injectCoalesce is how long the injector lets received states pile up

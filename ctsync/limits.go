@@ -93,31 +93,45 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 	return false
 }
 
-// waitInjectRoom holds a receiver before it takes the next datagram while
-// the inject queue has no room for the states one datagram can carry:
-// back-pressure instead of loss. Meanwhile the sync socket fills and the
-// kernel drops what does not fit; FTFW notices the gap and the peer sends
-// those states again once the injector has caught up. NOTRACK has no
-// retransmission and would not even notice the socket's loss, so there a
-// full queue keeps dropping, counted, and the resync it schedules
-// recovers. It returns false when ctx ends.
-func (e *Engine) waitInjectRoom(ctx context.Context) bool {
-	if e.cfg.Mode != ModeFTFW {
-		return true
+// Back-pressure: a receiver that has just queued states past the inject
+// queue's high-water mark waits, before it takes the next datagram, until
+// the injector has taken the queue. Meanwhile the sync socket fills and
+// the kernel drops what does not fit; FTFW notices the gap and the peer
+// sends those states again once the injector has caught up. The mark
+// leaves room under the bound for the states one datagram can carry.
+// NOTRACK has no retransmission and would not even notice the socket's
+// loss, so there a full queue keeps dropping, counted, and the resync it
+// schedules recovers.
+
+// injectHighWater is cfg's high-water mark (0: no back-pressure).
+func injectHighWater(cfg *Config) int {
+	if cfg.Mode != ModeFTFW {
+		return 0
 	}
-	high := e.cfg.InjectQueueLimit - min(maxStatesPerDatagram, e.cfg.InjectQueueLimit/2)
+	return cfg.InjectQueueLimit - min(maxStatesPerDatagram, cfg.InjectQueueLimit/2)
+}
+
+// injectFullLocked reports whether the inject queue is past its
+// high-water mark. Callers hold e.mu.
+func (e *Engine) injectFullLocked() bool {
+	return e.injectHigh > 0 && len(e.injectQ) > e.injectHigh
+}
+
+// waitInjectRoom waits until the inject queue is below its high-water
+// mark again. It returns false when ctx ends.
+func (e *Engine) waitInjectRoom(ctx context.Context) bool {
 	for {
-		e.mu.Lock()
-		full := len(e.injectQ) > high
-		e.mu.Unlock()
-		if !full {
-			return true
-		}
 		e.wake(e.injectCh)
 		select {
 		case <-ctx.Done():
 			return false
 		case <-e.injectRoom:
+		}
+		e.mu.Lock()
+		full := e.injectFullLocked()
+		e.mu.Unlock()
+		if !full {
+			return true
 		}
 	}
 }

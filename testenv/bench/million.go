@@ -182,7 +182,7 @@ func (e *env) million() (run MillionRun) {
 		}
 		run.CreateMS = ms(took)
 		created := start.Add(took)
-		count, last, ok := waitCount(k2, base+run.Flows, e.scale.ReplWait, e.scale.ReplStall)
+		count, last, ok := waitGrowth(k2.read, base+run.Flows, e.scale.ReplWait, e.scale.ReplStall, 5*time.Millisecond)
 		run.Replicated = count - base
 		run.ReplLastMS = ms(last.Sub(created))
 		for i := range 2 {
@@ -223,7 +223,7 @@ func (e *env) million() (run MillionRun) {
 		if err := st.nodes[1].Start(); err != nil {
 			return err
 		}
-		count, last, ok = waitCount(k2, want, e.scale.SyncWait, e.scale.ReplStall)
+		count, last, ok = waitGrowth(k2.read, want, e.scale.SyncWait, e.scale.ReplStall, 5*time.Millisecond)
 		run.RebootHeld = count
 		run.RebootMS = ms(last.Sub(restarted))
 		e.logf("1m: rebooted fw2 holds %d of %d again %.0f ms after its daemon started (target %s)", count, want, run.RebootMS, RebootTarget)
@@ -300,28 +300,6 @@ func countKept(netns int, want []ctsync.Flow) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// waitCount waits until a kernel table counts want entries, or makes no
-// progress for stall, or timeout passes. It returns the last count, when
-// it last grew and whether it got there.
-func waitCount(c *ctCount, want int, timeout, stall time.Duration) (count int, last time.Time, ok bool) {
-	start := time.Now()
-	last = start
-	for {
-		n, err := c.read()
-		now := time.Now()
-		if err == nil && n > count {
-			count, last = n, now
-		}
-		if count >= want {
-			return count, last, true
-		}
-		if now.Sub(start) > timeout || now.Sub(last) > stall {
-			return count, last, false
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // millionRows are the scenario's rows (fwpair only: the reference stack

@@ -306,13 +306,19 @@ func (e *env) startStack(name string, mode Mode, preload []ctsync.Flow) (*runnin
 }
 
 // waitSynced waits until node n's external cache holds want entries, or
-// makes no progress for stall, or timeout passes. It returns the last
-// count, the time it last grew and whether it got there.
+// makes no progress for stall, or timeout passes (waitGrowth).
 func waitSynced(s stack, n, want int, timeout, stall time.Duration) (count int, last time.Time, ok bool) {
+	return waitGrowth(func() (int, error) { return s.held(n) }, want, timeout, stall, 10*time.Millisecond)
+}
+
+// waitGrowth polls read every poll until it counts want, or makes no
+// progress for stall, or timeout passes. It returns the last count, the
+// time it last grew and whether it got there.
+func waitGrowth(read func() (int, error), want int, timeout, stall, poll time.Duration) (count int, last time.Time, ok bool) {
 	start := time.Now()
 	last = start
 	for {
-		c, err := s.held(n)
+		c, err := read()
 		now := time.Now()
 		if err == nil && c > count {
 			count, last = c, now
@@ -323,7 +329,7 @@ func waitSynced(s stack, n, want int, timeout, stall time.Duration) (count int, 
 		if now.Sub(start) > timeout || now.Sub(last) > stall {
 			return count, last, false
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(poll)
 	}
 }
 
