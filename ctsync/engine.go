@@ -72,9 +72,12 @@ type Engine struct {
 	malformed map[string]uint64
 	lastPeer  time.Time
 	resyncAt  time.Time // pending overrun resync (zero: none)
-	purgeAt   time.Time // pending purge (zero: none)
-	injectQ   []injectItem
-	lastComm  CommitResult
+	// resyncAsked is when the pending resync was first asked for: later
+	// gaps push resyncAt back, but not past resyncDeferFactor delays after.
+	resyncAsked time.Time
+	purgeAt     time.Time // pending purge (zero: none)
+	injectQ     []injectItem
+	lastComm    CommitResult
 	// clears counts Cache.Clear calls (Flush, SetMaster): a walk that
 	// yielded compares it to notice its table was replaced (walk.go).
 	clears uint64
@@ -257,7 +260,7 @@ func (e *Engine) onEvents(evs []Event) {
 			if ev.Type == EventOverrun {
 				e.st.overruns++
 			}
-			e.resyncAt = now.Add(e.cfg.OverrunResyncDelay)
+			e.deferResyncLocked(now)
 			continue
 		case EventNew:
 			e.st.evNew++
@@ -624,8 +627,33 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 	}
 }
 
+// resyncDeferFactor bounds how long overruns or gaps in a row (a burst
+// longer than the event socket's buffer, quiet commits one after another)
+// can keep postponing their resync: to this many OverrunResyncDelays after
+// the first. Before, a node overrunning more often than once per delay
+// never dumped its table, and never sent the peer what it had missed.
+const resyncDeferFactor = 10
+
+// deferResyncLocked schedules the resync after an overrun or a gap
+// OverrunResyncDelay from now, so that gaps in a row are answered with one
+// dump after the last, but no later than resyncDeferFactor delays after
+// the first. Callers hold e.mu.
+func (e *Engine) deferResyncLocked(now time.Time) {
+	if e.resyncAt.IsZero() {
+		e.resyncAsked = now
+	}
+	at := now.Add(e.cfg.OverrunResyncDelay)
+	if last := e.resyncAsked.Add(resyncDeferFactor * e.cfg.OverrunResyncDelay); at.After(last) {
+		at = last
+	}
+	e.resyncAt = at
+}
+
 func (e *Engine) scheduleResync(at time.Time) {
 	e.mu.Lock()
+	if e.resyncAt.IsZero() {
+		e.resyncAsked = time.Now()
+	}
 	e.resyncAt = at
 	e.mu.Unlock()
 }

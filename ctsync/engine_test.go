@@ -191,6 +191,47 @@ func TestEngineOverrunResync(t *testing.T) {
 	}
 }
 
+// TestEngineOverrunsInARowResync: a node that overruns again and again,
+// more often than OverrunResyncDelay, still dumps its table (within
+// resyncDeferFactor delays of the first overrun) and sends what the lost
+// events hid, while the overruns go on.
+func TestEngineOverrunsInARowResync(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
+	a := startNode(t, Config{OverrunResyncDelay: delay}, ka, la, nil)
+	b := startNode(t, Config{}, kb, lb, nil)
+	r := rand.New(rand.NewPCG(41, 42))
+	ka.SetSilent(true)
+	for range 200 {
+		ka.Create(randFlow(r))
+	}
+	ka.SetSilent(false)
+	before := a.e.Stats().Resyncs
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(delay / 4)
+		defer tick.Stop()
+		for range 2000 { // bounded: 10 s at most
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				ka.Overrun()
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	waitFor(t, 5*time.Second, "resync while overruns go on", func() error {
+		if n := a.e.Stats().Resyncs; n == before {
+			return fmt.Errorf("no resync yet after %d overruns", a.e.Stats().Overruns)
+		}
+		return sameAs(b.e.Entries(CacheExternal), ka.Snapshot())
+	})
+}
+
 func TestEngineDirectInject(t *testing.T) {
 	_, la, lb := memPair(ModeFTFW)
 	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
