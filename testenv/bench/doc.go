@@ -20,8 +20,9 @@
 // replication bursts, and MillionRun's scenario on fwpaird (replicate,
 // bulk-resync to a rebooted peer within RebootTarget, fail over keeping
 // every flow, judged by the kernel tables). It raises the kernel's global
-// nf_conntrack_max for the run and restores it afterwards, on failure
-// and interrupt too, and says so in its output and the results' note.
+// nf_conntrack_max and nf_conntrack_buckets for the run and restores them
+// afterwards, on failure and interrupt too, and says so in its output and
+// the results' note.
 //
 // Runs alternate between the stacks, each in a freshly built lab so no run
 // inherits state from another. Run drives everything and returns Results;
