@@ -86,6 +86,11 @@ const (
 	// cfInjected marks an internal-cache entry last written by the
 	// daemon itself (an injected peer state), for digest.go's view.
 	cfInjected
+	// cfQueued marks an entry whose key waits in the session's TX queue,
+	// cfQueuedNew one waiting as a new flow (session.go, queueMarks).
+	// Put keeps both.
+	cfQueued
+	cfQueuedNew
 	// cfUsed marks a live slab slot (cache_table.go).
 	cfUsed = 1 << 7
 )
@@ -284,9 +289,34 @@ func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 		c.digAdd(&k, &e)
 	}
 	c.release(old)
-	e.flags |= cfUsed
+	e.flags |= cfUsed | old.flags&(cfQueued|cfQueuedNew)
 	*old = e
 	return false
+}
+
+// markQueued implements queueMarks for the internal cache.
+func (c *Cache) markQueued(ck *ckey, isNew bool) (slot, queued bool) {
+	e := c.at(ck)
+	if e == nil {
+		return false, false
+	}
+	queued = e.flags&cfQueued != 0
+	e.flags |= cfQueued
+	if isNew {
+		e.flags |= cfQueuedNew
+	}
+	return true, queued
+}
+
+// unmarkQueued implements queueMarks for the internal cache.
+func (c *Cache) unmarkQueued(ck *ckey) (queued, isNew bool) {
+	e := c.at(ck)
+	if e == nil || e.flags&cfQueued == 0 {
+		return false, false
+	}
+	isNew = e.flags&cfQueuedNew != 0
+	e.flags &^= cfQueued | cfQueuedNew
+	return true, isNew
 }
 
 // Get returns the state cached for k.

@@ -177,6 +177,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		MaxDatagram: maxDg, Wire: cfg.Wire,
 	}, time.Now())
 	e.sess.expLookup = e.expLookupLocked
+	e.sess.marks = e.internal // Poll looks keys up there (lookupLocked)
 	return e, nil
 }
 

@@ -208,6 +208,30 @@ type Session struct {
 
 	// expLookup returns the state of an expectation key (expect.go).
 	expLookup func(ck *ckey) (x Expect, alive, ok bool)
+	// marks, when set, keeps the TX queue's per-key state in the slots of
+	// the cache Poll's lookup reads (queueMarks); keys without a slot use
+	// txHint.
+	marks queueMarks
+}
+
+// queueMarks keeps which keys wait in the TX queue, and whether as new
+// flows, in the flow cache's own slots (Cache.markQueued), instead of a
+// map beside it. The map cost about 100 bytes and two hashed lookups of
+// the 44-byte key per waiting state, a tenth of a sender's CPU in a burst
+// and most of its memory above the cache itself at a million flows. A key
+// the cache does not hold (a deletion, an expectation) is kept in txHint
+// as before. The cache must not keep a mark when the key leaves the
+// queue's view (DropQueues clears them); losing one (the slot deleted or
+// the cache cleared) only lets the key be queued twice, and the second
+// copy is sent as the cache holds it then, like the first.
+type queueMarks interface {
+	// markQueued marks ck as queued, as a new flow if isNew or already
+	// marked so. slot is false when ck has no slot; queued reports that
+	// it was marked already.
+	markQueued(ck *ckey, isNew bool) (slot, queued bool)
+	// unmarkQueued clears ck's mark and says whether it had one and
+	// whether it was as a new flow.
+	unmarkQueued(ck *ckey) (queued, isNew bool)
 }
 
 // renack is a NACKed gap waiting for its next repetition.
@@ -292,6 +316,14 @@ func (s *Session) Mode() Mode { return s.cfg.Mode }
 func (s *Session) Enqueue(k Key, t MsgType) { s.enqueueCompact(compactKey(&k), t) }
 
 func (s *Session) enqueueCompact(ck ckey, t MsgType) {
+	if s.marks != nil && ck.fam&famExpect == 0 {
+		if slot, queued := s.marks.markQueued(&ck, t == MsgCTNew); slot {
+			if !queued {
+				s.txKeys = append(s.txKeys, ck)
+			}
+			return
+		}
+	}
 	if old, ok := s.txHint[ck]; ok {
 		if old != MsgCTNew {
 			s.txHint[ck] = t
@@ -317,6 +349,11 @@ func (s *Session) Pending() (tx, unacked int) {
 // DropQueues forgets everything queued or waiting for an ACK (flush).
 func (s *Session) DropQueues() {
 	s.txCtl = nil
+	if s.marks != nil {
+		for i := s.txHead; i < len(s.txKeys); i++ {
+			s.marks.unmarkQueued(&s.txKeys[i])
+		}
+	}
 	s.txKeys, s.txHead = nil, 0
 	s.txHint = make(map[ckey]MsgType)
 	s.resetResend()
@@ -398,8 +435,7 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 		}
 		ck := s.txKeys[s.txHead]
 		s.txHead++
-		hint := s.txHint[ck]
-		delete(s.txHint, ck)
+		hint := s.takeHint(&ck)
 		if s.sendObject(&p, &ck, hint, lookup) {
 			n++
 		}
@@ -499,6 +535,25 @@ func (s *Session) sendCtl(p *packer, c ctlItem) {
 	if s.cfg.Mode == ModeFTFW && c.flags&FlagAlive == 0 {
 		s.pushResend(rsItem{seq: seq, ctl: true, c: c})
 	}
+}
+
+// takeHint returns the type ck was queued with and forgets it: CT_NEW if
+// either its mark or txHint says so (a key can be in both after its slot
+// was deleted and created again while it waited).
+func (s *Session) takeHint(ck *ckey) MsgType {
+	t, ok := s.txHint[*ck]
+	if ok {
+		delete(s.txHint, *ck)
+	}
+	if s.marks != nil && ck.fam&famExpect == 0 {
+		if queued, isNew := s.marks.unmarkQueued(ck); queued && (isNew || !ok) {
+			t = MsgCTUpd
+			if isNew {
+				t = MsgCTNew
+			}
+		}
+	}
+	return t
 }
 
 func (s *Session) sendObject(p *packer, ck *ckey, hint MsgType, lookup Lookup) bool {

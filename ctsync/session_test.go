@@ -615,3 +615,101 @@ func TestFTFWSendWindow(t *testing.T) {
 		t.Error("a quiet peer's window was kept: nothing overflowed")
 	}
 }
+
+// TestSessionQueueMarksInCache: with the internal cache keeping the TX
+// queue's marks, a waiting key costs the queue its slice element only
+// (no hint map entry), and every change still reaches the peer: once per
+// key while it waits, as CT_NEW if it was ever queued new, after its slot
+// was deleted and created again, after the queues were dropped, and for
+// keys the cache does not hold.
+func TestSessionQueueMarksInCache(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	cache := NewCache()
+	s := NewSession(SessionConfig{Mode: ModeNotrack}, now)
+	s.marks = cache
+	lookup := func(ck *ckey) (Flow, bool) { return cache.Get(ck.key()) }
+	flow := func(i int) Flow {
+		return Flow{Key: Key{Tuple: Tuple{
+			Src: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), Dst: netip.MustParseAddr("10.9.9.9"),
+			SrcPort: 1000, DstPort: 80, Proto: 6}}, Timeout: 100}
+	}
+	// drain sends the queue and returns what went out, by key.
+	drain := func() map[Key][]MsgType {
+		t.Helper()
+		out := map[Key][]MsgType{}
+		for range 100 {
+			ds, _ := s.Poll(now, lookup, 0)
+			for _, d := range ds {
+				for rest := d; len(rest) > 0; {
+					m, r, err := NextMessage(rest)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rest = r
+					if m.Type != MsgCTNew && m.Type != MsgCTUpd && m.Type != MsgCTDel {
+						continue
+					}
+					f, err := s.cfg.Wire.DecodeFlow(m.Payload)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out[f.Key] = append(out[f.Key], m.Type)
+				}
+			}
+			if tx, _ := s.Pending(); tx == 0 {
+				return out
+			}
+		}
+		t.Fatal("the queue does not drain")
+		return nil
+	}
+
+	const n = 1000
+	for i := range n {
+		f := flow(i)
+		cache.Put(&f, now)
+		s.Enqueue(f.Key, MsgCTNew)
+		f.Timeout = 200
+		cache.Put(&f, now) // an update while it waits keeps the mark
+		s.Enqueue(f.Key, MsgCTUpd)
+	}
+	if len(s.txHint) != 0 || len(s.txKeys) != n {
+		t.Fatalf("%d cached keys queued twice: %d hint map entries, %d queue elements; want 0 and %d", n, len(s.txHint), len(s.txKeys), n)
+	}
+	out := drain()
+	for i := range n {
+		if got := out[flow(i).Key]; !slices.Equal(got, []MsgType{MsgCTNew}) {
+			t.Fatalf("key %d sent as %v, want one CT_NEW", i, got)
+		}
+	}
+
+	f0, f1, f2 := flow(0), flow(1), flow(2)
+	// Queued, dropped (a flush), changed: queued again.
+	s.Enqueue(f1.Key, MsgCTUpd)
+	s.DropQueues()
+	f1.Timeout = 300
+	cache.Put(&f1, now)
+	s.Enqueue(f1.Key, MsgCTUpd)
+	// Deleted and created again while waiting: still sent, as new.
+	s.Enqueue(f0.Key, MsgCTUpd)
+	cache.Delete(f0.Key)
+	s.Enqueue(f0.Key, MsgCTDel)
+	cache.Put(&f0, now)
+	s.Enqueue(f0.Key, MsgCTNew)
+	// Not in the cache: sent as a deletion.
+	cache.Delete(f2.Key)
+	s.Enqueue(f2.Key, MsgCTDel)
+	out = drain()
+	if got := out[f0.Key]; len(got) == 0 || !slices.Contains(got, MsgCTNew) {
+		t.Errorf("re-created key sent as %v, want a CT_NEW", got)
+	}
+	if got := out[f1.Key]; !slices.Equal(got, []MsgType{MsgCTUpd}) {
+		t.Errorf("key queued after DropQueues sent as %v, want one CT_UPD", got)
+	}
+	if got := out[f2.Key]; !slices.Equal(got, []MsgType{MsgCTDel}) {
+		t.Errorf("deleted key sent as %v, want one CT_DEL", got)
+	}
+	if len(s.txHint) != 0 {
+		t.Errorf("%d hint map entries left after draining", len(s.txHint))
+	}
+}
