@@ -76,7 +76,7 @@ type Engine struct {
 	// gaps push resyncAt back, but not past resyncDeferFactor delays after.
 	resyncAsked time.Time
 	purgeAt     time.Time // pending purge (zero: none)
-	injectQ     []injectItem
+	injectQ     injectQueue
 	lastComm    CommitResult
 	// clears counts Cache.Clear calls (Flush, SetMaster): a walk that
 	// yielded compares it to notice its table was replaced (walk.go).
@@ -103,11 +103,6 @@ type Engine struct {
 	// readiness and split-brain adoption (readiness.go, adopt.go)
 	askedAt, lastData, adoptedAt, adoptUntil time.Time
 	answerSeen                               map[ckey]struct{}
-}
-
-type injectItem struct {
-	f   Flow
-	del bool
 }
 
 type counters struct {
@@ -478,7 +473,7 @@ func (e *Engine) handleDatagram(link int, d []byte) (injectFull bool) {
 			continue
 		}
 		e.noteAnswerLocked(&f.Key, now)
-		if e.acceptLocked(now, m.Type == MsgCTDel, &f) {
+		if e.acceptLocked(now, m.Type == MsgCTDel, &f, m.Payload) {
 			inject = true
 		}
 	}
@@ -507,6 +502,7 @@ func (e *Engine) handleDatagram(link int, d []byte) (injectFull bool) {
 const injectCoalesce = 2 * time.Millisecond
 
 func (e *Engine) injectLoop(ctx context.Context) error {
+	var spare injectQueue // the last batch's memory, for the next
 	coalesce := time.NewTimer(0)
 	<-coalesce.C
 	for {
@@ -525,14 +521,16 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 		for {
 			e.mu.Lock()
 			q := e.injectQ
-			e.injectQ = nil
+			e.injectQ = spare
 			xq := e.takeExpQueueLocked()
 			e.mu.Unlock()
 			e.wake(e.injectRoom)
-			if len(q) == 0 && len(xq) == 0 {
+			if q.len() == 0 && len(xq) == 0 {
+				spare = q.emptied()
 				break
 			}
-			e.inject(ctx, q)
+			e.inject(ctx, &q)
+			spare = q.emptied()
 			if len(xq) > 0 {
 				e.injectExpects(ctx, xq) // after their masters
 			}
@@ -541,9 +539,10 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 }
 
 // inject writes received states into the kernel, keeping their order per
-// key by splitting the batch where a create/update and a delete alternate.
-func (e *Engine) inject(ctx context.Context, q []injectItem) {
-	var ups []Flow
+// key by splitting the batch where a create/update and a delete alternate,
+// and in chunks of injectChunk, so that only a chunk is ever decoded.
+func (e *Engine) inject(ctx context.Context, q *injectQueue) {
+	ups := make([]Flow, 0, min(q.len(), injectChunk))
 	var dels []Key
 	flush := func() {
 		var res CommitResult
@@ -557,19 +556,29 @@ func (e *Engine) inject(ctx context.Context, q []injectItem) {
 			e.injectForget(dels)
 			e.countInject(res, err)
 		}
+		clear(ups) // no Labels or Helper kept alive until the next chunk
 		ups, dels = ups[:0], dels[:0]
 	}
-	for i := range q {
-		if q[i].del {
+	for i := range q.items {
+		f, err := e.cfg.Wire.DecodeFlow(q.payload(i))
+		if err != nil {
+			// Decoded once already when it arrived: cannot happen.
+			e.log.Error("inject queue holds a state that does not decode", "err", err)
+			continue
+		}
+		if q.items[i].del {
 			if len(ups) > 0 {
 				flush()
 			}
-			dels = append(dels, q[i].f.Key)
+			dels = append(dels, f.Key)
 		} else {
 			if len(dels) > 0 {
 				flush()
 			}
-			ups = append(ups, q[i].f)
+			ups = append(ups, f)
+		}
+		if len(ups)+len(dels) >= injectChunk {
+			flush()
 		}
 	}
 	flush()

@@ -47,7 +47,9 @@ func (e *Engine) rejectName(r string) { e.malformed[r]++ }
 // acceptLocked validates one decoded, in-sequence state and applies it
 // (external cache) or queues it (direct inject). It reports whether the
 // injector must be woken.
-func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
+//
+// payload is f's wire encoding, which the inject queue keeps (injectqueue.go).
+func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow, payload []byte) bool {
 	var err error
 	if del {
 		err = validateKey(&f.Key)
@@ -72,12 +74,12 @@ func (e *Engine) acceptLocked(now time.Time, del bool, f *Flow) bool {
 	e.digestSeenLocked(f, del)
 	// adoptUntil: a healed split brain's late states go in too (adopt.go).
 	if e.cfg.DirectInject && !e.holdInject || now.Before(e.adoptUntil) {
-		if len(e.injectQ) >= e.cfg.InjectQueueLimit {
+		if e.injectQ.len() >= e.cfg.InjectQueueLimit {
 			e.rejectName(ReasonInjectQueueFull)
 			e.lossResync = true
 			return true
 		}
-		e.injectQ = append(e.injectQ, injectItem{f: *f, del: del})
+		e.injectQ.push(payload, del)
 		return true
 	}
 	if del {
@@ -114,7 +116,7 @@ func injectHighWater(cfg *Config) int {
 // injectFullLocked reports whether the inject queue is past its
 // high-water mark. Callers hold e.mu.
 func (e *Engine) injectFullLocked() bool {
-	return e.injectHigh > 0 && len(e.injectQ) > e.injectHigh
+	return e.injectHigh > 0 && e.injectQ.len() > e.injectHigh
 }
 
 // waitInjectRoom waits until the inject queue is below its high-water
@@ -216,7 +218,7 @@ func (e *Engine) maintainLimits(now time.Time) {
 	}
 	e.mu.Lock()
 	want := e.lossResync && now.Sub(e.lastLossResync) >= lossResyncEvery &&
-		e.external.Len() < e.cfg.ExternalLimit*9/10 && len(e.injectQ) < e.cfg.InjectQueueLimit/2
+		e.external.Len() < e.cfg.ExternalLimit*9/10 && e.injectQ.len() < e.cfg.InjectQueueLimit/2
 	if want {
 		e.lossResync = false
 		e.lastLossResync = now

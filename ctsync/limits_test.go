@@ -138,7 +138,7 @@ func TestEngineInjectBackPressure(t *testing.T) {
 	// water mark and the receiver stops there.
 	waitFor(t, 5*time.Second, "receiver held back", func() error {
 		n.e.mu.Lock()
-		q := len(n.e.injectQ)
+		q := n.e.injectQ.len()
 		n.e.mu.Unlock()
 		if q < limit/2 {
 			return fmt.Errorf("inject queue %d", q)
@@ -146,7 +146,7 @@ func TestEngineInjectBackPressure(t *testing.T) {
 		return nil
 	})
 	n.e.mu.Lock()
-	q := len(n.e.injectQ)
+	q := n.e.injectQ.len()
 	n.e.mu.Unlock()
 	if q > limit {
 		t.Fatalf("inject queue %d beyond its bound %d", q, limit)

@@ -47,15 +47,15 @@ func FuzzReceivePath(f *testing.F) {
 
 			e.mu.Lock()
 			q := e.injectQ
-			e.injectQ = nil
+			e.injectQ = injectQueue{}
 			ext := e.flowsLocked(e.external, nil)
 			extHas := e.external.Has(next.Key)
 			moved := lastBefore != 1000
 			e.mu.Unlock()
-			if len(q) > 64 || len(ext) > 64 {
-				t.Fatalf("bounds: inject queue %d, external %d", len(q), len(ext))
+			if q.len() > 64 || len(ext) > 64 {
+				t.Fatalf("bounds: inject queue %d, external %d", q.len(), len(ext))
 			}
-			e.inject(context.Background(), q)
+			e.inject(context.Background(), &q)
 			caps := DefaultMaxTimeouts()
 			for _, f := range ext {
 				if err := validateFlow(&f, &caps); err != nil {

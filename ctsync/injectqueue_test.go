@@ -1,0 +1,68 @@
+package ctsync
+
+import (
+	"context"
+	"testing"
+
+	"github.com/fwpair/fwpair/ctsync/ctsynctest"
+)
+
+// TestInjectQueueOrderAcrossChunks: the injector decodes and writes the
+// queue a chunk at a time; a key created, deleted and created again across
+// a chunk boundary ends as its last state, and every other queued state is
+// in the kernel as it was received.
+func TestInjectQueueOrderAcrossChunks(t *testing.T) {
+	k := ctsynctest.NewKernel()
+	var net MemNetwork
+	_, y := net.NewMemLink("inject", 1472)
+	e, err := New(Config{DirectInject: true}, Options{Kernel: k, Channels: []Channel{y}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o WireOptions
+	var q injectQueue
+	push := func(f *Flow, t MsgType) {
+		b, err := o.AppendCT(nil, t, 0, 1, f)
+		if err != nil {
+			panic(err)
+		}
+		m, _, err := NextMessage(b)
+		if err != nil {
+			panic(err)
+		}
+		q.push(m.Payload, t == MsgCTDel)
+	}
+	n := keepInjectMem + 100 // several chunks, more than the queue keeps
+	want := map[Key]Flow{}
+	f0 := flowN(0)
+	for i := range n {
+		switch i {
+		case injectChunk - 2: // key 0 created, deleted and created again
+			f0.Timeout = 111
+			push(&f0, MsgCTNew)
+		case injectChunk - 1:
+			push(&f0, MsgCTDel)
+		case injectChunk:
+			f0.Timeout = 222
+			push(&f0, MsgCTNew)
+			want[f0.Key] = f0
+		default:
+			f := flowN(i + 10)
+			push(&f, MsgCTNew)
+			want[f.Key] = f
+		}
+	}
+	e.inject(context.Background(), &q)
+	got := k.Snapshot()
+	if len(got) != len(want) {
+		t.Fatalf("kernel holds %d entries, want %d", len(got), len(want))
+	}
+	for key, f := range want {
+		if g, ok := got[key]; !ok || g.Timeout != f.Timeout {
+			t.Fatalf("%v: kernel holds %+v (present %v), want timeout %d", key, g, ok, f.Timeout)
+		}
+	}
+	if r := q.emptied(); r.len() != 0 || cap(r.items) != 0 {
+		t.Errorf("a queue of %d states kept its memory (cap %d) past keepInjectMem %d", n, cap(r.items), keepInjectMem)
+	}
+}
