@@ -31,7 +31,8 @@
 //	recvLoop ×links  Channel.Recv→handleDatagram  one datagram: FTFW receive, apply/queue
 //	                                         (then waits while the inject queue is past its mark)
 //	txLoop           Session.Poll→sendAll    ≤512 messages per hold, sends without it
-//	injectLoop       injectQ→Kernel.Commit   taking the queue; the write runs without it
+//	injectLoop       injectQ→Kernel.Commit   taking the queue; decoding its payloads and the
+//	                                         writes (4096 at a time) run without it
 //	maintLoop        every 100 ms            timers: overrun resync, purge, link failover,
 //	                                         bounds (limits.go), convergence (converge.go)
 //	bulkLoop         peer-requested bulks    a walk (see below), ≤1 per second
@@ -194,7 +195,8 @@
 //
 //	engine.go           Engine: Run and its loops, Commit, Flush, status
 //	walk.go             whole-table walks in chunks that release the engine lock
-//	session.go          the FTFW session (sequence, ACK/NACK, resend queue)
+//	session.go          the FTFW session (sequence, ACK/NACK, resend queue;
+//	                    the TX queue's marks live in the cache's slots)
 //	notrack.go          the NOTRACK session
 //	seqsanity.go        FTFW receive-sequence sanity (restarts, replays)
 //	wire.go             the conntrackd 1.4.7 message codec
@@ -212,6 +214,7 @@
 //	converge.go         a returning BACKUP deletes what the peer no longer has
 //	digest.go, cache_digest.go  the optional consistency check
 //	eventfilter.go      the injector records what it wrote (instead of the echo)
+//	injectqueue.go      the direct-inject queue: wire payloads, no pointers
 //	commitquiet.go      Commit without its own events; EventGap reconciles
 //	adapters_linux.go   the ctnetlink adapters implement the engine's interfaces
 //
