@@ -322,11 +322,16 @@ func (c *Cache) unmarkQueued(ck *ckey) (queued, isNew bool) {
 // Get returns the state cached for k.
 func (c *Cache) Get(k Key) (Flow, bool) {
 	ck := compactKey(&k)
-	e := c.at(&ck)
+	return c.getCK(&ck)
+}
+
+// getCK is Get by compact key.
+func (c *Cache) getCK(ck *ckey) (Flow, bool) {
+	e := c.at(ck)
 	if e == nil {
 		return Flow{}, false
 	}
-	return c.flowOf(&ck, e), true
+	return c.flowOf(ck, e), true
 }
 
 // Has reports whether k is cached.

@@ -315,7 +315,7 @@ func (e *Engine) onEvents(evs []Event) {
 	}
 }
 
-func (e *Engine) lookupLocked(ck *ckey) (Flow, bool) { return e.internal.Get(ck.key()) }
+func (e *Engine) lookupLocked(ck *ckey) (Flow, bool) { return e.internal.getCK(ck) }
 
 func (e *Engine) txLoop(ctx context.Context) error {
 	t := time.NewTimer(0)
