@@ -83,10 +83,10 @@ func (c *SessionConfig) defaults() {
 // remembered for retransmission (about 100 bytes each).
 const lostKeysMin = 1 << 16
 
-// keepQueueMem is the largest TX queue (keys) whose memory is kept for
-// reuse once drained. A Go map never shrinks: a bulk send of a million
-// states would otherwise hold the hint map's 60-90 MB for the life of
-// the process.
+// keepQueueMem is the most keys a drained map of the session (the hint
+// map, the lost keys) may have held and still be kept for reuse. A Go map
+// never shrinks: a flush's million deletions would otherwise hold the
+// hint map's 60-90 MB for the life of the process.
 const keepQueueMem = 4096
 
 type helloState uint8
@@ -163,9 +163,10 @@ type Session struct {
 	sayBack bool
 	lastTx  time.Time
 	txCtl   []ctlItem
-	txKeys  []ckey
-	txHead  int
+	txKeys  keyQueue
 	txHint  map[ckey]MsgType
+	// hintPeak is the most keys txHint held since it was last replaced.
+	hintPeak int
 	rs      []rsItem
 	rsHead  int
 	rsLive  int
@@ -319,7 +320,7 @@ func (s *Session) enqueueCompact(ck ckey, t MsgType) {
 	if s.marks != nil && ck.fam&famExpect == 0 {
 		if slot, queued := s.marks.markQueued(&ck, t == MsgCTNew); slot {
 			if !queued {
-				s.txKeys = append(s.txKeys, ck)
+				s.txKeys.push(ck)
 			}
 			return
 		}
@@ -331,7 +332,8 @@ func (s *Session) enqueueCompact(ck ckey, t MsgType) {
 		return
 	}
 	s.txHint[ck] = t
-	s.txKeys = append(s.txKeys, ck)
+	s.hintPeak = max(s.hintPeak, len(s.txHint))
+	s.txKeys.push(ck)
 }
 
 // RequestResync queues a RESYNC request: the peer answers with its whole
@@ -343,19 +345,18 @@ func (s *Session) RequestResync() {
 // Pending returns the number of messages waiting for transmission and of
 // states (not control messages) sent but not yet acknowledged.
 func (s *Session) Pending() (tx, unacked int) {
-	return len(s.txCtl) + len(s.txKeys) - s.txHead, s.rsObj
+	return len(s.txCtl) + s.txKeys.len(), s.rsObj
 }
 
 // DropQueues forgets everything queued or waiting for an ACK (flush).
 func (s *Session) DropQueues() {
 	s.txCtl = nil
 	if s.marks != nil {
-		for i := s.txHead; i < len(s.txKeys); i++ {
-			s.marks.unmarkQueued(&s.txKeys[i])
-		}
+		s.txKeys.each(func(ck *ckey) { s.marks.unmarkQueued(ck) })
 	}
-	s.txKeys, s.txHead = nil, 0
+	s.txKeys.reset()
 	s.txHint = make(map[ckey]MsgType)
+	s.hintPeak = 0
 	s.resetResend()
 	s.renacks = nil
 }
@@ -392,7 +393,7 @@ func (s *Session) resetResend() {
 // Deadline returns when Poll must next be called if nothing else happens.
 func (s *Session) Deadline() time.Time {
 	next := s.lastTx.Add(s.cfg.AliveInterval)
-	if s.txHead < len(s.txKeys) && s.waitingForACKs() {
+	if s.txKeys.len() > 0 && s.waitingForACKs() {
 		// Waiting for ACKs: send anyway once the wait is over.
 		if at := s.lastProgress.Add(windowStall); at.Before(next) {
 			next = at
@@ -428,26 +429,22 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 	if len(s.txCtl) == 0 {
 		s.txCtl = nil
 	}
-	for s.txHead < len(s.txKeys) && budget() {
+	for s.txKeys.len() > 0 && budget() {
 		if s.windowFull(now) {
 			s.stats.WindowWaits++
 			break
 		}
-		ck := s.txKeys[s.txHead]
-		s.txHead++
+		ck := s.txKeys.pop()
 		hint := s.takeHint(&ck)
 		if s.sendObject(&p, &ck, hint, lookup) {
 			n++
 		}
 	}
-	if s.txHead == len(s.txKeys) {
-		s.txKeys, s.txHead = s.txKeys[:0], 0
-		if cap(s.txKeys) > keepQueueMem {
-			// The hint map held as many keys as the queue once did, and
-			// is empty now: give both back.
-			s.txKeys = nil
-			s.txHint = make(map[ckey]MsgType)
-		}
+	if s.txKeys.len() == 0 && s.hintPeak > keepQueueMem {
+		// A Go map never shrinks: the hint map once held many keys (a
+		// flush's deletions) and is empty now: give its memory back.
+		s.txHint = make(map[ckey]MsgType)
+		s.hintPeak = 0
 	}
 	if n == 0 && !now.Before(s.lastTx.Add(s.cfg.AliveInterval)) {
 		if s.cfg.Mode == ModeFTFW && s.ackPending {
@@ -463,7 +460,7 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 		s.lastTx = now
 	}
 	next := s.Deadline()
-	if len(s.txCtl) > 0 || s.txHead < len(s.txKeys) && !s.windowFull(now) {
+	if len(s.txCtl) > 0 || s.txKeys.len() > 0 && !s.windowFull(now) {
 		next = now
 	}
 	return p.out, next

@@ -274,7 +274,7 @@ func TestFTFWConvergesUnderLoss(t *testing.T) {
 			if !healed {
 				for i, n := range p.nodes {
 					tx, un := n.s.Pending()
-					t.Logf("node %d: tx %d unacked %d rsLive %d ctl %d keys %d lastRecv %d rxInit %v ackPending %v seq %d hello %d", i, tx, un, n.s.rsLive, len(n.s.txCtl), len(n.s.txKeys)-n.s.txHead, n.s.lastRecv, n.s.rxInit, n.s.ackPending, n.s.seq, n.s.hello)
+					t.Logf("node %d: tx %d unacked %d rsLive %d ctl %d keys %d lastRecv %d rxInit %v ackPending %v seq %d hello %d", i, tx, un, n.s.rsLive, len(n.s.txCtl), n.s.txKeys.len(), n.s.lastRecv, n.s.rxInit, n.s.ackPending, n.s.seq, n.s.hello)
 					for j := n.s.rsHead; j < len(n.s.rs) && j < n.s.rsHead+5; j++ {
 						t.Logf("  rs %+v", n.s.rs[j])
 					}
@@ -673,8 +673,8 @@ func TestSessionQueueMarksInCache(t *testing.T) {
 		cache.Put(&f, now) // an update while it waits keeps the mark
 		s.Enqueue(f.Key, MsgCTUpd)
 	}
-	if len(s.txHint) != 0 || len(s.txKeys) != n {
-		t.Fatalf("%d cached keys queued twice: %d hint map entries, %d queue elements; want 0 and %d", n, len(s.txHint), len(s.txKeys), n)
+	if len(s.txHint) != 0 || s.txKeys.len() != n {
+		t.Fatalf("%d cached keys queued twice: %d hint map entries, %d queue elements; want 0 and %d", n, len(s.txHint), s.txKeys.len(), n)
 	}
 	out := drain()
 	for i := range n {
