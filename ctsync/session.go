@@ -167,10 +167,10 @@ type Session struct {
 	txHint  map[ckey]MsgType
 	// hintPeak is the most keys txHint held since it was last replaced.
 	hintPeak int
-	rs      []rsItem
-	rsHead  int
-	rsLive  int
-	rsObj   int // live object items (not control) in the resend queue
+	rs       []rsItem
+	rsHead   int
+	rsLive   int
+	rsObj    int // live object items (not control) in the resend queue
 	// sendWindow is the most messages sent after the newest one the peer
 	// ACKed (ackedTo) before Poll waits for an ACK; lastProgress is when
 	// the peer last ACKed or NACKed (zero: never, no flow control yet).
