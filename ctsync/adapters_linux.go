@@ -9,5 +9,6 @@ var (
 	_ Kernel         = (*ctnetlink.LinuxKernel)(nil)
 	_ ownRecorder    = (*ctnetlink.LinuxKernel)(nil)
 	_ quietCommitter = (*ctnetlink.LinuxKernel)(nil)
+	_ subscriber     = (*ctnetlink.LinuxKernel)(nil)
 	_ ExpectKernel   = (*ctnetlink.LinuxExpect)(nil)
 )

@@ -39,7 +39,8 @@
 //	refreshLoop      refresh passes          walks; the kernel dump runs without it
 //	digestLoop       MASTER digests          O(1): digests are kept per change
 //	expEventsLoop    expectation events      one batch (only with an ExpectKernel)
-//	start-up         initial resync, RESYNC  a walk; then closes Ready
+//	start-up         initial resync, RESYNC  a walk; then closes Ready (the dump waits for
+//	                                         the event subscription, Subscribed)
 //
 // The API (Commit, Flush, SetMaster, SetFilter, Resync, BulkSend,
 // RequestResync, SchedulePurge, AdoptPeer, Status, Stats, Entries,
@@ -126,6 +127,9 @@
 // (conntrackd -R; BulkSend follows it on a new master). After a netlink
 // overrun the engine runs the same dump and also queues every difference
 // to the peer (new, changed and gone entries), since events were lost.
+// It runs OverrunResyncDelay after the last overrun, so a storm gets one
+// dump, but no later than ten delays after the first, so a storm that
+// never pauses still gets one.
 // Commit writes the external cache to
 // the kernel in one batched Kernel.Commit with the remaining timeouts.
 // Kernel events flagged Own (the daemon's own writes) update the internal

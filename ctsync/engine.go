@@ -229,6 +229,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	g.Go(func() error {
 		<-evStarted
+		// The start-up dump must not run before the event subscription:
+		// a flow created between the two would be neither in the dump nor
+		// reported, and never replicated until it changed.
+		if s, ok := e.kernel.(subscriber); ok {
+			select {
+			case <-s.Subscribed():
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		res, err := e.resync(ctx, false)
 		if err != nil && ctx.Err() == nil {
 			e.log.Warn("initial kernel dump failed; retrying as overrun resync", "err", err)
@@ -244,6 +254,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	})
 	return g.Wait()
 }
+
+// subscriber is a Kernel whose Events joins the event groups some time
+// after it is called (ctnetlink.LinuxKernel); Subscribed is closed once it
+// has. A Kernel without it reports every change made after Events is
+// called.
+type subscriber interface{ Subscribed() <-chan struct{} }
 
 func (e *Engine) onEvents(evs []Event) {
 	now := time.Now()

@@ -122,7 +122,11 @@ type LinuxKernel struct {
 
 	ev        *nlSocket
 	listening atomic.Bool
-	evBufSize int // guarded by listening
+	// subscribed is closed once the first Events has joined the event
+	// groups (Subscribed).
+	subscribed     chan struct{}
+	subscribedOnce sync.Once
+	evBufSize      int // guarded by listening
 	// gap is set by CommitQuiet after it has joined the NEW and UPDATE
 	// groups again; the event loop turns it into an EventGap.
 	gap atomic.Bool
@@ -169,7 +173,8 @@ func NewKernel(opts KernelOptions) (*LinuxKernel, error) {
 		opts.DefaultTimeout = 60
 	}
 	k := &LinuxKernel{
-		opts: opts,
+		opts:       opts,
+		subscribed: make(chan struct{}),
 		enc: nlEncodeOptions{
 			tcpWindowTracking: opts.TCPWindowTracking,
 			defaultTimeout:    opts.DefaultTimeout,
@@ -605,6 +610,12 @@ func (k *LinuxKernel) drainDump(ctx context.Context) error {
 	return nil
 }
 
+// Subscribed returns a channel that is closed once Events has joined the
+// event groups: a change made after that is reported. A caller that dumps
+// the table to start from waits for it, so that nothing created between
+// its dump and the subscription goes unseen.
+func (k *LinuxKernel) Subscribed() <-chan struct{} { return k.subscribed }
+
 // Events subscribes to conntrack NEW, UPDATE and DESTROY events and hands
 // them to sink in batches (one batch per recvmmsg, up to 128 events) until
 // ctx ends, then returns nil. The slice is valid only during the call: the
@@ -638,6 +649,7 @@ func (k *LinuxKernel) Events(ctx context.Context, sink func([]Event)) error {
 		return fmt.Errorf("ctnetlink: join event groups: %w", err)
 	}
 	defer func() { _ = k.ev.setGroups(false, groups...) }()
+	k.subscribedOnce.Do(func() { close(k.subscribed) })
 
 	own := k.w.portID
 	evs := make([]Event, 0, nlEventVlen)
