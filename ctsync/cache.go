@@ -275,18 +275,23 @@ func (c *Cache) each(fn func(k *ckey, e *centry) bool) {
 // Put inserts or replaces the state of f; it reports whether the entry is new.
 func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 	k := compactKey(&f.Key)
+	return c.putCK(&k, f, now)
+}
+
+// putCK is Put with f's compact key k.
+func (c *Cache) putCK(k *ckey, f *Flow, now time.Time) (created bool) {
 	e := c.pack(f, now)
-	old := c.at(&k)
+	old := c.at(k)
 	if old == nil {
 		if c.dig != nil {
-			c.digAdd(&k, &e)
+			c.digAdd(k, &e)
 		}
-		c.insert(&k, e)
+		c.insert(k, e)
 		return true
 	}
 	if c.dig != nil {
-		c.digRemove(&k, old)
-		c.digAdd(&k, &e)
+		c.digRemove(k, old)
+		c.digAdd(k, &e)
 	}
 	c.release(old)
 	e.flags |= cfUsed | old.flags&(cfQueued|cfQueuedNew)

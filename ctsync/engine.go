@@ -308,12 +308,13 @@ func (e *Engine) onEvents(evs []Event) {
 			}
 			continue
 		}
+		ck := compactKey(&f.Key)
 		if ev.Type == EventUpdate {
-			if old, ok := e.internal.Get(f.Key); ok {
+			if old, ok := e.internal.getCK(&ck); ok {
 				mergeUpdate(f, &old)
 			}
 		}
-		created := e.internal.Put(f, now)
+		created := e.internal.putCK(&ck, f, now)
 		if ev.Own {
 			e.internal.markInjected(&f.Key)
 			continue
@@ -322,7 +323,7 @@ func (e *Engine) onEvents(evs []Event) {
 		if created {
 			t = MsgCTNew
 		}
-		e.sess.Enqueue(f.Key, t)
+		e.sess.enqueueCompact(ck, t)
 		queued = true
 	}
 	e.mu.Unlock()
@@ -541,12 +542,12 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 			xq := e.takeExpQueueLocked()
 			e.mu.Unlock()
 			e.wake(e.injectRoom)
-			if q.len() == 0 && len(xq) == 0 {
-				spare = q.emptied()
-				break
-			}
+			idle := q.len() == 0 && len(xq) == 0
 			e.inject(ctx, &q)
 			spare = q.emptied()
+			if idle {
+				break
+			}
 			if len(xq) > 0 {
 				e.injectExpects(ctx, xq) // after their masters
 			}
@@ -665,23 +666,26 @@ const resyncDeferFactor = 10
 // dump after the last, but no later than resyncDeferFactor delays after
 // the first. Callers hold e.mu.
 func (e *Engine) deferResyncLocked(now time.Time) {
-	if e.resyncAt.IsZero() {
-		e.resyncAsked = now
-	}
 	at := now.Add(e.cfg.OverrunResyncDelay)
+	e.setResyncLocked(now, at)
 	if last := e.resyncAsked.Add(resyncDeferFactor * e.cfg.OverrunResyncDelay); at.After(last) {
-		at = last
+		e.resyncAt = last
 	}
-	e.resyncAt = at
 }
 
 func (e *Engine) scheduleResync(at time.Time) {
 	e.mu.Lock()
+	e.setResyncLocked(time.Now(), at)
+	e.mu.Unlock()
+}
+
+// setResyncLocked sets the pending resync to at, noting now as when it was
+// first asked for if none was pending. Callers hold e.mu.
+func (e *Engine) setResyncLocked(now, at time.Time) {
 	if e.resyncAt.IsZero() {
-		e.resyncAsked = time.Now()
+		e.resyncAsked = now
 	}
 	e.resyncAt = at
-	e.mu.Unlock()
 }
 
 // ResyncResult counts what a resync from the kernel changed.

@@ -174,11 +174,11 @@ func Run(opts Options) (*Results, error) {
 			f.CommitEntries, f.CommitMS, f.CommitVsVIPsMS, f.SyncedFlows, f.Seconds, firstLine(f.Error))
 	}
 	sc := opts.Scale
-	restoreMax, err := e.withConntrackMax(res)
+	restoreTable, err := e.withConntrackTable(res)
 	if err != nil {
 		return nil, err
 	}
-	defer restoreMax()
+	defer restoreTable()
 
 	for i := range sc.KernelReps {
 		for _, l := range []bool{false, true} {

@@ -91,7 +91,7 @@ const (
 )
 
 // raiseSysctl sets the global integer at path to at least want and
-// returns the function that puts the old value back (idempotent).
+// returns the function that puts the old value back.
 func raiseSysctl(path string, want int) (old int, restore func() error, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -107,15 +107,10 @@ func raiseSysctl(path string, want int) (old int, restore func() error, err erro
 	if err := os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644); err != nil {
 		return old, nil, fmt.Errorf("raise %s to %d: %w", path, want, err)
 	}
-	var once sync.Once
-	var rerr error
-	return old, func() error {
-		once.Do(func() { rerr = os.WriteFile(path, []byte(strconv.Itoa(old)), 0o644) })
-		return rerr
-	}, nil
+	return old, func() error { return os.WriteFile(path, []byte(strconv.Itoa(old)), 0o644) }, nil
 }
 
-// withConntrackMax raises nf_conntrack_max for a run at scale sc when it
+// withConntrackTable raises nf_conntrack_max for a run at scale sc when it
 // needs more than the kernel allows (a million flows in each firewall
 // plus the sessions and some slack), registering the restore with the
 // janitor so an interrupt restores it too. The returned function
@@ -129,7 +124,7 @@ func raiseSysctl(path string, want int) (old int, restore func() error, err erro
 // against 8.9 s, same tree). An operator running a million connections
 // sizes the table for them; the kernel rows of the run are measured on
 // the same table.
-func (e *env) withConntrackMax(res *Results) (func(), error) {
+func (e *env) withConntrackTable(res *Results) (func(), error) {
 	want := e.scale.Flows + e.scale.Flows/10 + 10_000
 	var restores []func()
 	done := func() {
