@@ -91,6 +91,10 @@ const (
 	// Put keeps both.
 	cfQueued
 	cfQueuedNew
+	// cfSeen marks an internal-cache entry the resync under way found in
+	// the kernel's dump (engine.go, resyncOnce); the sweep at its end
+	// clears every mark. Put drops it: an event's key is in e.touched.
+	cfSeen
 	// cfUsed marks a live slab slot (cache_table.go).
 	cfUsed = 1 << 7
 )
@@ -280,7 +284,13 @@ func (c *Cache) Put(f *Flow, now time.Time) (created bool) {
 
 // putCK is Put with f's compact key k.
 func (c *Cache) putCK(k *ckey, f *Flow, now time.Time) (created bool) {
+	return c.putFlagged(k, f, now, 0)
+}
+
+// putFlagged is putCK that also sets the marks in flags (cfSeen).
+func (c *Cache) putFlagged(k *ckey, f *Flow, now time.Time, flags uint8) (created bool) {
 	e := c.pack(f, now)
+	e.flags |= flags
 	old := c.at(k)
 	if old == nil {
 		if c.dig != nil {

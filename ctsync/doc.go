@@ -127,6 +127,11 @@
 // (conntrackd -R; BulkSend follows it on a new master). After a netlink
 // overrun the engine runs the same dump and also queues every difference
 // to the peer (new, changed and gone entries), since events were lost.
+// The dump is merged as it is read (Kernel.DumpEach, one batch per hold
+// of e.mu); an entry it has is marked in its cache slot (cfSeen), and a
+// sweep at the end removes the unmarked ones and clears the marks, so a
+// resync never holds the table twice (at 1,000,000 entries, a dump as
+// one slice and its map of seen keys were 660 MB).
 // It runs OverrunResyncDelay after the last overrun, so a storm gets one
 // dump, but no later than ten delays after the first, so a storm that
 // never pauses still gets one.

@@ -707,20 +707,22 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 	e.resyncMu.Lock()
 	defer e.resyncMu.Unlock()
 	start := time.Now()
-	e.mu.Lock()
-	e.touched = make(map[ckey]struct{})
-	e.mu.Unlock()
-	flows, err := e.kernel.Dump(ctx)
-	if err != nil {
-		e.mu.Lock()
-		e.touched = nil
-		e.st.resyncErrors++
-		e.mu.Unlock()
-		return ResyncResult{}, fmt.Errorf("ctsync: resync: %w", err)
+	var res ResyncResult
+	for attempt := 1; ; attempt++ {
+		var err error
+		res, err = e.resyncOnce(ctx, send, attempt < resyncAttempts)
+		if errors.Is(err, errCacheCleared) {
+			continue
+		}
+		if err != nil {
+			e.mu.Lock()
+			e.st.resyncErrors++
+			e.mu.Unlock()
+			return ResyncResult{}, fmt.Errorf("ctsync: resync: %w", err)
+		}
+		break
 	}
 	e.mu.Lock()
-	res := e.mergeDumpLocked(flows, time.Now(), send)
-	e.touched = nil
 	res.Entries = e.internal.Len()
 	e.st.resyncs++
 	e.mu.Unlock()
@@ -731,88 +733,134 @@ func (e *Engine) resync(ctx context.Context, send bool) (ResyncResult, error) {
 	return res, nil
 }
 
-// mergeDumpLocked puts a kernel dump into the internal cache and removes
-// the entries the dump does not have; with send it queues every difference
-// for the peer. Keys in e.touched (kernel events and injections since the
-// dump began, including those that arrive while the merge yields) keep the
-// state those gave. It yields (walk.go); a Flush of the internal cache in
-// between restarts the merge, so the result is the dump's table as if the
-// flush came first. Callers hold e.mu.
-func (e *Engine) mergeDumpLocked(flows []Flow, now time.Time, send bool) ResyncResult {
+// resyncAttempts bounds how many times a resync starts its dump again
+// because the internal cache was cleared (Flush, SetMaster) while it ran;
+// the last attempt stops merging at the clear and finishes with what the
+// new table got from events since.
+const resyncAttempts = 3
+
+// errCacheCleared ends a dump whose merge saw the internal cache cleared.
+var errCacheCleared = errors.New("the internal cache was cleared during the merge")
+
+// resyncOnce merges a kernel dump into the internal cache as the dump is
+// read, one batch per hold of e.mu (and it yields, walk.go), so a resync
+// holds one batch of the table in memory, not the whole table. Each entry
+// the dump has is marked cfSeen; the sweep after the dump removes the
+// unmarked ones and clears the marks. Keys in e.touched (kernel events and
+// injections since the dump began) keep the state those gave. With retry,
+// a clear of the internal cache during the merge ends the attempt with
+// errCacheCleared.
+func (e *Engine) resyncOnce(ctx context.Context, send, retry bool) (ResyncResult, error) {
 	var res ResyncResult
-	for attempt := 0; ; attempt++ {
-		res = ResyncResult{}
-		retry := attempt < 3
-		seen := make(map[ckey]struct{}, len(flows))
-		w := e.newWalker()
-		complete := true
+	e.mu.Lock()
+	e.touched = make(map[ckey]struct{})
+	w := e.newWalker()
+	e.mu.Unlock()
+	stopped := false // the cache was cleared on the last attempt
+	err := e.kernel.DumpEach(ctx, func(flows []Flow) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		now := time.Now()
 		for i := range flows {
+			if stopped {
+				return nil
+			}
 			if !w.step() {
-				complete = false
-				break
-			}
-			f := &flows[i]
-			if e.filter != nil && !e.filter.Accept(f) {
-				continue
-			}
-			ck := compactKey(&f.Key)
-			if _, ok := e.touched[ck]; ok {
-				continue
-			}
-			seen[ck] = struct{}{}
-			if c, ok := e.internal.entry(ck); ok && c.flags&cfInjected != 0 && !e.holdInject {
-				// On a BACKUP, the peer's state written here by the
-				// injector: the dump shows it as the kernel keeps it (its
-				// own status bits), which is no news to send back, and it
-				// stays flagged for the consistency check's view. (On a
-				// MASTER the kernel's entry is the live one.)
-				continue
-			}
-			old, ok := e.internal.Get(f.Key)
-			e.internal.Put(f, now)
-			switch {
-			case !ok:
-				res.Added++
-				if send {
-					e.sess.Enqueue(f.Key, MsgCTNew)
+				if retry {
+					return errCacheCleared
 				}
-			case !sameState(&old, f):
-				res.Changed++
+				stopped = true
+				return nil
+			}
+			e.mergeDumpedLocked(&flows[i], now, send, &res)
+		}
+		return nil
+	})
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case errors.Is(err, errCacheCleared):
+		// The table the marks were set in is gone.
+	case err != nil:
+		e.sweepSeenLocked(false, false, nil)
+	default:
+		if !e.sweepSeenLocked(true, send, &res) && retry {
+			err = errCacheCleared
+		}
+	}
+	e.touched = nil
+	return res, err
+}
+
+// mergeDumpedLocked puts one flow of a kernel dump into the internal cache
+// and marks it cfSeen; with send it queues a new or changed state for the
+// peer. Callers hold e.mu.
+func (e *Engine) mergeDumpedLocked(f *Flow, now time.Time, send bool, res *ResyncResult) {
+	if e.filter != nil && !e.filter.Accept(f) {
+		return
+	}
+	ck := compactKey(&f.Key)
+	if _, ok := e.touched[ck]; ok {
+		return
+	}
+	c := e.internal.at(&ck)
+	if c != nil && c.flags&cfInjected != 0 && !e.holdInject {
+		// On a BACKUP, the peer's state written here by the injector:
+		// the dump shows it as the kernel keeps it (its own status
+		// bits), which is no news to send back, and it stays flagged
+		// for the consistency check's view. (On a MASTER the kernel's
+		// entry is the live one.)
+		c.flags |= cfSeen
+		return
+	}
+	var old Flow
+	if c != nil {
+		old = e.internal.flowOf(&ck, c)
+	}
+	e.internal.putFlagged(&ck, f, now, cfSeen)
+	switch {
+	case c == nil:
+		res.Added++
+		if send {
+			e.sess.enqueueCompact(ck, MsgCTNew)
+		}
+	case !sameState(&old, f):
+		res.Changed++
+		if send {
+			e.sess.enqueueCompact(ck, MsgCTUpd)
+		}
+	}
+}
+
+// sweepSeenLocked ends a resync's merge: it clears every entry's cfSeen
+// mark and, with remove, deletes the entries the dump did not have and no
+// event or injection touched since it began (with send, queuing their
+// deletion for the peer). It yields; it reports false when the internal
+// cache was cleared meanwhile (the new table has no marks). Callers hold
+// e.mu.
+func (e *Engine) sweepSeenLocked(remove, send bool, res *ResyncResult) bool {
+	clears := e.clears
+	n := 0
+	e.internal.each(func(k *ckey, c *centry) bool {
+		if c.flags&cfSeen != 0 {
+			c.flags &^= cfSeen
+		} else if _, ok := e.touched[*k]; remove && !ok {
+			ck := *k
+			if e.internal.deleteCK(ck) {
 				if send {
-					e.sess.Enqueue(f.Key, MsgCTUpd)
-				}
-			}
-		}
-		if !complete && retry {
-			continue
-		}
-		var gone []ckey
-		complete = e.walkLocked(e.internal, func(k *ckey, _ *centry) bool {
-			if _, ok := seen[*k]; !ok {
-				if _, ok := e.touched[*k]; !ok {
-					gone = append(gone, *k)
-				}
-			}
-			return true
-		})
-		if !complete && retry {
-			continue
-		}
-		w = e.newWalker()
-		for _, k := range gone {
-			w.step()
-			if _, ok := e.touched[k]; ok {
-				continue // an event re-created it while the walk yielded
-			}
-			if e.internal.deleteCK(k) {
-				if send {
-					e.sess.Enqueue(k.key(), MsgCTDel)
+					e.sess.enqueueCompact(ck, MsgCTDel)
 				}
 				res.Removed++
 			}
 		}
-		return res
-	}
+		// Yield after the entry, not before it: while the lock is
+		// released, a slot may be reused by another key.
+		if n++; n%walkChunk == 0 {
+			e.yieldLocked(n)
+		}
+		return e.clears == clears
+	})
+	return e.clears == clears
 }
 
 // Commit writes the external cache into the kernel in one batched call

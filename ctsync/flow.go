@@ -50,8 +50,10 @@ const (
 // Kernel is the sync engine's view of the local conntrack table. The Linux
 // implementation is ctnetlink.LinuxKernel; tests use an in-memory table.
 type Kernel interface {
-	// Dump reads every entry of the table (resync).
-	Dump(ctx context.Context) ([]Flow, error)
+	// DumpEach reads every entry of the table (resync, refresh) and hands
+	// them to fn in batches; fn must not keep the slice. An error from fn
+	// ends the dump and is returned.
+	DumpEach(ctx context.Context, fn func([]Flow) error) error
 	// Commit writes flows into the table in batches: a missing entry is
 	// created, an existing one is updated to the given state.
 	Commit(ctx context.Context, flows []Flow) (CommitResult, error)

@@ -7,6 +7,7 @@ package ctsync
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -101,43 +102,31 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 	if due == 0 {
 		return unixTime(next), nil
 	}
-	e.resyncMu.Lock()
-	flows, err := e.kernel.Dump(ctx)
-	e.resyncMu.Unlock()
-	if err != nil {
-		return start.Add(minRefreshInterval), err
-	}
 	sent := 0
 	e.mu.Lock()
 	w := e.newWalker() // the pass yields (walk.go)
-	for i := range flows {
-		f := &flows[i]
-		if sent >= e.cfg.RefreshBurst || !w.step() {
-			break // a Flush meanwhile: the entries are gone
+	e.mu.Unlock()
+	e.resyncMu.Lock()
+	// The dump is merged as it is read, one batch per hold of e.mu, so a
+	// pass holds one batch of the kernel's table in memory, not all of it.
+	err := e.kernel.DumpEach(ctx, func(flows []Flow) error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for i := range flows {
+			if sent >= e.cfg.RefreshBurst || !w.step() {
+				return errRefreshDone // the burst is spent, or a Flush emptied the cache
+			}
+			if e.refreshOneLocked(&flows[i], start) {
+				sent++
+			}
 		}
-		ck := compactKey(&f.Key)
-		c, ok := e.internal.entry(ck)
-		if !ok || int64(c.stamp) >= now {
-			// Gone, or changed by an event since the pass started: the
-			// event's state is the newer one and is being sent.
-			continue
-		}
-		if d, _ := refreshDue(&c, now); !d {
-			continue
-		}
-		left := int64(c.stamp) + int64(c.timeout) - now // the peer copy's life
-		if int64(f.Timeout) <= left+refreshSlack || (e.filter != nil && !e.filter.Accept(f)) {
-			// The kernel's entry does not outlive the peer's copy (no
-			// traffic since, or the peer's own injected state): look
-			// again half-way to the copy's end, so that an entry costs
-			// a logarithmic number of looks, not one per pass.
-			e.internal.setRefreshAt(ck, uint32(now+max(left/2, int64(minRefreshInterval/time.Second))))
-			continue
-		}
-		e.internal.Put(f, start)
-		e.sess.Enqueue(f.Key, MsgCTUpd)
-		sent++
+		return nil
+	})
+	e.resyncMu.Unlock()
+	if err != nil && !errors.Is(err, errRefreshDone) {
+		return start.Add(minRefreshInterval), err
 	}
+	e.mu.Lock()
 	// One more walk: due entries the dump did not have (destroyed, the
 	// event not yet read) are looked at again later, not at every pass;
 	// and the next due time is taken.
@@ -164,6 +153,40 @@ func (e *Engine) refresh(ctx context.Context) (time.Time, error) {
 		return start.Add(minRefreshInterval), nil
 	}
 	return unixTime(next), nil
+}
+
+// errRefreshDone ends a refresh pass's dump early.
+var errRefreshDone = errors.New("refresh pass done")
+
+// refreshOneLocked re-sends f, the kernel's current state of a flow, when
+// the peer's copy is due (half-way to expiry) and the kernel's entry
+// outlives it; it reports whether it did. An entry whose kernel state is
+// no fresher is looked at again half-way to its copy's end. start is when
+// the pass began. Callers hold e.mu.
+func (e *Engine) refreshOneLocked(f *Flow, start time.Time) bool {
+	now := start.Unix()
+	ck := compactKey(&f.Key)
+	c, ok := e.internal.entry(ck)
+	if !ok || int64(c.stamp) >= now {
+		// Gone, or changed by an event since the pass started: the
+		// event's state is the newer one and is being sent.
+		return false
+	}
+	if d, _ := refreshDue(&c, now); !d {
+		return false
+	}
+	left := int64(c.stamp) + int64(c.timeout) - now // the peer copy's life
+	if int64(f.Timeout) <= left+refreshSlack || (e.filter != nil && !e.filter.Accept(f)) {
+		// The kernel's entry does not outlive the peer's copy (no
+		// traffic since, or the peer's own injected state): look
+		// again half-way to the copy's end, so that an entry costs
+		// a logarithmic number of looks, not one per pass.
+		e.internal.setRefreshAt(ck, uint32(now+max(left/2, int64(minRefreshInterval/time.Second))))
+		return false
+	}
+	e.internal.putCK(&ck, f, start)
+	e.sess.enqueueCompact(ck, MsgCTUpd)
+	return true
 }
 
 func unixTime(s int64) time.Time {

@@ -37,10 +37,10 @@ func (k gatedEvents) Subscribed() <-chan struct{} {
 	return k.LinuxKernel.Subscribed()
 }
 
-func (k gatedEvents) Dump(ctx context.Context) ([]Flow, error) {
-	flows, err := k.LinuxKernel.Dump(ctx)
+func (k gatedEvents) DumpEach(ctx context.Context, fn func([]Flow) error) error {
+	err := k.LinuxKernel.DumpEach(ctx, fn)
 	k.once.Do(func() { close(k.reached) })
-	return flows, err
+	return err
 }
 
 // TestPrivilegedStartupDumpAfterSubscription: a flow created while the

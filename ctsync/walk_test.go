@@ -2,6 +2,7 @@ package ctsync
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -144,5 +145,64 @@ func TestResyncMergeAfterFlush(t *testing.T) {
 	}
 	if res.Entries != n || e.Status().InternalEntries != n {
 		t.Errorf("after a flush during the merge: %+v, %d cached; want %d", res, e.Status().InternalEntries, n)
+	}
+}
+
+// failingDump is a kernel whose next dump, once armed, fails after its
+// first batch.
+type failingDump struct {
+	*ctsynctest.Kernel
+	fail atomic.Bool
+}
+
+func (k *failingDump) DumpEach(ctx context.Context, fn func([]Flow) error) error {
+	if !k.fail.Swap(false) {
+		return k.Kernel.DumpEach(ctx, fn)
+	}
+	batches := 0
+	return k.Kernel.DumpEach(ctx, func(b []Flow) error {
+		if batches++; batches > 1 {
+			return errors.New("the dump failed part-way")
+		}
+		return fn(b)
+	})
+}
+
+// TestResyncAfterFailedResync: a resync whose dump fails part-way leaves
+// no entry marked as found in the kernel (the merge marks entries in the
+// cache's slots as the dump is read), so the next resync still removes
+// every entry the kernel no longer has.
+func TestResyncAfterFailedResync(t *testing.T) {
+	const n = 3 * walkChunk
+	k := &failingDump{Kernel: ctsynctest.NewKernel()}
+	for i := range n {
+		k.Create(walkFlow(i))
+	}
+	_, la, _ := memPair(ModeFTFW)
+	e, err := New(Config{NoStartupResync: true}, Options{Kernel: k, Channels: la})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runBuilt(t, e)
+	ctx := t.Context()
+	if res, err := e.Resync(ctx); err != nil || res.Entries != n {
+		t.Fatalf("Resync = %+v, %v; want %d entries", res, err, n)
+	}
+	k.fail.Store(true)
+	if _, err := e.Resync(ctx); err == nil {
+		t.Fatal("Resync with a dump that fails part-way succeeded")
+	}
+	// Gone from the kernel without events, as after an overrun.
+	k.SetSilent(true)
+	for i := range n {
+		k.Remove(walkFlow(i).Key)
+	}
+	k.SetSilent(false)
+	res, err := e.Resync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Removed != n || e.Status().InternalEntries != 0 {
+		t.Errorf("Resync after a failed one = %+v, %d cached; want all %d removed", res, e.Status().InternalEntries, n)
 	}
 }

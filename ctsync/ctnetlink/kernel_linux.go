@@ -116,9 +116,8 @@ type LinuxKernel struct {
 	// cancelled Dump: the kernel will not start another one on the socket
 	// (EBUSY) until its rest has been read.
 	dumpPending uint32
-	// dumpHint sizes the next dump's slice from the last one, so a large
-	// table is not copied over and over while the slice grows.
-	dumpHint int
+	// dflows is DumpEach's batch, kept for the next dump.
+	dflows []Flow
 
 	ev        *nlSocket
 	listening atomic.Bool
@@ -523,9 +522,31 @@ func (k *LinuxKernel) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Dump reads every entry of the table (all families and zones). Messages
-// that cannot be decoded are skipped and counted in Stats.DecodeErrors.
+// Dump reads every entry of the table (all families and zones) into one
+// slice. Messages that cannot be decoded are skipped and counted in
+// Stats.DecodeErrors. A large table is better read with DumpEach: as one
+// slice, a 1,000,000-entry table is about 200 MB.
 func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
+	var flows []Flow
+	err := k.DumpEach(ctx, func(batch []Flow) error {
+		flows = append(flows, batch...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return flows, nil
+}
+
+// DumpEach reads every entry of the table (all families and zones) and
+// hands them to fn in batches, one per read from the socket (a few
+// thousand entries), so that a dump holds one batch in memory, not the
+// table. fn must not keep the slice: the next batch is decoded into it.
+// Messages that cannot be decoded are skipped and counted in
+// Stats.DecodeErrors. An error from fn ends the dump and is returned as
+// is; the rest of the kernel's answer is read and dropped by the next
+// dump. Only one dump runs at a time.
+func (k *LinuxKernel) DumpEach(ctx context.Context, fn func([]Flow) error) error {
 	k.dmu.Lock()
 	defer k.dmu.Unlock()
 	if k.dbuf == nil {
@@ -535,55 +556,83 @@ func (k *LinuxKernel) Dump(ctx context.Context) ([]Flow, error) {
 	defer done()
 	if k.dumpPending != 0 {
 		if err := k.drainDump(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	k.dseq++
 	seq := k.dseq
 	req := nlAppendDumpRequest(make([]byte, 0, 32), seq)
 	if err := k.d.send(req); err != nil {
-		return nil, fmt.Errorf("ctnetlink: dump request: %w", err)
+		return fmt.Errorf("ctnetlink: dump request: %w", err)
 	}
-	flows := make([]Flow, 0, k.dumpHint)
+	batch := k.dflows[:0]
+	defer func() {
+		clear(batch) // no addresses, labels or helpers kept alive between dumps
+		k.dflows = batch[:0]
+	}()
 	for {
 		n, err := k.d.recv(k.dbuf)
 		if err != nil {
 			if ctx.Err() != nil {
 				k.dumpPending = seq
-				return nil, ctx.Err()
+				return ctx.Err()
 			}
-			return nil, fmt.Errorf("ctnetlink: dump: %w", err)
+			return fmt.Errorf("ctnetlink: dump: %w", err)
 		}
-		b := k.dbuf[:n]
-		for len(b) > 0 {
-			h, payload, rest, ok := nlNextMessage(b)
-			if !ok {
-				k.decodeErrs.Add(1)
-				break
-			}
-			b = rest
-			if h.Seq != seq {
-				continue // a stale reply of an interrupted dump
-			}
-			switch h.Type {
-			case nlmsgDone:
-				k.dumpHint = len(flows) + len(flows)/8
-				return flows, nil
-			case nlmsgError:
-				if len(payload) >= nlmsgErrLen {
-					if code := int32(binary.NativeEndian.Uint32(payload)); code < 0 {
-						return nil, fmt.Errorf("ctnetlink: dump: %w", unix.Errno(-code))
-					}
+		clear(batch)
+		batch = batch[:0]
+		end, err := k.decodeDumpBatch(k.dbuf[:n], seq, &batch)
+		if err != nil {
+			return err
+		}
+		if len(batch) > 0 {
+			if err := fn(batch); err != nil {
+				if !end {
+					k.dumpPending = seq
 				}
-				continue
+				return err
 			}
-			flows = slices.Grow(flows, 1)[:len(flows)+1]
-			if err := nlDecodeFlow(payload, &flows[len(flows)-1]); err != nil {
-				flows = flows[:len(flows)-1]
-				k.decodeErrs.Add(1)
-			}
+		}
+		if end {
+			return nil
 		}
 	}
+}
+
+// decodeDumpBatch appends the flows of one read of dump seq to batch. It
+// reports whether the dump's last message (NLMSG_DONE) was in it, and the
+// kernel's error when the dump failed.
+func (k *LinuxKernel) decodeDumpBatch(b []byte, seq uint32, batch *[]Flow) (end bool, err error) {
+	for len(b) > 0 {
+		h, payload, rest, ok := nlNextMessage(b)
+		if !ok {
+			k.decodeErrs.Add(1)
+			return false, nil
+		}
+		b = rest
+		if h.Seq != seq {
+			continue // a stale reply of an interrupted dump
+		}
+		switch h.Type {
+		case nlmsgDone:
+			return true, nil
+		case nlmsgError:
+			if len(payload) >= nlmsgErrLen {
+				if code := int32(binary.NativeEndian.Uint32(payload)); code < 0 {
+					return true, fmt.Errorf("ctnetlink: dump: %w", unix.Errno(-code))
+				}
+			}
+			continue
+		}
+		fl := slices.Grow(*batch, 1)[:len(*batch)+1]
+		if err := nlDecodeFlow(payload, &fl[len(fl)-1]); err != nil {
+			fl[len(fl)-1] = Flow{}
+			fl = fl[:len(fl)-1]
+			k.decodeErrs.Add(1)
+		}
+		*batch = fl
+	}
+	return false, nil
 }
 
 // drainDump reads the rest of an abandoned dump. Callers hold dmu.

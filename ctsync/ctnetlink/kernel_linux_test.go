@@ -2,6 +2,7 @@ package ctnetlink_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -418,6 +419,48 @@ func TestPrivilegedDumpCancel(t *testing.T) {
 	}
 	if got, err := k.Dump(ctx); err != nil || len(got) != len(flows) {
 		t.Fatalf("Dump after a cancelled one = %d flows, %v", len(got), err)
+	}
+}
+
+// TestPrivilegedDumpEachBatches: DumpEach hands the table over in batches
+// (a dump holds one batch in memory, not the table), every entry exactly
+// once, and a dump its callback ends early does not spoil the next one.
+func TestPrivilegedDumpEachBatches(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	k, _ := ctnetlinktest.OpenKernel(t, KernelOptions{})
+	ctx := ctnetlinktest.Ctx(t, 20*time.Second)
+	flows := ctnetlinktest.BenchFlows(20000, ProtoUDP, false)
+	if res, err := k.Commit(ctx, flows); err != nil || res.Created != len(flows) {
+		t.Fatalf("Commit = %+v, %v", res, err)
+	}
+	seen := make(map[Key]int, len(flows))
+	batches, largest := 0, 0
+	err := k.DumpEach(ctx, func(b []Flow) error {
+		batches++
+		largest = max(largest, len(b))
+		for i := range b {
+			seen[b[i].Key]++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("DumpEach: %v", err)
+	}
+	for i := range flows {
+		if n := seen[flows[i].Key]; n != 1 {
+			t.Fatalf("DumpEach gave %v %d times, want once", flows[i].Key, n)
+		}
+	}
+	if len(seen) != len(flows) || batches < 2 || largest >= len(flows)/2 {
+		t.Fatalf("DumpEach: %d entries in %d batches (largest %d), want %d in batches of a read each",
+			len(seen), batches, largest, len(flows))
+	}
+	stop := errors.New("enough")
+	if err := k.DumpEach(ctx, func([]Flow) error { return stop }); err != stop {
+		t.Fatalf("DumpEach whose callback fails = %v, want its error", err)
+	}
+	if got, err := k.Dump(ctx); err != nil || len(got) != len(flows) {
+		t.Fatalf("Dump after one ended early = %d flows, %v; want %d", len(got), err, len(flows))
 	}
 }
 

@@ -227,6 +227,32 @@ func (k *Kernel) Dump(ctx context.Context) ([]ctnetlink.Flow, error) {
 	return out, nil
 }
 
+// dumpBatch is how many entries DumpEach hands over at a time, about what
+// one read of a real dump socket holds.
+const dumpBatch = 1000
+
+// DumpEach is Dump handed over in batches, as the Linux adapter does: the
+// table is read at once (the snapshot of a real dump is as of its reads),
+// the dump hook runs, then fn gets the entries dumpBatch at a time; an
+// error from fn ends it.
+func (k *Kernel) DumpEach(ctx context.Context, fn func([]ctnetlink.Flow) error) error {
+	all, err := k.Dump(ctx)
+	if err != nil {
+		return err
+	}
+	batch := make([]flow, 0, dumpBatch)
+	for len(all) > 0 {
+		n := min(len(all), dumpBatch)
+		batch = append(batch[:0], all[:n]...)
+		all = all[n:]
+		if err := fn(batch); err != nil {
+			return err
+		}
+		clear(batch) // fn must not keep the slice: a test that does sees zeroes
+	}
+	return nil
+}
+
 // Commit creates or updates flows, each with an Own event.
 func (k *Kernel) Commit(ctx context.Context, flows []ctnetlink.Flow) (ctnetlink.CommitResult, error) {
 	start := time.Now()
