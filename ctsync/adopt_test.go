@@ -146,6 +146,44 @@ func TestEnginePeerState(t *testing.T) {
 	}
 }
 
+// TestEngineAnswerKeysDroppedUnpolled: the keys of a resync answer are
+// tracked only until the answer is complete, on a node nobody asks
+// PeerState (no preemption hold configured) too. Before, such a node kept
+// them, and added the key of every later new flow the peer sent, up to
+// the external cache's limit (about 70 B each: 70 MB at a million).
+func TestEngineAnswerKeysDroppedUnpolled(t *testing.T) {
+	_, la, lb := memPair(ModeFTFW)
+	ka, kb := ctsynctest.NewKernel(), ctsynctest.NewKernel()
+	for i := range 200 {
+		ka.Create(tcpFlow(i, 3))
+	}
+	startNode(t, Config{}, ka, la, nil)
+	b := startNode(t, Config{DirectInject: true}, kb, lb, nil)
+	tracked := func() (int, bool) {
+		b.e.mu.Lock()
+		defer b.e.mu.Unlock()
+		return len(b.e.answerSeen), b.e.answerSeen != nil
+	}
+	waitFor(t, 10*time.Second, "the answer's keys dropped", func() error {
+		if n, on := tracked(); on {
+			return fmt.Errorf("%d keys still tracked", n)
+		}
+		return nil
+	})
+	for i := 200; i < 300; i++ {
+		ka.Create(tcpFlow(i, 3))
+	}
+	waitFor(t, 10*time.Second, "later flows replicated", func() error {
+		if n := len(kb.Snapshot()); n != 300 {
+			return fmt.Errorf("%d of 300", n)
+		}
+		return nil
+	})
+	if n, on := tracked(); on {
+		t.Errorf("%d keys tracked after the answer was complete", n)
+	}
+}
+
 // Updates of flows already received (a refresh of long-lived flows, a
 // busy connection) do not hold readiness back: only flows the answer has
 // not brought yet do.

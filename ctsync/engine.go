@@ -639,6 +639,9 @@ func (e *Engine) maintLoop(ctx context.Context) error {
 		if purge {
 			e.purgeAt = time.Time{}
 		}
+		if e.answerSeen != nil {
+			e.peerStateLocked(now) // drops the answer's keys once it is in
+		}
 		e.mu.Unlock()
 		e.maintainLimits(now)
 		if resync {

@@ -32,6 +32,15 @@ const QuietPeriod = 2 * DefaultAliveInterval
 func (e *Engine) PeerState(now time.Time) PeerState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.peerStateLocked(now)
+}
+
+// peerStateLocked is PeerState; once the answer is complete it stops
+// tracking the answer's keys. maintLoop calls it too, so the set is
+// dropped when the answer is in even on a node nobody asks (no
+// preemption hold configured), instead of growing with every flow the
+// peer ever sends up to the external cache's limit. Callers hold e.mu.
+func (e *Engine) peerStateLocked(now time.Time) PeerState {
 	ps := PeerState{Asked: e.askedAt}
 	switch {
 	case e.askedAt.IsZero():
