@@ -2,6 +2,7 @@ package ctsync
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -225,4 +226,57 @@ func TestPrivilegedOverrunResync(t *testing.T) {
 
 func contextWithCancel() (context.Context, context.CancelFunc) {
 	return context.WithCancel(context.Background())
+}
+
+// TestPrivilegedChannelRecvContexts: a Recv blocked on a UDP link returns
+// when its context ends, and a later Recv with another context receives
+// again (the end of the first context left a read deadline behind, which
+// the second must clear); the hook on a context is registered once for
+// many Recvs, not once per datagram.
+func TestPrivilegedChannelRecvContexts(t *testing.T) {
+	testenv.RequirePrivileged(t)
+	a, b := nsPair(t, 1)
+	open := func(ns *testenv.NS, side int) Channel {
+		var ch Channel
+		if err := ns.Do(func() error {
+			var err error
+			ch, err = OpenChannel(unicast(1, side)[0])
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ch.Close() })
+		return ch
+	}
+	tx, rx := open(a, 0), open(b, 1)
+	buf := make([]byte, 2048)
+
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() {
+		_, err := rx.Recv(ctx1, buf)
+		got <- err
+	}()
+	cancel1()
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Recv after its context ended = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv did not return when its context ended")
+	}
+
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	for i := range 3 {
+		msg := []byte{byte(i), 1, 2, 3}
+		if err := tx.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+		n, err := rx.Recv(ctx2, buf)
+		if err != nil || n != len(msg) || buf[0] != byte(i) {
+			t.Fatalf("Recv %d with a new context = %d bytes, %v; want datagram %d", i, n, err, i)
+		}
+	}
 }

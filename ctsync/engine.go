@@ -85,6 +85,9 @@ type Engine struct {
 	// the peer's states then go to the external cache instead of the
 	// kernel, so a backup's stale view never overwrites live entries.
 	holdInject bool
+	// txArmed is the deadline txLoop's timer waits for (the last Poll's);
+	// a receiver wakes txLoop only for work due before it.
+	txArmed time.Time
 	// touched records the keys of kernel events received while a Resync
 	// dump runs: their event state is newer than the dump's.
 	touched map[ckey]struct{}
@@ -349,6 +352,7 @@ func (e *Engine) txLoop(ctx context.Context) error {
 			now := time.Now()
 			e.mu.Lock()
 			dgs, n := e.sess.Poll(now, e.lookupLocked, 512)
+			e.txArmed = n
 			e.mu.Unlock()
 			next = n
 			e.sendAll(dgs)
@@ -498,6 +502,10 @@ func (e *Engine) handleDatagram(link int, d []byte) (injectFull bool) {
 		e.lastPeer = now
 	}
 	injectFull = e.injectFullLocked()
+	// Most datagrams of a burst give the transmitter nothing to do (an
+	// ACK is due every ACKWindow messages): waking it for each cost a
+	// goroutine switch and often a thread wake-up per datagram.
+	kick := e.sess.dueBefore(now, e.txArmed)
 	e.mu.Unlock()
 	if valid && int(e.active.Load()) != link {
 		old := e.active.Swap(int32(link))
@@ -508,7 +516,9 @@ func (e *Engine) handleDatagram(link int, d []byte) (injectFull bool) {
 	if inject {
 		e.wake(e.injectCh)
 	}
-	e.wake(e.kick)
+	if kick {
+		e.wake(e.kick)
+	}
 	return injectFull
 }
 

@@ -407,6 +407,17 @@ func (s *Session) Deadline() time.Time {
 	return next
 }
 
+// dueBefore reports whether Poll has something to send now (control
+// messages, data the send window lets out) or at a deadline before armed,
+// the one the caller's timer waits for: whether a change (a received
+// datagram) needs the transmitter woken.
+func (s *Session) dueBefore(now, armed time.Time) bool {
+	if len(s.txCtl) > 0 || s.txKeys.len() > 0 && !s.windowFull(now) {
+		return true
+	}
+	return s.Deadline().Before(armed)
+}
+
 // Lookup returns the current state of a flow of the internal cache.
 type Lookup func(ck *ckey) (Flow, bool)
 
