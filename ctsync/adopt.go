@@ -85,7 +85,7 @@ func (e *Engine) AdoptPeer(ctx context.Context) (AdoptResult, error) {
 		// MASTER would lose them from its digest and its sends while its
 		// kernel still forwards them.
 		var r CommitResult
-		r, err = e.injectCommit(ctx, flows)
+		r, err = e.injectCommit(ctx, flows, false)
 		res.Adopted = r.Created + r.Updated
 		for k, n := range r.Failed {
 			res.Failed[k] += n

@@ -85,6 +85,10 @@ type Engine struct {
 	// the peer's states then go to the external cache instead of the
 	// kernel, so a backup's stale view never overwrites live entries.
 	holdInject bool
+	// quietInjectMin is the inject batch from which the injector writes
+	// out of the event groups (quietInjectMin, commitquiet.go); tests
+	// lower it.
+	quietInjectMin int
 	// txArmed is the deadline txLoop's timer waits for (the last Poll's);
 	// a receiver wakes txLoop only for work due before it.
 	txArmed time.Time
@@ -117,7 +121,7 @@ type counters struct {
 	evNew, evUpdate, evDestroy, evOwn    uint64
 	evFiltered                           uint64
 	commits                              uint64
-	injected, injectFailed               uint64
+	injected, injectFailed, quietInjects uint64
 	applied                              uint64
 	refreshed, refreshPasses             uint64
 	converged                            uint64
@@ -164,6 +168,7 @@ func New(cfg Config, opts Options) (*Engine, error) {
 		kick: make(chan struct{}, 1), injectCh: make(chan struct{}, 1), injectRoom: make(chan struct{}, 1), ready: make(chan struct{}),
 		internal: NewCache(), external: NewCache(), malformed: make(map[string]uint64),
 		bulkCh: make(chan struct{}, 1), linkRejects: make([]uint64, len(links)),
+		quietInjectMin: quietInjectMin,
 	}
 	e.injectHigh = injectHighWater(&cfg)
 	e.exp.init(opts.Expect)
@@ -550,10 +555,11 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 			q := e.injectQ
 			e.injectQ = spare
 			xq := e.takeExpQueueLocked()
+			quiet := e.quietInjectLocked(q.len())
 			e.mu.Unlock()
 			e.wake(e.injectRoom)
 			idle := q.len() == 0 && len(xq) == 0
-			e.inject(ctx, &q)
+			e.inject(ctx, &q, quiet)
 			spare = q.emptied()
 			if idle {
 				break
@@ -568,14 +574,14 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 // inject writes received states into the kernel, keeping their order per
 // key by splitting the batch where a create/update and a delete alternate,
 // and in chunks of injectChunk, so that only a chunk is ever decoded.
-func (e *Engine) inject(ctx context.Context, q *injectQueue) {
+func (e *Engine) inject(ctx context.Context, q *injectQueue, quiet bool) {
 	ups := make([]Flow, 0, min(q.len(), injectChunk))
 	var dels []Key
 	flush := func() {
 		var res CommitResult
 		var err error
 		if len(ups) > 0 {
-			res, err = e.injectCommit(ctx, ups) // eventfilter.go
+			res, err = e.injectCommit(ctx, ups, quiet) // eventfilter.go
 			e.countInject(res, err)
 		}
 		if len(dels) > 0 {
@@ -1129,11 +1135,14 @@ type Stats struct {
 	Applied        uint64            `json:"applied"`
 	Injected       uint64            `json:"injected"`
 	InjectFailed   uint64            `json:"inject_failed"`
-	Commits        uint64            `json:"commits"`
-	LastCommit     CommitResult      `json:"last_commit"`
-	Failovers      uint64            `json:"failovers"`
-	Purges         uint64            `json:"purges"`
-	Purged         uint64            `json:"purged"`
+	// QuietInjects counts inject writes of a backlog made out of the
+	// event groups (commitquiet.go).
+	QuietInjects uint64       `json:"quiet_injects"`
+	Commits      uint64       `json:"commits"`
+	LastCommit   CommitResult `json:"last_commit"`
+	Failovers    uint64       `json:"failovers"`
+	Purges       uint64       `json:"purges"`
+	Purged       uint64       `json:"purged"`
 	// Refreshed counts states re-sent because the peer's copy was
 	// half-way to expiry while the local entry lived on; RefreshPasses
 	// the kernel dumps taken for that.
@@ -1175,7 +1184,7 @@ func (e *Engine) Stats() Stats {
 		SeqImplausible: ss.SeqImplausible, SeqAdopted: ss.SeqAdopted, RenackOverflow: ss.RenackOverflow,
 		EventsNew: e.st.evNew, EventsUpdate: e.st.evUpdate, EventsDestroy: e.st.evDestroy,
 		EventsOwn: e.st.evOwn, EventsFiltered: e.st.evFiltered,
-		Applied: e.st.applied, Injected: e.st.injected, InjectFailed: e.st.injectFailed,
+		Applied: e.st.applied, Injected: e.st.injected, InjectFailed: e.st.injectFailed, QuietInjects: e.st.quietInjects,
 		Commits: e.st.commits, LastCommit: e.lastComm,
 		Failovers: e.st.failovers, Purges: e.st.purges, Purged: e.st.purged,
 		Refreshed: e.st.refreshed, RefreshPasses: e.st.refreshPasses,

@@ -29,14 +29,32 @@ type ownRecorder interface {
 	CommitReport(ctx context.Context, flows []Flow) (CommitResult, []bool, error)
 }
 
+// quietRecorder is an ownRecorder that can also write with its event
+// socket out of the NEW and UPDATE groups (commitquiet.go).
+type quietRecorder interface {
+	CommitReportQuiet(ctx context.Context, flows []Flow) (CommitResult, []bool, error)
+}
+
 // injectCommit writes injected states and, when the kernel filters its own
 // events, records the accepted ones in the internal cache as the echo did.
-func (e *Engine) injectCommit(ctx context.Context, ups []Flow) (CommitResult, error) {
+// With quiet (a backlog, commitquiet.go) it writes them out of the event
+// groups when the kernel can.
+func (e *Engine) injectCommit(ctx context.Context, ups []Flow, quiet bool) (CommitResult, error) {
 	r, ok := e.kernel.(ownRecorder)
 	if !ok || !r.FiltersOwnUpdates() {
 		return e.kernel.Commit(ctx, ups)
 	}
-	res, failed, err := r.CommitReport(ctx, ups)
+	var res CommitResult
+	var failed []bool
+	var err error
+	if q, ok := r.(quietRecorder); ok && quiet {
+		res, failed, err = q.CommitReportQuiet(ctx, ups)
+		e.mu.Lock()
+		e.st.quietInjects++
+		e.mu.Unlock()
+	} else {
+		res, failed, err = r.CommitReport(ctx, ups)
+	}
 	if err != nil {
 		// Unknown which of the rest were written: the consistency check
 		// repairs what is missing.

@@ -52,7 +52,7 @@ func TestInjectQueueOrderAcrossChunks(t *testing.T) {
 			want[f.Key] = f
 		}
 	}
-	e.inject(context.Background(), &q)
+	e.inject(context.Background(), &q, false)
 	got := k.Snapshot()
 	if len(got) != len(want) {
 		t.Fatalf("kernel holds %d entries, want %d", len(got), len(want))

@@ -55,7 +55,7 @@ func FuzzReceivePath(f *testing.F) {
 			if q.len() > 64 || len(ext) > 64 {
 				t.Fatalf("bounds: inject queue %d, external %d", q.len(), len(ext))
 			}
-			e.inject(context.Background(), &q)
+			e.inject(context.Background(), &q, false)
 			caps := DefaultMaxTimeouts()
 			for _, f := range ext {
 				if err := validateFlow(&f, &caps); err != nil {

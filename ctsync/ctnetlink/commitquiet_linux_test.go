@@ -1,6 +1,8 @@
 package ctnetlink_test
 
 import (
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -52,6 +54,23 @@ func TestPrivilegedCommitQuiet(t *testing.T) {
 	}
 	c.Wait(t, d, "DESTROY during a quiet commit", func(e *Event) bool { return e.Type == EventDestroy && e.Flow.Key == nat[0].Key })
 	c.Wait(t, d, "second gap", func(e *Event) bool { return e.Type == EventGap })
+
+	// CommitReportQuiet (the injector's backlog): the same, with the
+	// per-flow report.
+	more := ctnetlinktest.BenchFlows(500, ProtoUDP, false)
+	for i := range more {
+		more[i].Src = netip.AddrFrom4([4]byte{10, 99, byte(i >> 8), byte(i)})
+	}
+	res, failed, err := k.CommitReportQuiet(ctx, more)
+	if err != nil || res.Created != len(more) || len(failed) != len(more) || slices.Contains(failed, true) {
+		t.Fatalf("CommitReportQuiet = %+v, %v; %d reports for %d flows", res, err, len(failed), len(more))
+	}
+	c.Wait(t, d, "third gap", func(e *Event) bool { return e.Type == EventGap })
+	for _, e := range c.Seen() {
+		if (e.Type == EventNew || e.Type == EventUpdate) && e.Flow.Src == more[0].Src {
+			t.Errorf("%v event of %v during CommitReportQuiet", e.Type, e.Flow.Tuple)
+		}
+	}
 	if s := k.Stats(); s.Overruns != 0 || s.DecodeErrors != 0 {
 		t.Errorf("Stats = %+v", s)
 	}

@@ -459,23 +459,44 @@ var nlQuietGroups = []int{unix.NFNLGRP_CONNTRACK_NEW, unix.NFNLGRP_CONNTRACK_UPD
 // is running, it delivers an EventGap once the groups are joined again:
 // traffic events of the window may be missing and the caller reconciles
 // with a dump. Without a running Events it is Commit.
-func (k *LinuxKernel) CommitQuiet(ctx context.Context, flows []Flow) (CommitResult, error) {
+func (k *LinuxKernel) CommitQuiet(ctx context.Context, flows []Flow) (res CommitResult, err error) {
+	err = k.quietly(func() error {
+		res, err = k.Commit(ctx, flows)
+		return err
+	})
+	return res, err
+}
+
+// CommitReportQuiet is CommitReport out of the NEW and UPDATE groups, as
+// CommitQuiet is Commit.
+func (k *LinuxKernel) CommitReportQuiet(ctx context.Context, flows []Flow) (res CommitResult, failed []bool, err error) {
+	err = k.quietly(func() error {
+		res, failed, err = k.CommitReport(ctx, flows)
+		return err
+	})
+	return res, failed, err
+}
+
+// quietly runs write with the event socket out of the NEW and UPDATE
+// groups, and has the event loop report a gap afterwards. Without a
+// running Events, or when the groups cannot be left, it just runs write.
+func (k *LinuxKernel) quietly(write func() error) error {
 	if !k.listening.Load() {
-		return k.Commit(ctx, flows)
+		return write()
 	}
 	if err := k.ev.setGroups(false, nlQuietGroups...); err != nil {
-		// Still subscribed (or partly): commit paying for the events.
+		// Still subscribed (or partly): write paying for the events.
 		_ = k.ev.setGroups(true, nlQuietGroups...)
-		return k.Commit(ctx, flows)
+		return write()
 	}
-	res, err := k.Commit(ctx, flows)
+	err := write()
 	if jerr := k.ev.setGroups(true, nlQuietGroups...); jerr != nil {
 		err = errors.Join(err, fmt.Errorf("ctnetlink: join event groups after commit: %w", jerr))
 	}
 	// Whatever the outcome, events may have been missed: the event loop
 	// reports the gap after its next read (within nlEventPoll).
 	k.gap.Store(true)
-	return res, err
+	return err
 }
 
 // Delete removes entries by original tuple and zone in batches. Missing
