@@ -575,22 +575,28 @@ func (e *Engine) injectLoop(ctx context.Context) error {
 // key by splitting the batch where a create/update and a delete alternate,
 // and in chunks of injectChunk, so that only a chunk is ever decoded.
 func (e *Engine) inject(ctx context.Context, q *injectQueue, quiet bool) {
+	rec := injectRecorder{e: e} // eventfilter.go
+	defer rec.wait()
 	ups := make([]Flow, 0, min(q.len(), injectChunk))
 	var dels []Key
 	flush := func() {
-		var res CommitResult
-		var err error
 		if len(ups) > 0 {
-			res, err = e.injectCommit(ctx, ups, quiet) // eventfilter.go
+			res, failed, record, err := e.injectWrite(ctx, ups, quiet) // eventfilter.go
 			e.countInject(res, err)
+			if record {
+				ups = rec.record(ups, failed) // while the next chunk is written
+			} else {
+				clear(ups) // no Labels or Helper kept alive until the next chunk
+				ups = ups[:0]
+			}
 		}
 		if len(dels) > 0 {
-			res, err = e.kernel.Delete(ctx, dels)
+			res, err := e.kernel.Delete(ctx, dels)
+			rec.wait() // the writes before are recorded first
 			e.injectForget(dels)
 			e.countInject(res, err)
+			dels = dels[:0]
 		}
-		clear(ups) // no Labels or Helper kept alive until the next chunk
-		ups, dels = ups[:0], dels[:0]
 	}
 	for i := range q.items {
 		f, err := e.cfg.Wire.DecodeFlow(q.payload(i))

@@ -37,16 +37,26 @@ type quietRecorder interface {
 
 // injectCommit writes injected states and, when the kernel filters its own
 // events, records the accepted ones in the internal cache as the echo did.
-// With quiet (a backlog, commitquiet.go) it writes them out of the event
-// groups when the kernel can.
+// With quiet (commitquiet.go) it writes them out of the event groups when
+// the kernel can.
 func (e *Engine) injectCommit(ctx context.Context, ups []Flow, quiet bool) (CommitResult, error) {
+	res, failed, record, err := e.injectWrite(ctx, ups, quiet)
+	if record {
+		e.recordInjected(ups, failed)
+	}
+	return res, err
+}
+
+// injectWrite is injectCommit's write. record says whether the caller must
+// then record the accepted states (recordInjected): the kernel filters the
+// own events and the write went through (after an error it is unknown
+// which were written: the consistency check repairs what is missing).
+func (e *Engine) injectWrite(ctx context.Context, ups []Flow, quiet bool) (res CommitResult, failed []bool, record bool, err error) {
 	r, ok := e.kernel.(ownRecorder)
 	if !ok || !r.FiltersOwnUpdates() {
-		return e.kernel.Commit(ctx, ups)
+		res, err = e.kernel.Commit(ctx, ups)
+		return res, nil, false, err
 	}
-	var res CommitResult
-	var failed []bool
-	var err error
 	if q, ok := r.(quietRecorder); ok && quiet {
 		res, failed, err = q.CommitReportQuiet(ctx, ups)
 		e.mu.Lock()
@@ -55,32 +65,74 @@ func (e *Engine) injectCommit(ctx context.Context, ups []Flow, quiet bool) (Comm
 	} else {
 		res, failed, err = r.CommitReport(ctx, ups)
 	}
-	if err != nil {
-		// Unknown which of the rest were written: the consistency check
-		// repairs what is missing.
-		return res, err
-	}
+	return res, failed, err == nil, err
+}
+
+// recordInjected puts the states of ups the kernel accepted (not failed)
+// into the internal cache, flagged cfInjected. It yields (walk.go): a
+// batch can hold InjectQueueLimit states.
+func (e *Engine) recordInjected(ups []Flow, failed []bool) {
 	now := time.Now()
 	e.mu.Lock()
-	w := e.newWalker() // a batch can hold InjectQueueLimit states: yield (walk.go)
+	defer e.mu.Unlock()
+	w := e.newWalker()
 	for i := range ups {
 		w.step()
 		if failed[i] {
 			continue
 		}
 		f := &ups[i]
+		ck := compactKey(&f.Key)
 		if e.touched != nil {
-			e.touched[compactKey(&f.Key)] = struct{}{}
+			e.touched[ck] = struct{}{}
 		}
 		if e.filter != nil && !e.filter.Accept(f) {
-			e.internal.Delete(f.Key)
+			e.internal.deleteCK(ck)
 			continue
 		}
-		e.internal.Put(f, now)
-		e.internal.markInjected(&f.Key)
+		e.internal.putFlagged(&ck, f, now, cfInjected)
 	}
-	e.mu.Unlock()
-	return res, nil
+}
+
+// injectRecorder records a written chunk (recordInjected) while the
+// injector writes the next one. A returning node loading the peer's table
+// is bound by its injector, one thread (the kernel serialises ctnetlink
+// writes), and the recording was an eighth of that thread's time in the
+// 1,000,000-flow reboot. One chunk at most is being recorded, in the order
+// written; its buffer comes back for a later chunk. The goroutine belongs
+// to the inject call that started it, which waits for it (wait) before it
+// returns and before it records deletions (ordered after the writes).
+type injectRecorder struct {
+	e    *Engine
+	done chan []Flow // the buffer of the chunk being recorded, once it is
+}
+
+// record starts recording ups and returns an empty buffer for the next
+// chunk: the one the previous record used, once that is done.
+func (r *injectRecorder) record(ups []Flow, failed []bool) []Flow {
+	next := r.wait()
+	if next == nil {
+		next = make([]Flow, 0, cap(ups))
+	}
+	done := make(chan []Flow, 1)
+	r.done = done
+	go func() {
+		r.e.recordInjected(ups, failed)
+		clear(ups) // no Labels or Helper kept alive
+		done <- ups[:0]
+	}()
+	return next
+}
+
+// wait waits until the chunk being recorded, if any, is, and returns its
+// buffer.
+func (r *injectRecorder) wait() []Flow {
+	if r.done == nil {
+		return nil
+	}
+	b := <-r.done
+	r.done = nil
+	return b
 }
 
 // injectForget removes deleted keys from the internal cache.

@@ -9,10 +9,25 @@ import (
 
 // TestInjectQueueOrderAcrossChunks: the injector decodes and writes the
 // queue a chunk at a time; a key created, deleted and created again across
-// a chunk boundary ends as its last state, and every other queued state is
-// in the kernel as it was received.
+// a chunk boundary ends as its last state, a key updated in a later chunk
+// as its update, and every other queued state is in the kernel as it was
+// received. With a kernel that filters the own events, the internal cache
+// records the same states, flagged injected, although each chunk is
+// recorded while the next is written (injectRecorder).
 func TestInjectQueueOrderAcrossChunks(t *testing.T) {
-	k := ctsynctest.NewKernel()
+	for _, recording := range []bool{false, true} {
+		t.Run(map[bool]string{false: "echo", true: "recorded"}[recording], func(t *testing.T) {
+			testInjectQueueOrder(t, recording)
+		})
+	}
+}
+
+func testInjectQueueOrder(t *testing.T, recording bool) {
+	fake := ctsynctest.NewKernel()
+	var k Kernel = fake
+	if recording {
+		k = &ctsynctest.RecordingKernel{Kernel: fake}
+	}
 	var net MemNetwork
 	_, y := net.NewMemLink("inject", 1472)
 	e, err := New(Config{DirectInject: true}, Options{Kernel: k, Channels: []Channel{y}})
@@ -34,9 +49,16 @@ func TestInjectQueueOrderAcrossChunks(t *testing.T) {
 	}
 	n := keepInjectMem + 100 // several chunks, more than the queue keeps
 	want := map[Key]Flow{}
-	f0 := flowN(0)
+	f0, f1 := flowN(0), flowN(1)
 	for i := range n {
 		switch i {
+		case 5: // key 1 created here, updated two chunks later
+			f1.Timeout = 100
+			push(&f1, MsgCTNew)
+		case 2*injectChunk + 5:
+			f1.Timeout = 333
+			push(&f1, MsgCTUpd)
+			want[f1.Key] = f1
 		case injectChunk - 2: // key 0 created, deleted and created again
 			f0.Timeout = 111
 			push(&f0, MsgCTNew)
@@ -53,13 +75,27 @@ func TestInjectQueueOrderAcrossChunks(t *testing.T) {
 		}
 	}
 	e.inject(context.Background(), &q, false)
-	got := k.Snapshot()
+	got := fake.Snapshot()
 	if len(got) != len(want) {
 		t.Fatalf("kernel holds %d entries, want %d", len(got), len(want))
 	}
 	for key, f := range want {
 		if g, ok := got[key]; !ok || g.Timeout != f.Timeout {
 			t.Fatalf("%v: kernel holds %+v (present %v), want timeout %d", key, g, ok, f.Timeout)
+		}
+	}
+	if recording {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if n := e.internal.Len(); n != len(want) {
+			t.Fatalf("internal cache holds %d entries, want %d", n, len(want))
+		}
+		for key, f := range want {
+			g, ok := e.internal.Get(key)
+			if !ok || g.Timeout != f.Timeout || !e.isInjectedLocked(&key) {
+				t.Fatalf("%v: internal cache holds %+v (present %v, injected %v), want timeout %d",
+					key, g, ok, e.isInjectedLocked(&key), f.Timeout)
+			}
 		}
 	}
 	if r := q.emptied(); r.len() != 0 || cap(r.items) != 0 {
