@@ -33,6 +33,9 @@
 //	txLoop           Session.Poll→sendAll    ≤512 messages per hold, sends without it
 //	injectLoop       injectQ→Kernel.Commit   taking the queue; decoding its payloads and the
 //	                                         writes (4096 at a time) run without it
+//	  its recorder   one written chunk       recording it in the internal cache (a walk), while
+//	                                         the next chunk is written; the inject call that
+//	                                         starts it waits for it (eventfilter.go)
 //	maintLoop        every 100 ms            timers: overrun resync, purge, link failover,
 //	                                         bounds (limits.go), convergence (converge.go)
 //	bulkLoop         peer-requested bulks    a walk (see below), ≤1 per second
@@ -222,9 +225,11 @@
 //	refresh.go          keeping replicated entries alive on the peer
 //	converge.go         a returning BACKUP deletes what the peer no longer has
 //	digest.go, cache_digest.go  the optional consistency check
-//	eventfilter.go      the injector records what it wrote (instead of the echo)
+//	eventfilter.go      the injector records what it wrote (instead of the echo),
+//	                    a chunk at a time while it writes the next
 //	injectqueue.go      the direct-inject queue: wire payloads, no pointers
-//	commitquiet.go      Commit without its own events; EventGap reconciles
+//	commitquiet.go      Commit, and a returning node's inject backlog, without their
+//	                    own events; EventGap reconciles
 //	adapters_linux.go   the ctnetlink adapters implement the engine's interfaces
 //
 // The kernel side lives in ctsync/ctnetlink, a leaf package: the conntrack
