@@ -220,7 +220,7 @@ func ctsyncStats(s ctsync.Stats) map[string]uint64 {
 		"bulk_sends": s.BulkSends, "netlink_overruns": s.Overruns,
 		"events_new": s.EventsNew, "events_update": s.EventsUpdate, "events_destroy": s.EventsDestroy,
 		"events_own": s.EventsOwn, "events_filtered": s.EventsFiltered,
-		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed,
+		"applied": s.Applied, "injected": s.Injected, "inject_failed": s.InjectFailed, "quiet_injects": s.QuietInjects,
 		"commits": s.Commits, "link_failovers": s.Failovers, "purges": s.Purges, "purged": s.Purged,
 		"refreshed": s.Refreshed, "refresh_passes": s.RefreshPasses, "converged": s.Converged,
 		"expectations_sent": s.ExpectationsSent, "expectations_received": s.ExpectationsReceived,
