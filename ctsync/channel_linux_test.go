@@ -51,6 +51,13 @@ func linkAddr(i, side int) netip.Addr {
 // startNSNode starts an engine in ns with the given channels.
 func startNSNode(t *testing.T, ns *testenv.NS, cfg Config, kopts ctnetlink.KernelOptions) *labNode {
 	t.Helper()
+	return startNSNodeWith(t, ns, cfg, kopts, nil)
+}
+
+// startNSNodeWith is startNSNode that lets before adjust the engine
+// before it runs.
+func startNSNodeWith(t *testing.T, ns *testenv.NS, cfg Config, kopts ctnetlink.KernelOptions, before func(*Engine)) *labNode {
+	t.Helper()
 	kopts.NetNS = ns.FD()
 	k, err := ctnetlink.NewKernel(kopts)
 	if err != nil {
@@ -64,6 +71,9 @@ func startNSNode(t *testing.T, ns *testenv.NS, cfg Config, kopts ctnetlink.Kerne
 		return err
 	}); err != nil {
 		t.Fatalf("engine in %s: %v", ns.Name, err)
+	}
+	if before != nil {
+		before(n.e)
 	}
 	ctx, cancel := contextWithCancel()
 	n.cancel = cancel

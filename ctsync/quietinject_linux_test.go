@@ -22,32 +22,8 @@ func TestPrivilegedQuietInjectKeepsOwnFlows(t *testing.T) {
 	a, b := nsPair(t, 1)
 	na := startNSNode(t, a, Config{Channels: unicast(1, 0)}, ctnetlink.KernelOptions{})
 
-	kb, err := ctnetlink.NewKernel(ctnetlink.KernelOptions{NetNS: b.FD()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { kb.Close() })
-	nb := &labNode{ns: b, k: kb, done: make(chan error, 1)}
-	if err := b.Do(func() error {
-		var err error
-		nb.e, err = New(Config{Channels: unicast(1, 1), DirectInject: true}, Options{Kernel: kb})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	nb.e.quietInjectMin = 1 // every inject write out of the groups
-	ctx, cancel := contextWithCancel()
-	nb.cancel = cancel
-	go func() { nb.done <- nb.e.Run(ctx) }()
-	t.Cleanup(nb.stop)
-	select {
-	case <-nb.e.Ready():
-	case err := <-nb.done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready")
-	}
-
+	nb := startNSNodeWith(t, b, Config{Channels: unicast(1, 1), DirectInject: true}, ctnetlink.KernelOptions{},
+		func(e *Engine) { e.quietInjectMin = 1 }) // every inject write out of the groups
 	nb.e.RequestResync() // the stream below is (part of) its answer
 	trafficA, trafficB := labKernel(t, a), labKernel(t, b)
 	const peerFlows, ownFlows = 40000, 300
