@@ -412,10 +412,13 @@ func (s *Session) Deadline() time.Time {
 // the one the caller's timer waits for: whether a change (a received
 // datagram) needs the transmitter woken.
 func (s *Session) dueBefore(now, armed time.Time) bool {
-	if len(s.txCtl) > 0 || s.txKeys.len() > 0 && !s.windowFull(now) {
-		return true
-	}
-	return s.Deadline().Before(armed)
+	return s.sendableNow(now) || s.Deadline().Before(armed)
+}
+
+// sendableNow reports whether Poll would send something right away:
+// queued control messages, or data the send window lets out.
+func (s *Session) sendableNow(now time.Time) bool {
+	return len(s.txCtl) > 0 || s.txKeys.len() > 0 && !s.windowFull(now)
 }
 
 // Lookup returns the current state of a flow of the internal cache.
@@ -471,7 +474,7 @@ func (s *Session) Poll(now time.Time, lookup Lookup, maxMsgs int) ([][]byte, tim
 		s.lastTx = now
 	}
 	next := s.Deadline()
-	if len(s.txCtl) > 0 || s.txKeys.len() > 0 && !s.windowFull(now) {
+	if s.sendableNow(now) {
 		next = now
 	}
 	return p.out, next
